@@ -1,0 +1,46 @@
+"""Pairs of recordings from different classes, with the ranking target."""
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+
+def labels_and_indices(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of `dataset` and the indices of its items in the underlying recording dataset."""
+    if isinstance(dataset, Subset):
+        labels, indices = labels_and_indices(dataset.dataset)
+        chosen = np.asarray(dataset.indices, dtype=np.int64)
+        return labels[chosen], indices[chosen]
+    labels = np.asarray(dataset.labels, dtype=np.int64)
+    return labels, np.arange(len(labels))
+
+
+class RankingPairDataset(Dataset):
+    """n·(n−1) random draws of two distinct recordings; draws with equal labels are dropped.
+
+    Target is +1 when the first recording has the higher label, −1 otherwise. Items are
+    `(x1, x2, target, label1, label2, index1, index2)`, the indices pointing into the recording
+    dataset underneath any `Subset`, so that `paths[index]` names the recording.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0):
+        self.dataset = dataset
+        labels, self.recording_indices = labels_and_indices(dataset)
+        n = len(labels)
+        draws = n * (n - 1)
+        rng = np.random.default_rng(seed)
+        first = rng.integers(0, n, size=draws) if n > 1 else np.zeros(0, dtype=np.int64)
+        second = (first + rng.integers(1, n, size=draws)) % n if n > 1 else first
+        keep = labels[first] != labels[second]
+        self.first, self.second = first[keep], second[keep]
+        self.targets = np.where(labels[self.first] > labels[self.second], 1.0, -1.0).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple:
+        x1, label1 = self.dataset[int(self.first[index])]
+        x2, label2 = self.dataset[int(self.second[index])]
+        return (x1, x2, torch.tensor(self.targets[index]), label1, label2,
+                int(self.recording_indices[self.first[index]]),
+                int(self.recording_indices[self.second[index]]))

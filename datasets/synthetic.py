@@ -1,0 +1,131 @@
+"""Deterministic demo recordings in the real layout: `python -m datasets.synthetic --out DIR`.
+
+A loudspeaker plays a sine tone in a small room; the microphone stays put and the loudspeaker is
+turned by the class angle θ. What θ changes, as it would in a real room:
+  * the direct sound falls off axis by `directivity_db · sin²(θ/2)`, more at higher frequencies;
+  * the reverberant field depends on the radiated power, not the direction, so the
+    direct-to-reverberant ratio falls with θ;
+  * a reflection off the wall behind the loudspeaker (fixed path, fixed delay) grows as the
+    loudspeaker turns towards the wall;
+  * the background noise keeps its absolute level, so the signal-to-noise ratio falls with θ.
+Each recording jitters the placement, the room gain and the noise, so neighbouring angles overlap.
+The material sets the reflection strength and the reverberation time.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+import config
+from datasets.spectrogram_dataset import recording_name
+from utils.io_utils import atomic_path, save_json
+
+SEED = 20240611
+FREQ_HZ = {"500hz": 500.0, "1000hz": 1000.0, "3000hz": 3000.0}
+DIRECTIVITY_DB = {"500hz": 9.0, "1000hz": 11.0, "3000hz": 13.0}
+# (reflection gain, reverberation time in s, reverberant level re on-axis direct sound in dB)
+MATERIAL_ROOM = {"plastic": (0.08, 0.30, -16.0), "box": (0.05, 0.18, -20.0)}
+NOISE_DBFS = -64.0
+REFLECTION_DELAY_S = 0.0025  # wall path minus direct path; turning the loudspeaker keeps it
+MARKER = "demo_dataset.json"
+
+
+def tone(n: int, sample_rate: int, freq: float, start: int, stop: int, phase: float) -> np.ndarray:
+    """A sine burst from `start` to `stop` with 5 ms raised-cosine ramps."""
+    t = np.arange(n) / sample_rate
+    envelope = np.zeros(n)
+    envelope[start:stop] = 1.0
+    ramp = int(0.005 * sample_rate)
+    shape = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+    envelope[start:start + ramp] = shape
+    envelope[stop - ramp:stop] = shape[::-1]
+    return envelope * np.sin(2 * np.pi * freq * t + phase)
+
+
+def reverberate(signal: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with exponentially decaying noise of unit energy (a diffuse reverberant tail)."""
+    t = np.arange(int(1.5 * rt60 * sample_rate)) / sample_rate
+    impulse = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)
+    impulse /= np.sqrt(np.sum(impulse ** 2))
+    size = len(signal) + len(impulse)
+    wet = np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(impulse, size), size)
+    return wet[:len(signal)]
+
+
+def synthesize(class_index: int, material: str, frequency: str, seq: int,
+               sample_rate: int, duration: float) -> np.ndarray:
+    """One recording at angle `class_index · 36°`, float samples peaking below 0.9."""
+    rng = np.random.default_rng([SEED, class_index, config.MATERIALS.index(material),
+                                 list(FREQ_HZ).index(frequency), seq])
+    theta = np.deg2rad(36.0 * class_index)
+    n = int(round(duration * sample_rate))
+    start = int((0.1 + 0.02 * rng.random()) * n)
+    source = tone(n, sample_rate, FREQ_HZ[frequency], start, int(0.75 * n), 2 * np.pi * rng.random())
+    reflection_gain, rt60, reverb_db = MATERIAL_ROOM[material]
+
+    off_axis = np.sin(theta / 2) ** 2
+    direct_db = -DIRECTIVITY_DB[frequency] * off_axis + rng.normal(0.0, 0.5)
+    delay = int(REFLECTION_DELAY_S * sample_rate)
+    reflection = reflection_gain * (0.3 + 0.7 * off_axis) * np.roll(source, delay)
+    reflection[:delay] = 0.0
+    reverb = 10 ** ((reverb_db + rng.normal(0.0, 0.5)) / 20) * reverberate(source, sample_rate, rt60, rng)
+    noise = 10 ** ((NOISE_DBFS + rng.normal(0.0, 1.0)) / 20) * rng.standard_normal(n)
+    return 0.5 * (10 ** (direct_db / 20) * source + reflection + reverb) + noise
+
+
+def generate(out: str | Path, sample_rate: int = 48000, duration: float = 2.0, seqs: int = 9,
+             classes: list[str] = config.CLASSES, materials: list[str] = config.MATERIALS,
+             frequencies: list[str] = config.FREQUENCIES) -> Path:
+    """Write the demo dataset (16-bit WAV) under `out` and a marker file describing it."""
+    out = Path(out)
+    for class_index, class_name in enumerate(classes):
+        for material in materials:
+            for frequency in frequencies:
+                for seq in range(seqs):
+                    samples = synthesize(class_index, material, frequency, seq, sample_rate, duration)
+                    path = out / class_name / material / recording_name(material, class_name, frequency,
+                                                                        f"{seq:02d}")
+                    with atomic_path(path) as tmp:
+                        sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
+    save_json(describe(sample_rate, duration, seqs, classes, materials, frequencies), out / MARKER)
+    return out
+
+
+def describe(sample_rate: int, duration: float, seqs: int, classes: list[str], materials: list[str],
+             frequencies: list[str]) -> dict:
+    return {"seed": SEED, "sample_rate": sample_rate, "duration": duration, "seqs": seqs,
+            "classes": list(classes), "materials": list(materials), "frequencies": list(frequencies)}
+
+
+def ensure_demo_data(out: str | Path) -> Path:
+    """Generate the default demo dataset under `out` unless a complete one is already there."""
+    out = Path(out)
+    marker = out / MARKER
+    wanted = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQUENCIES)
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        return out
+    print(f"Generating the demo dataset in {out} ...", flush=True)
+    return generate(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to write the dataset into")
+    parser.add_argument("--sample-rate", type=int, default=48000)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per recording")
+    parser.add_argument("--seqs", type=int, default=9, help="recordings per class, material and frequency")
+    parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES, choices=config.FREQUENCIES)
+    parser.add_argument("--materials", nargs="+", default=config.MATERIALS, choices=config.MATERIALS)
+    args = parser.parse_args(argv)
+    if args.sample_rate < 8 * max(FREQ_HZ[f] for f in args.frequencies) or args.duration <= 0 or args.seqs < 1:
+        parser.error("need --sample-rate above 8x the highest tone, --duration > 0 and --seqs >= 1")
+    out = generate(args.out, args.sample_rate, args.duration, args.seqs,
+                   materials=args.materials, frequencies=args.frequencies)
+    print(f"Wrote the demo dataset to {out}")
+
+
+if __name__ == "__main__":
+    main()

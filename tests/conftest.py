@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny WAV datasets made by the project's own generator, and tiny training flags."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datasets.synthetic import generate  # noqa: E402
+
+TINY_RATE = 24000
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Six classes, plastic, all three frequencies, three 0.25 s recordings each."""
+    return generate(tmp_path_factory.mktemp("tiny_data"), sample_rate=TINY_RATE, duration=0.25, seqs=3,
+                    materials=["plastic"])
+
+
+def tiny_train_args(data_root: Path, save_dir: Path, *extra: str) -> list[str]:
+    return ["--data-root", str(data_root), "--save-dir", str(save_dir), "--seqs", "all",
+            "--n-fft", "128", "--hop-length", "64", "--epochs", "2", "--batch-size", "8",
+            "--checkpoint-interval", "1", "--margin", "1.0", "--no-progress", *extra]
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 8000, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), samples, rate, subtype=subtype, format="WAV")
+    return path

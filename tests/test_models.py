@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from models import build_model
+
+
+@pytest.mark.parametrize("name, shape", [("simple_cnn", (1, 65, 40)), ("resnet18", (1, 65, 40))])
+def test_one_score_per_spectrogram(name, shape):
+    model = build_model(name)
+    out = model(torch.randn(5, *shape))
+    assert out.shape == (5,)
+    out.sum().backward()
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
+def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    model.train()
+    for _ in range(3):  # move BatchNorm running statistics away from their initial values
+        model(torch.randn(4, 1, 65, 40) * 20 - 60)
+    model.eval()
+    x = torch.randn(1, 1, 65, 40) * 20 - 60
+    others = torch.randn(7, 1, 65, 40) * 50 + 30
+    with torch.no_grad():
+        alone = model(x)
+        together = model(torch.cat([others[:3], x, others[3:]]))
+    torch.testing.assert_close(together[3:4], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_standardisation_is_per_spectrogram():
+    model = build_model("simple_cnn").eval()
+    x = torch.randn(2, 1, 65, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x * 3.0 - 80.0), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        build_model("vgg")

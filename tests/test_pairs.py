@@ -1,0 +1,69 @@
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from datasets import RankingPairDataset
+
+
+class Recordings:
+    """A stand-in recording dataset: item i is a constant spectrogram of value i."""
+
+    def __init__(self, labels):
+        self.labels = torch.tensor(labels)
+        self.data = torch.arange(len(labels), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 2, 3)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.data[i], self.labels[i]
+
+
+LABELS = [0, 0, 1, 1, 2, 2, 3, 4, 5, 5]
+
+
+def test_pairs_follow_the_rule():
+    pairs = RankingPairDataset(Recordings(LABELS), seed=3)
+    n = len(LABELS)
+    assert 0 < len(pairs) <= n * (n - 1)
+    for k in range(len(pairs)):
+        x1, x2, target, l1, l2, i1, i2 = pairs[k]
+        assert i1 != i2 and l1 != l2
+        assert float(target) == (1.0 if l1 > l2 else -1.0)
+        assert x1[0, 0, 0] == i1 and x2[0, 0, 0] == i2
+        assert LABELS[i1] == l1 and LABELS[i2] == l2
+
+
+def test_draw_count_matches_the_old_behaviour():
+    labels = [0] * 5 + [1] * 5
+    pairs = RankingPairDataset(Recordings(labels), seed=0)
+    # n(n-1) = 90 draws of distinct recordings; 5/9 of them have different labels.
+    assert abs(len(pairs) - 50) < 15
+    assert set(pairs.targets.tolist()) == {-1.0, 1.0}
+
+
+def test_pairs_are_reproducible_and_use_their_own_generator():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = RankingPairDataset(Recordings(LABELS), seed=7)
+    b = RankingPairDataset(Recordings(LABELS), seed=7)
+    c = RankingPairDataset(Recordings(LABELS), seed=8)
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert np.array_equal(a.first, b.first) and np.array_equal(a.second, b.second)
+    assert not (len(a) == len(c) and np.array_equal(a.first, c.first))
+
+
+def test_indices_name_recordings_through_a_subset():
+    base = Recordings(LABELS)
+    subset = Subset(base, [9, 0, 6, 3])
+    pairs = RankingPairDataset(subset, seed=1)
+    assert len(pairs) > 0
+    for k in range(len(pairs)):
+        x1, x2, _, l1, l2, i1, i2 = pairs[k]
+        assert i1 in (9, 0, 6, 3) and i2 in (9, 0, 6, 3)
+        assert int(l1) == LABELS[i1] and x1[0, 0, 0] == i1 and x2[0, 0, 0] == i2
+
+
+def test_fewer_than_two_recordings_give_no_pairs():
+    assert len(RankingPairDataset(Recordings([0]), seed=0)) == 0
+    assert len(RankingPairDataset(Recordings([1, 1, 1]), seed=0)) == 0

@@ -1,0 +1,308 @@
+"""Train a ranker that orders recordings by sound-source angle, with the standard or the GHM loss.
+
+    python train.py --frequency 1000hz --loss-type ghm --epochs 30
+    python train.py --demo --frequency 1000hz --epochs 3
+"""
+
+import argparse
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, random_split
+from tqdm import tqdm
+
+import config
+from datasets import RankingPairDataset, SpectrogramDatasetWithMaterial
+from datasets.synthetic import ensure_demo_data
+from losses import LOSS_TYPES, build_loss
+from models import MODELS, build_model
+from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
+from utils.debugging_utils import verify_batch_consistency
+from utils.errors import InputError
+from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
+from utils.history import new_history, plot_history
+from utils.io_utils import atomic_path, save_pickle
+
+# Arguments that decide which batches training sees; --verify-consistency compares runs on these.
+BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--frequency", required=True, choices=config.FREQUENCIES + ["all"],
+                   help="tone frequency to train on; 'all' trains each in turn")
+    p.add_argument("--material", default=config.MATERIAL, help="material folder to use")
+    p.add_argument("--data-root", default=None,
+                   help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
+    p.add_argument("--seqs", default=",".join(config.SELECTED_SEQS),
+                   help="comma-separated sequence numbers to load, or 'all' for every one found")
+    p.add_argument("--demo", action="store_true",
+                   help="generate the synthetic demo dataset (once) and train on it")
+    p.add_argument("--save-dir", default=config.SAVE_DIR, help="where run outputs go")
+    p.add_argument("--model", default="simple_cnn", choices=list(MODELS))
+    p.add_argument("--loss-type", default="ghm", choices=LOSS_TYPES)
+    p.add_argument("--epochs", type=int, default=config.EPOCHS)
+    p.add_argument("--checkpoint-interval", type=int, default=config.CHECKPOINT_INTERVAL,
+                   help="save a checkpoint every N epochs (and always after the last)")
+    p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE)
+    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="pairs per batch")
+    p.add_argument("--weight-decay", type=float, default=config.WEIGHT_DECAY)
+    p.add_argument("--margin", type=float, default=config.MARGIN, help="margin of the ranking loss")
+    p.add_argument("--ghm-bins", type=int, default=config.GHM_BINS, help="GHM difficulty bins")
+    p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
+                   help="GHM density exponent: bin weight ∝ count^-alpha (0: standard loss, 1: GHM paper)")
+    p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size")
+    p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--verify-consistency", action="store_true",
+                   help="record the first three training batches and compare with an earlier record")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject bad flag values before any data is loaded."""
+    rules = [("--epochs", args.epochs >= 1, "must be >= 1"),
+             ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
+             ("--batch-size", args.batch_size >= 1, "must be >= 1"),
+             ("--learning-rate", args.learning_rate > 0, "must be > 0"),
+             ("--weight-decay", args.weight_decay >= 0, "must be >= 0"),
+             ("--ghm-bins", args.ghm_bins >= 1, "must be >= 1"),
+             ("--ghm-alpha", args.ghm_alpha >= 0, "must be >= 0"),
+             ("--n-fft", args.n_fft >= 2, "must be >= 2"),
+             ("--hop-length", args.hop_length >= 1, "must be >= 1"),
+             ("--num-workers", args.num_workers >= 0, "must be >= 0"),
+             ("--device", args.device == "auto" or device_available(args.device), "is not available here")]
+    for flag, ok, problem in rules:
+        if not ok:
+            parser.error(f"{flag} {problem}")
+    if not args.demo and not Path(args.data_root).is_dir():
+        parser.error(f"--data-root {args.data_root}: folder not found (use --demo for the demo dataset)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.data_root is None:
+        args.data_root = config.DEMO_DATA_ROOT if args.demo else config.DATA_ROOT
+    check_args(parser, args)
+    return args
+
+
+def selected_seqs(args: argparse.Namespace) -> list[str] | None:
+    return None if args.seqs == "all" else [s.strip() for s in args.seqs.split(",") if s.strip()]
+
+
+def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
+    return DataLoader(pairs, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=num_workers,
+                      generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init_fn)
+
+
+def build_data(args: argparse.Namespace, frequency: str) -> tuple:
+    """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
+    recordings = SpectrogramDatasetWithMaterial(args.data_root, config.CLASSES, selected_seqs(args), frequency,
+                                                args.material, n_fft=args.n_fft, hop_length=args.hop_length)
+    n_train = int(config.TRAIN_FRACTION * len(recordings))
+    train_set, val_set = random_split(recordings, [n_train, len(recordings) - n_train],
+                                      generator=torch.Generator().manual_seed(args.seed))
+    train_pairs = RankingPairDataset(train_set, seed=args.seed)
+    val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)
+    batch_size = min(args.batch_size, len(train_pairs), len(val_pairs))
+    if batch_size < 1:
+        raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
+                         "validation pairs of different classes; both splits need at least one")
+    train_loader = make_loader(train_pairs, batch_size, True, args.seed, args.num_workers)
+    val_loader = make_loader(val_pairs, batch_size, False, args.seed, args.num_workers)
+    return recordings, train_loader, val_loader
+
+
+def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pairs ordered as the target says; a tie counts as wrong."""
+    return (target * (s1 - s2) > 0).sum()
+
+
+def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
+              device: torch.device, optimizer: torch.optim.Optimizer | None, desc: str, progress: bool,
+              on_batch=None) -> dict:
+    """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy."""
+    sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for batch_number, (x1, x2, target, _, _, index1, index2) in enumerate(bar, start=1):
+        x1, x2, target = x1.to(device), x2.to(device), target.to(device)
+        s1, s2 = model(x1), model(x2)
+        loss = criterion(s1, s2, target)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            standard_loss = loss if criterion is standard else standard(s1, s2, target)
+            n = len(target)
+            sums["loss_main"] += loss.item() * n
+            sums["loss_standard_log"] += standard_loss.item() * n
+            sums["correct"] += int(pairwise_correct(s1, s2, target))
+            sums["pairs"] += n
+        if on_batch is not None:
+            on_batch(batch_number, len(loader), index1, index2)
+        bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
+                        acc=f"{sums['correct'] / sums['pairs']:.3f}")
+    return {"loss_main": sums["loss_main"] / sums["pairs"],
+            "loss_standard_log": sums["loss_standard_log"] / sums["pairs"],
+            "accuracy": sums["correct"] / sums["pairs"]}
+
+
+def train_one_epoch(model, criterion, standard, optimizer, loader, device, epoch, progress, on_batch=None):
+    model.train()
+    return run_epoch(model, criterion, standard, loader, device, optimizer, f"epoch {epoch} train",
+                     progress, on_batch)
+
+
+@torch.no_grad()
+def evaluate(model, criterion, standard, loader, device, epoch, progress):
+    model.eval()
+    return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress)
+
+
+def run_name_prefix(args: argparse.Namespace, frequency: str) -> str:
+    alpha = f"_alpha{args.ghm_alpha:g}" if args.loss_type == "ghm" else ""
+    return f"{args.material}_{frequency}_{args.loss_type}{alpha}_seed{args.seed}"
+
+
+def reserve_run(save_dir: Path, prefix: str) -> tuple[str, str]:
+    """A run name unique across processes: creating its checkpoint folder is the reservation."""
+    base = time.strftime("%Y%m%d_%H%M%S")
+    for k in range(1, 10_000):
+        timestamp = base if k == 1 else f"{base}-{k}"
+        run = f"{prefix}_{timestamp}"
+        try:
+            (save_dir / "model_checkpoints" / run).mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return run, timestamp
+    raise InputError(f"{save_dir}: could not create a new run folder for {prefix}")
+
+
+def plain_args(args: argparse.Namespace, frequency: str) -> dict:
+    return {**vars(args), "frequency": frequency}
+
+
+def save_checkpoint(path: Path, epoch: int, model, optimizer, scheduler, train: dict, val: dict,
+                    args: dict) -> None:
+    checkpoint = {"epoch": epoch, "model_state_dict": model.state_dict(),
+                  "optimizer_state_dict": optimizer.state_dict(), "scheduler_state_dict": scheduler.state_dict(),
+                  "train_loss": train["loss_main"], "train_accuracy": train["accuracy"],
+                  "val_loss": val["loss_main"], "val_accuracy": val["accuracy"], "args": args}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def ghm_stats_recorder(criterion, recordings, stats_dir: Path, plots_dir: Path, timestamp: str, epoch: int):
+    """A per-batch callback saving GHM statistics and the plot for the first and last batch of the epoch."""
+    def record(batch: int, batches: int, index1: torch.Tensor, index2: torch.Tensor) -> None:
+        if batch not in (1, batches):
+            return
+        pair_paths = [(recordings.paths[a], recordings.paths[b]) for a, b in zip(index1.tolist(), index2.tolist())]
+        stats = ghm_batch_stats(criterion, epoch, batch, pair_paths)
+        save_pickle(stats, stats_dir / f"epoch{epoch}_batch{batch}_{timestamp}_ghm_stats.pkl")
+        plot_grad_distribution(stats, plots_dir / f"grad_dist_epoch{epoch}_batch{batch}_{timestamp}.png")
+    return record
+
+
+def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
+    """One complete training run; returns its summary."""
+    set_seed(args.seed)
+    device = choose_device(args.device)
+    recordings, train_loader, val_loader = build_data(args, frequency)
+    save_dir = Path(args.save_dir)
+    run, timestamp = reserve_run(save_dir, run_name_prefix(args, frequency))
+    checkpoint_dir = save_dir / "model_checkpoints" / run
+    plots_dir, stats_dir = save_dir / "plots" / run, save_dir / "stats" / run
+    run_args = plain_args(args, frequency)
+    print(f"run {run}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
+          f"spectrograms), {len(train_loader.dataset)} train / {len(val_loader.dataset)} val pairs, "
+          f"batch {train_loader.batch_size}, device {device}", flush=True)
+
+    if args.verify_consistency:
+        _, check_loader, _ = build_data(args, frequency)
+        folder = save_dir / "batch_consistency" / f"{args.material}_{frequency}_{args.loss_type}"
+        print(verify_batch_consistency(check_loader, folder, timestamp, args.seed,
+                                       {key: run_args[key] for key in BATCH_ARGS}), flush=True)
+
+    model = build_model(args.model).to(device)
+    criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
+    standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    progress = not args.no_progress and sys.stderr.isatty()
+    history = new_history(run_args)
+    history_path = checkpoint_dir / f"training_history_{timestamp}.pkl"
+
+    for epoch in range(1, args.epochs + 1):
+        started = time.perf_counter()
+        on_batch = (ghm_stats_recorder(criterion, recordings, stats_dir, plots_dir, timestamp, epoch)
+                    if args.loss_type == "ghm" else None)
+        train = train_one_epoch(model, criterion, standard, optimizer, train_loader, device, epoch, progress,
+                                on_batch)
+        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress)
+        scheduler.step(val["loss_main"])
+        for split, metrics in (("train", train), ("val", val)):
+            for key, value in metrics.items():
+                history[f"{split}_{key}"].append(value)
+        history["epoch"].append(epoch)
+        save_pickle(history, history_path)
+        plot_history(history, plots_dir / f"training_history_{timestamp}.png", run)
+        if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
+            save_checkpoint(checkpoint_dir / f"model_epoch_{epoch}.pt", epoch, model, optimizer, scheduler,
+                            train, val, run_args)
+        print(f"epoch {epoch}/{args.epochs}  train loss {train['loss_main']:.4f} "
+              f"(margin {train['loss_standard_log']:.4f}) acc {train['accuracy']:.3f}  "
+              f"val loss {val['loss_main']:.4f} (margin {val['loss_standard_log']:.4f}) acc {val['accuracy']:.3f}  "
+              f"lr {optimizer.param_groups[0]['lr']:.2e}  {time.perf_counter() - started:.1f}s", flush=True)
+
+    return {"frequency": frequency, "status": "ok", "run": run, "epochs": args.epochs,
+            "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"])}
+
+
+def print_summary(results: list[dict]) -> None:
+    print("\nfrequency  status  final val acc  best val acc  run")
+    for r in results:
+        if r["status"] == "ok":
+            print(f"{r['frequency']:<10} ok      {r['final_val_accuracy']:>12.3f}  {r['best_val_accuracy']:>12.3f}  "
+                  f"{r['run']}")
+        else:
+            print(f"{r['frequency']:<10} FAILED  {r['error']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    args = parse_args(argv)
+    if args.demo:
+        ensure_demo_data(args.data_root)
+    frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]
+    results = []
+    for frequency in frequencies:
+        try:
+            results.append(train_frequency(args, frequency))
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
+        except Exception as exc:  # an unexpected failure of one frequency must not stop the others
+            if len(frequencies) == 1:
+                raise
+            traceback.print_exc()
+            results.append({"frequency": frequency, "status": "failed", "error": repr(exc)})
+    if len(frequencies) > 1:
+        print_summary(results)
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Deprecated: the old GHM training script. Use `python train.py --loss-type ghm ...` instead.
+
+Running it trains exactly as `train.py --loss-type ghm` with the flags given here.
+"""
+
+import argparse
+import sys
+
+import config
+import train
+from utils.debugging_utils import first_batches, record_differences
+
+NOTICE = "train_with_ghm.py is deprecated; use: python train.py --loss-type ghm [flags]"
+
+
+def requested_loss(argv: list[str]) -> str:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--loss-type", default="ghm")
+    return parser.parse_known_args(argv)[0].loss_type
+
+
+def ghm_argv(argv: list[str]) -> list[str]:
+    return ["--loss-type", "ghm", *argv]
+
+
+def check_batch_consistency(argv: list[str] | None = None, batches: int = 3) -> bool:
+    """Build the training loader twice with the same seed; report whether the first batches are identical."""
+    args = train.parse_args(ghm_argv(sys.argv[1:] if argv is None else argv))
+    frequency = config.FREQUENCIES[0] if args.frequency == "all" else args.frequency
+    records = [first_batches(train.build_data(args, frequency)[1], batches) for _ in range(2)]
+    differences = record_differences(*records)
+    if differences:
+        print(f"batch consistency (seed {args.seed}): NOT identical: " + "; ".join(differences))
+    else:
+        print(f"batch consistency (seed {args.seed}): first {len(records[0])} batches identical")
+    return not differences
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(f"warning: {NOTICE}", file=sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    if requested_loss(argv) != "ghm":
+        print("error: train_with_ghm.py always trains with GHM; use train.py for --loss-type standard",
+              file=sys.stderr)
+        return 2
+    return train.main(ghm_argv(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

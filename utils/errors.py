@@ -1,0 +1,5 @@
+"""The one exception type for expected, user-caused errors."""
+
+
+class InputError(Exception):
+    """Bad data, flags or files. The entry points print it as one line, without a traceback."""

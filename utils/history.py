@@ -1,0 +1,36 @@
+"""The training history: per-epoch losses and accuracies, and their plot."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from utils.io_utils import save_figure  # noqa: E402
+
+HISTORY_KEYS = ("epoch", "train_loss_main", "train_loss_standard_log", "train_accuracy",
+                "val_loss_main", "val_loss_standard_log", "val_accuracy")
+
+
+def new_history(args: dict) -> dict:
+    history = {key: [] for key in HISTORY_KEYS}
+    history["args"] = args
+    return history
+
+
+def plot_history(history: dict, path: str, title: str) -> None:
+    """Loss curves (main and logged standard loss) and accuracy curves, train and validation."""
+    epochs = history["epoch"]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+        loss_ax.plot(epochs, history[f"{split}_loss_main"], "o-", color=color, label=f"{split} (main)")
+        loss_ax.plot(epochs, history[f"{split}_loss_standard_log"], "--", color=color,
+                     label=f"{split} (standard margin)")
+        acc_ax.plot(epochs, history[f"{split}_accuracy"], "o-", color=color, label=split)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    acc_ax.set(xlabel="epoch", ylabel="pairwise accuracy", title="Pairwise accuracy", ylim=(0, 1))
+    acc_ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    for ax in (loss_ax, acc_ax):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    save_figure(fig, path)
