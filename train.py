@@ -33,35 +33,38 @@ BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).")
     p.add_argument("--frequency", required=True, choices=config.FREQUENCIES + ["all"],
                    help="tone frequency to train on; 'all' trains each in turn")
-    p.add_argument("--material", default=config.MATERIAL, help="material folder to use")
+    p.add_argument("--material", default=config.MATERIAL, help="material folder (default: %(default)s)")
     p.add_argument("--data-root", default=None,
                    help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
     p.add_argument("--seqs", default=",".join(config.SELECTED_SEQS),
-                   help="comma-separated sequence numbers to load, or 'all' for every one found")
-    p.add_argument("--demo", action="store_true",
-                   help="generate the synthetic demo dataset (once) and train on it")
-    p.add_argument("--save-dir", default=config.SAVE_DIR, help="where run outputs go")
-    p.add_argument("--model", default="simple_cnn", choices=list(MODELS))
-    p.add_argument("--loss-type", default="ghm", choices=LOSS_TYPES)
-    p.add_argument("--epochs", type=int, default=config.EPOCHS)
+                   help="comma-separated sequence numbers to load, or 'all' (default: %(default)s)")
+    p.add_argument("--demo", action="store_true", help="generate the synthetic demo dataset (once) and train on it")
+    p.add_argument("--save-dir", default=config.SAVE_DIR, help="where outputs go (default: %(default)s)")
+    p.add_argument("--model", default="simple_cnn", choices=list(MODELS), help="(default: %(default)s)")
+    p.add_argument("--loss-type", default="ghm", choices=LOSS_TYPES, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=config.EPOCHS, help="(default: %(default)s)")
     p.add_argument("--checkpoint-interval", type=int, default=config.CHECKPOINT_INTERVAL,
-                   help="save a checkpoint every N epochs (and always after the last)")
-    p.add_argument("--seed", type=int, default=config.SEED)
-    p.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE)
-    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="pairs per batch")
-    p.add_argument("--weight-decay", type=float, default=config.WEIGHT_DECAY)
-    p.add_argument("--margin", type=float, default=config.MARGIN, help="margin of the ranking loss")
-    p.add_argument("--ghm-bins", type=int, default=config.GHM_BINS, help="GHM difficulty bins")
+                   help="save a checkpoint every N epochs and after the last (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=config.SEED, help="(default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE, help="Adam (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="pairs per batch (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=config.WEIGHT_DECAY, help="Adam (default: %(default)s)")
+    p.add_argument("--margin", type=float, default=config.MARGIN,
+                   help="margin of the ranking loss (default: %(default)s)")
+    p.add_argument("--ghm-bins", type=int, default=config.GHM_BINS,
+                   help="GHM difficulty bins (default: %(default)s)")
     p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
-                   help="GHM density exponent: bin weight ∝ count^-alpha (0: standard loss, 1: GHM paper)")
-    p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size")
-    p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+                   help="GHM density exponent, bin weight ∝ count^-alpha; 0 is the standard loss, "
+                        "1 the GHM paper's weighting (default: %(default)s)")
+    p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
+    p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data loader worker processes (default: %(default)s)")
     p.add_argument("--verify-consistency", action="store_true",
                    help="record the first three training batches and compare with an earlier record")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,0 +1,172 @@
+"""train.py and train_with_ghm.py end to end on tiny data."""
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, tiny_train_args
+
+import train
+import train_with_ghm
+
+LOAD_WITHOUT_TORCH = """
+import pickle, sys
+sys.modules["torch"] = None  # any attempt to import torch now fails
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        pickle.load(f)
+print("loaded", len(sys.argv) - 1)
+"""
+
+
+def run_dir(save_dir: Path, kind: str) -> Path:
+    (folder,) = (save_dir / kind).iterdir()
+    return folder
+
+
+def load_pickle(path: Path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def test_ghm_run_writes_every_output(tiny_data, tmp_path):
+    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--loss-type", "ghm")) == 0
+    checkpoints = run_dir(tmp_path, "model_checkpoints")
+    run = checkpoints.name
+    assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")
+    timestamp = run[len("plastic_1000hz_ghm_alpha0.75_seed42_"):]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "model_epoch_1.pt", "model_epoch_2.pt", f"training_history_{timestamp}.pkl"]
+    stats_dir, plots_dir = tmp_path / "stats" / run, tmp_path / "plots" / run
+    stats_files = sorted(stats_dir.iterdir())
+    assert len(stats_files) == 4
+    batches = {p.name.split("_")[1] for p in stats_files}  # "batch<M>"
+    assert len(batches) == 2 and "batch1" in batches
+    (last,) = batches - {"batch1"}
+    assert {p.name for p in stats_files} == {f"epoch{e}_{b}_{timestamp}_ghm_stats.pkl"
+                                             for e in (1, 2) for b in ("batch1", last)}
+    for e in (1, 2):
+        for b in ("batch1", last):
+            plot = plots_dir / f"grad_dist_epoch{e}_{b}_{timestamp}.png"
+            assert plot.is_file() and plot.stat().st_size > 1000
+    assert (plots_dir / f"training_history_{timestamp}.png").is_file()
+
+    checkpoint = torch.load(checkpoints / "model_epoch_2.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["args"]["frequency"] == "1000hz"
+    assert {"model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "train_loss",
+            "train_accuracy", "val_loss", "val_accuracy"} <= set(checkpoint)
+
+    history = load_pickle(checkpoints / f"training_history_{timestamp}.pkl")
+    assert history["epoch"] == [1, 2]
+    for key in ("train_loss_main", "train_loss_standard_log", "train_accuracy", "val_loss_main",
+                "val_loss_standard_log", "val_accuracy"):
+        assert len(history[key]) == 2 and all(isinstance(v, float) for v in history[key])
+
+    stats = load_pickle(stats_dir / f"epoch1_batch1_{timestamp}_ghm_stats.pkl")
+    assert (stats["epoch"], stats["batch"], stats["bins"], stats["alpha"], stats["margin"]) == (1, 1, 10, 0.75, 1.0)
+    assert stats["bin_counts"].sum() == len(stats["g"]) == len(stats["pair_paths"]) == 8
+    assert abs(stats["weight"].mean() - 1.0) < 1e-6
+    assert set(stats["g_summary"]) == {"mean", "median", "min", "max", "std"}
+    assert all(Path(a).is_file() and Path(b).is_file() for a, b in stats["pair_paths"])
+
+    pickles = [str(p) for p in stats_files] + [str(checkpoints / f"training_history_{timestamp}.pkl")]
+    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TORCH, *pickles], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"loaded {len(pickles)}"
+
+
+def test_standard_run_has_no_ghm_outputs(tiny_data, tmp_path):
+    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--loss-type", "standard")) == 0
+    checkpoints = run_dir(tmp_path, "model_checkpoints")
+    assert checkpoints.name.startswith("plastic_500hz_standard_seed42_")
+    assert not (tmp_path / "stats").exists()
+    history = load_pickle(next(checkpoints.glob("training_history_*.pkl")))
+    assert history["train_loss_main"] == history["train_loss_standard_log"]
+
+
+def test_same_seed_gives_identical_histories(tiny_data, tmp_path):
+    histories = []
+    for name in ("a", "b"):
+        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "3000hz", "--seed", "5")
+        assert train.main(argv) == 0
+        history = load_pickle(next(run_dir(tmp_path / name, "model_checkpoints").glob("training_history_*.pkl")))
+        history.pop("args")
+        histories.append(history)
+    assert histories[0] == histories[1]
+
+
+def test_run_names_stay_unique_within_one_second(tiny_data, tmp_path):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1")
+    for _ in range(3):
+        assert train.main(argv) == 0
+    assert len(list((tmp_path / "model_checkpoints").iterdir())) == 3
+
+
+def test_frequency_all_trains_each_and_reports_failures(tiny_data, tmp_path, capsys):
+    partial = tmp_path / "partial"
+    for wav in tiny_data.rglob("*.wav"):
+        if "_3000hz_" not in wav.name:
+            target = partial / wav.relative_to(tiny_data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(wav.read_bytes())
+    code = train.main(tiny_train_args(partial, tmp_path / "out", "--frequency", "all", "--epochs", "1"))
+    out = capsys.readouterr()
+    assert code == 1
+    assert "3000hz     FAILED  no recordings found" in out.out
+    assert out.out.count(" ok ") == 2
+    assert len(list((tmp_path / "out" / "model_checkpoints").iterdir())) == 2
+    assert out.err.count("error: no recordings found") == 1
+
+
+def test_verify_consistency_compares_with_an_earlier_record(tiny_data, tmp_path, capsys):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--epochs", "1", "--verify-consistency")
+    assert train.main(argv) == 0
+    assert "no earlier record to compare" in capsys.readouterr().out
+    assert train.main(argv) == 0
+    assert "first 3 batches identical to" in capsys.readouterr().out
+    records = list((tmp_path / "batch_consistency" / "plastic_1000hz_ghm").glob("train_batches_*_seed42.pkl"))
+    assert len(records) == 2
+    assert len(load_pickle(records[0])["batches"]) == 3
+
+
+def test_deprecated_script_trains_with_ghm_and_checks_batches(tiny_data, tmp_path, capsys):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1")
+    assert train_with_ghm.main(argv) == 0
+    assert run_dir(tmp_path, "model_checkpoints").name.startswith("plastic_500hz_ghm_")
+    assert "deprecated" in capsys.readouterr().err
+    assert train_with_ghm.check_batch_consistency(argv) is True
+    assert "first 3 batches identical" in capsys.readouterr().out
+    assert train_with_ghm.main(argv + ["--loss-type", "standard"]) == 2
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
+    missing = run_cli("--frequency", "500hz", "--data-root", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert "--data-root" in missing.stderr and "folder not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    bad_flag = run_cli("--frequency", "500hz", "--data-root", str(tiny_data), "--epochs", "0")
+    assert bad_flag.returncode == 2 and "--epochs must be >= 1" in bad_flag.stderr
+
+    no_data = run_cli(*tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "box"))
+    assert no_data.returncode == 1
+    assert "Traceback" not in no_data.stderr
+    errors = [line for line in no_data.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no recordings found" in errors[0]
+
+
+@pytest.mark.parametrize("flag, value, message", [("--ghm-bins", "0", "--ghm-bins must be >= 1"),
+                                                   ("--learning-rate", "0", "--learning-rate must be > 0"),
+                                                   ("--ghm-alpha", "-1", "--ghm-alpha must be >= 0")])
+def test_flag_values_are_checked(tiny_data, flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, value])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
