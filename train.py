@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from utils.errors import InputError
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
 from utils.history import new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
+from utils.run_paths import RunPaths, reserve_run, run_name_prefix
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length")
@@ -134,7 +136,7 @@ def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -
 
 def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
               device: torch.device, optimizer: torch.optim.Optimizer | None, desc: str, progress: bool,
-              on_batch=None) -> dict:
+              on_batch: Callable | None = None) -> dict:
     """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy."""
     sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
@@ -162,42 +164,27 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
             "accuracy": sums["correct"] / sums["pairs"]}
 
 
-def train_one_epoch(model, criterion, standard, optimizer, loader, device, epoch, progress, on_batch=None):
+def train_one_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, optimizer: torch.optim.Optimizer,
+                    loader: DataLoader, device: torch.device, epoch: int, progress: bool,
+                    on_batch: Callable | None = None) -> dict:
     model.train()
     return run_epoch(model, criterion, standard, loader, device, optimizer, f"epoch {epoch} train",
                      progress, on_batch)
 
 
 @torch.no_grad()
-def evaluate(model, criterion, standard, loader, device, epoch, progress):
+def evaluate(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
+             device: torch.device, epoch: int, progress: bool) -> dict:
     model.eval()
     return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress)
-
-
-def run_name_prefix(args: argparse.Namespace, frequency: str) -> str:
-    alpha = f"_alpha{args.ghm_alpha:g}" if args.loss_type == "ghm" else ""
-    return f"{args.material}_{frequency}_{args.loss_type}{alpha}_seed{args.seed}"
-
-
-def reserve_run(save_dir: Path, prefix: str) -> tuple[str, str]:
-    """A run name unique across processes: creating its checkpoint folder is the reservation."""
-    base = time.strftime("%Y%m%d_%H%M%S")
-    for k in range(1, 10_000):
-        timestamp = base if k == 1 else f"{base}-{k}"
-        run = f"{prefix}_{timestamp}"
-        try:
-            (save_dir / "model_checkpoints" / run).mkdir(parents=True)
-        except FileExistsError:
-            continue
-        return run, timestamp
-    raise InputError(f"{save_dir}: could not create a new run folder for {prefix}")
 
 
 def plain_args(args: argparse.Namespace, frequency: str) -> dict:
     return {**vars(args), "frequency": frequency}
 
 
-def save_checkpoint(path: Path, epoch: int, model, optimizer, scheduler, train: dict, val: dict,
+def save_checkpoint(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, train: dict, val: dict,
                     args: dict) -> None:
     checkpoint = {"epoch": epoch, "model_state_dict": model.state_dict(),
                   "optimizer_state_dict": optimizer.state_dict(), "scheduler_state_dict": scheduler.state_dict(),
@@ -207,16 +194,40 @@ def save_checkpoint(path: Path, epoch: int, model, optimizer, scheduler, train: 
         torch.save(checkpoint, tmp)
 
 
-def ghm_stats_recorder(criterion, recordings, stats_dir: Path, plots_dir: Path, timestamp: str, epoch: int):
-    """A per-batch callback saving GHM statistics and the plot for the first and last batch of the epoch."""
+def ghm_stats_recorder(criterion: nn.Module, recordings: SpectrogramDatasetWithMaterial, run: RunPaths,
+                       epoch: int) -> Callable:
+    """A per-batch callback saving GHM statistics and their plot for the first and last batch of the epoch."""
     def record(batch: int, batches: int, index1: torch.Tensor, index2: torch.Tensor) -> None:
         if batch not in (1, batches):
             return
         pair_paths = [(recordings.paths[a], recordings.paths[b]) for a, b in zip(index1.tolist(), index2.tolist())]
         stats = ghm_batch_stats(criterion, epoch, batch, pair_paths)
-        save_pickle(stats, stats_dir / f"epoch{epoch}_batch{batch}_{timestamp}_ghm_stats.pkl")
-        plot_grad_distribution(stats, plots_dir / f"grad_dist_epoch{epoch}_batch{batch}_{timestamp}.png")
+        save_pickle(stats, run.stats / f"epoch{epoch}_batch{batch}_{run.timestamp}_ghm_stats.pkl")
+        plot_grad_distribution(stats, run.plots / f"grad_dist_epoch{epoch}_batch{batch}_{run.timestamp}.png")
     return record
+
+
+def record_epoch(history: dict, epoch: int, train: dict, val: dict) -> None:
+    history["epoch"].append(epoch)
+    for split, metrics in (("train", train), ("val", val)):
+        for key, value in metrics.items():
+            history[f"{split}_{key}"].append(value)
+
+
+def epoch_line(epoch: int, epochs: int, train: dict, val: dict, lr: float, seconds: float) -> str:
+    parts = [f"epoch {epoch}/{epochs}"]
+    for split, m in (("train", train), ("val", val)):
+        parts.append(f"{split} loss {m['loss_main']:.4f} (margin {m['loss_standard_log']:.4f}) "
+                     f"acc {m['accuracy']:.3f}")
+    return "  ".join(parts + [f"lr {lr:.2e}", f"{seconds:.1f}s"])
+
+
+def check_batches(args: argparse.Namespace, frequency: str, run: RunPaths) -> None:
+    """--verify-consistency on a loader of its own, so that training's random streams are untouched."""
+    _, loader, _ = build_data(args, frequency)
+    folder = run.save_dir / "batch_consistency" / f"{args.material}_{frequency}_{args.loss_type}"
+    key_args = {key: plain_args(args, frequency)[key] for key in BATCH_ARGS}
+    print(verify_batch_consistency(loader, folder, run.timestamp, args.seed, key_args), flush=True)
 
 
 def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
@@ -224,20 +235,13 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
     set_seed(args.seed)
     device = choose_device(args.device)
     recordings, train_loader, val_loader = build_data(args, frequency)
-    save_dir = Path(args.save_dir)
-    run, timestamp = reserve_run(save_dir, run_name_prefix(args, frequency))
-    checkpoint_dir = save_dir / "model_checkpoints" / run
-    plots_dir, stats_dir = save_dir / "plots" / run, save_dir / "stats" / run
-    run_args = plain_args(args, frequency)
-    print(f"run {run}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
+    run = reserve_run(args.save_dir, run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha,
+                                                     args.seed))
+    print(f"run {run.name}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
           f"spectrograms), {len(train_loader.dataset)} train / {len(val_loader.dataset)} val pairs, "
           f"batch {train_loader.batch_size}, device {device}", flush=True)
-
     if args.verify_consistency:
-        _, check_loader, _ = build_data(args, frequency)
-        folder = save_dir / "batch_consistency" / f"{args.material}_{frequency}_{args.loss_type}"
-        print(verify_batch_consistency(check_loader, folder, timestamp, args.seed,
-                                       {key: run_args[key] for key in BATCH_ARGS}), flush=True)
+        check_batches(args, frequency, run)
 
     model = build_model(args.model).to(device)
     criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
@@ -245,32 +249,24 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
     progress = not args.no_progress and sys.stderr.isatty()
-    history = new_history(run_args)
-    history_path = checkpoint_dir / f"training_history_{timestamp}.pkl"
+    history = new_history(plain_args(args, frequency))
 
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
-        on_batch = (ghm_stats_recorder(criterion, recordings, stats_dir, plots_dir, timestamp, epoch)
-                    if args.loss_type == "ghm" else None)
+        on_batch = (ghm_stats_recorder(criterion, recordings, run, epoch) if args.loss_type == "ghm" else None)
         train = train_one_epoch(model, criterion, standard, optimizer, train_loader, device, epoch, progress,
                                 on_batch)
         val = evaluate(model, criterion, standard, val_loader, device, epoch, progress)
         scheduler.step(val["loss_main"])
-        for split, metrics in (("train", train), ("val", val)):
-            for key, value in metrics.items():
-                history[f"{split}_{key}"].append(value)
-        history["epoch"].append(epoch)
-        save_pickle(history, history_path)
-        plot_history(history, plots_dir / f"training_history_{timestamp}.png", run)
+        record_epoch(history, epoch, train, val)
+        save_pickle(history, run.history)
+        plot_history(history, run.history_plot, run.name)
         if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
-            save_checkpoint(checkpoint_dir / f"model_epoch_{epoch}.pt", epoch, model, optimizer, scheduler,
-                            train, val, run_args)
-        print(f"epoch {epoch}/{args.epochs}  train loss {train['loss_main']:.4f} "
-              f"(margin {train['loss_standard_log']:.4f}) acc {train['accuracy']:.3f}  "
-              f"val loss {val['loss_main']:.4f} (margin {val['loss_standard_log']:.4f}) acc {val['accuracy']:.3f}  "
-              f"lr {optimizer.param_groups[0]['lr']:.2e}  {time.perf_counter() - started:.1f}s", flush=True)
+            save_checkpoint(run.checkpoint(epoch), epoch, model, optimizer, scheduler, train, val, history["args"])
+        print(epoch_line(epoch, args.epochs, train, val, optimizer.param_groups[0]["lr"],
+                         time.perf_counter() - started), flush=True)
 
-    return {"frequency": frequency, "status": "ok", "run": run, "epochs": args.epochs,
+    return {"frequency": frequency, "status": "ok", "run": run.name, "epochs": args.epochs,
             "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"])}
 
 
