@@ -28,6 +28,7 @@ from utils.errors import InputError
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
 from utils.history import new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
+from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, reserve_run, run_name_prefix
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
@@ -283,6 +284,7 @@ def print_summary(results: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = parse_args(argv)
+    retain_freed_memory()
     if args.demo:
         ensure_demo_data(args.data_root)
     frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]

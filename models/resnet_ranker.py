@@ -4,12 +4,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-
-def standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean and unit variance per spectrogram, so a score never depends on the rest of the batch."""
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) / (std + eps)
+from models.fused_block import standardize, std_conv_bn_relu_pool
 
 
 class SimpleCNNAudioRanker(nn.Module):
@@ -31,7 +26,12 @@ class SimpleCNNAudioRanker(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(inplace=True), nn.Linear(10, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(standardize(x))).squeeze(1)
+        if self.training and torch.is_grad_enabled() and not x.requires_grad:
+            # The same maths as standardize + self.features[:4], in a fraction of the memory and time.
+            x = self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
+        else:
+            x = self.features(standardize(x))
+        return self.head(x).squeeze(1)
 
 
 class ResNetAudioRanker(nn.Module):

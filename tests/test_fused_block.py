@@ -1,0 +1,74 @@
+"""The memory-efficient first block computes what the plain module sequence computes."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import models.fused_block as fused_block
+from models import build_model
+from models.fused_block import standardize, std_conv_bn_relu_pool
+
+
+def assert_grads_close(a: nn.Module, b: nn.Module, rtol: float = 1e-5) -> None:
+    """Each gradient within rtol of the reference, relative to its norm; gradients under 10% of the largest
+    (the conv biases that BatchNorm makes mathematically zero: rounding noise) relative to 10% of it."""
+    scale = max(p.grad.norm() for p in b.parameters())
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        diff = (pa.grad - pb.grad).norm()
+        assert diff <= rtol * max(pb.grad.norm(), 0.1 * scale), f"{name}: {diff} vs {pb.grad.norm()}"
+
+
+@pytest.mark.parametrize("chunk_bytes", [fused_block.CHUNK_BYTES, 40_000])
+def test_block_equals_the_module_sequence(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(fused_block, "CHUNK_BYTES", chunk_bytes)
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(1, 8, 5, stride=(2, 4), padding=2), nn.BatchNorm2d(8)
+    with torch.no_grad():
+        bn.weight.uniform_(-1.0, 2.0)  # negative gammas take the min-pool path
+        bn.bias.uniform_(-0.5, 0.5)
+    reference = nn.Sequential(copy.deepcopy(conv), copy.deepcopy(bn), nn.ReLU(), nn.MaxPool2d(2))
+    x = torch.randn(6, 1, 67, 90) * 12 - 50
+    out = std_conv_bn_relu_pool(x, conv, bn)
+    expected = reference(standardize(x))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(expected)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert_grads_close(nn.ModuleList([conv, bn]), nn.ModuleList([reference[0], reference[1]]))
+    torch.testing.assert_close(bn.running_mean, reference[1].running_mean)
+    torch.testing.assert_close(bn.running_var, reference[1].running_var)
+    assert bn.num_batches_tracked == reference[1].num_batches_tracked == 1
+
+
+def plain_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.head(model.features(standardize(x))).squeeze(1)
+
+
+def test_training_step_equals_the_plain_implementation():
+    torch.manual_seed(1)
+    ours = build_model("simple_cnn")
+    plain = copy.deepcopy(ours)
+    x1, x2 = torch.randn(8, 1, 129, 300) * 20 - 60, torch.randn(8, 1, 129, 300) * 20 - 70
+    target = torch.tensor([1.0, -1.0] * 4)
+    loss_fn = nn.MarginRankingLoss(margin=1.0)
+    loss_ours = loss_fn(ours(x1), ours(x2), target)
+    loss_plain = loss_fn(plain_forward(plain, x1), plain_forward(plain, x2), target)
+    assert loss_ours.item() == pytest.approx(loss_plain.item(), rel=1e-5)
+    loss_ours.backward()
+    loss_plain.backward()
+    assert_grads_close(ours, plain)
+
+
+def test_eval_and_no_grad_use_the_plain_path():
+    model = build_model("simple_cnn").eval()
+    x = torch.randn(3, 1, 65, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain_forward(model, x))
+
+
+def test_block_rejects_what_it_does_not_implement():
+    conv, bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=None)
+    with pytest.raises(ValueError, match="fixed momentum"):
+        std_conv_bn_relu_pool(torch.randn(2, 1, 9, 9), conv, bn)
