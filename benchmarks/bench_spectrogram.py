@@ -1,0 +1,59 @@
+"""Spectrogram extraction per recording: ours (`torch.stft`) against the per-frame numpy definition.
+
+    python benchmarks/bench_spectrogram.py [--recordings 10]
+
+Uses the cached 6 s, 48 kHz recordings of bench_train.py (generated if missing).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import config  # noqa: E402
+from bench_train import ensure_data  # noqa: E402
+from datasets.audio import read_wav  # noqa: E402
+from datasets.spectrogram import spectrogram_db  # noqa: E402
+
+
+def numpy_per_frame(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """The reference definition, one rfft per frame."""
+    y_pad = np.pad(y.astype(np.float64), n_fft // 2, mode="reflect")
+    window = np.hamming(n_fft)
+    frames = 1 + (len(y_pad) - n_fft) // hop
+    magnitude = np.stack([np.abs(np.fft.rfft(y_pad[i * hop:i * hop + n_fft] * window)) for i in range(frames)],
+                         axis=1)
+    return 20 * np.log10(np.maximum(magnitude, 1e-10) / max(1e-10, magnitude.max()))
+
+
+def seconds(f, *args) -> float:
+    start = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recordings", type=int, default=10)
+    args = parser.parse_args()
+    paths = sorted(ensure_data().rglob("*.wav"))[:args.recordings]
+    audio = [read_wav(p)[0] for p in paths]
+    ours = [seconds(spectrogram_db, y, config.N_FFT, config.HOP_LENGTH) for y in audio]
+    reference = [seconds(numpy_per_frame, y, config.N_FFT, config.HOP_LENGTH) for y in audio]
+    decode = [seconds(read_wav, p) for p in paths]
+    print(f"{len(paths)} recordings of {len(audio[0]) / 48000:.0f} s at 48 kHz, n_fft {config.N_FFT}, "
+          f"hop {config.HOP_LENGTH}; median (min–max) ms per recording")
+    for name, values in (("decode (soundfile)", decode), ("spectrogram, ours (torch.stft)", ours),
+                         ("spectrogram, per-frame numpy loop", reference)):
+        print(f"{name:<36}{1000 * statistics.median(values):8.1f} ({1000 * min(values):.1f}–{1000 * max(values):.1f})")
+    print(f"speed-up over the per-frame loop: {statistics.median(reference) / statistics.median(ours):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
