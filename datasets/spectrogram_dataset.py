@@ -70,7 +70,12 @@ class SpectrogramDatasetWithMaterial(Dataset):
         self.sample_rate = audio[0][1]
         self.paths = [str(path) for path in paths]
         self.labels = torch.tensor(labels, dtype=torch.int64)
-        self.data = torch.stack([spectrogram_db(samples, n_fft, hop_length) for samples, _ in audio])
+        first = spectrogram_db(audio[0][0], n_fft, hop_length)
+        self.data = torch.empty((len(paths), *first.shape), dtype=first.dtype)  # filled in place: no stack copy
+        self.data[0] = first
+        for i in range(1, len(audio)):
+            self.data[i] = spectrogram_db(audio[i][0], n_fft, hop_length)
+            audio[i] = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 EPS = 1e-5
-CHUNK_BYTES = 160 * 2**20  # size of one chunk's convolution output
+CHUNK_BYTES = 160 * 2**20  # size of one chunk's convolution output in forward
+CHUNK_BYTES_BACKWARD = 320 * 2**20  # and in backward (oneDNN's weight gradient is slow on batches under ~16)
 
 
 def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -58,7 +59,7 @@ def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch
 
 class _StdConvBNReLUPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows):
+    def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows, rows_backward):
         std, x_mean = torch.std_mean(x, dim=(1, 2, 3), keepdim=True)
         x_scale = std + EPS
         sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None]
@@ -72,7 +73,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                 y.mul_(sign)
             p, i = F.max_pool2d(y, 2, return_indices=True)
             pooled.append(p.contiguous())
-            indices.append(i.contiguous())
+            indices.append(i.to(torch.int32).contiguous())  # half the memory of int64 offsets
             del y
         y_at = torch.cat(pooled) * sign if flip else torch.cat(pooled)
         mean64, var64, n = _combine(stats)
@@ -81,7 +82,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * n / max(n - 1, 1)).to(x.dtype))
         a = (gamma * invstd)[:, None, None]
         out = torch.relu(y_at * a + (beta[:, None, None] - mean[:, None, None] * a))
-        ctx.conv, ctx.n = conv, n
+        ctx.conv, ctx.n, ctx.rows_backward = conv, n, rows_backward
         ctx.save_for_backward(x, x_mean, x_scale, weight, bias, gamma, mean, invstd, y_at, torch.cat(indices), out)
         return out
 
@@ -91,21 +92,29 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         with torch.no_grad():
             g = torch.where(out > 0, grad_out, 0.0)
             s = g.sum(dim=(0, 2, 3), dtype=torch.float64)
-            d = (g * (y_at - mean[:, None, None])).sum(dim=(0, 2, 3), dtype=torch.float64)
+            d = (y_at - mean[:, None, None]).mul_(g).sum(dim=(0, 2, 3), dtype=torch.float64)
             a = gamma.double() * invstd.double()
             big_a = -a * invstd.double() ** 2 * d / ctx.n
             big_b = -a * s / ctx.n - big_a * mean.double()
             scale, shift = big_a.to(x.dtype)[:, None], big_b.to(x.dtype)[:, None]
             g.mul_(a.to(x.dtype)[:, None, None])
-            xs = (x - x_mean) / x_scale
-            y = _conv(xs, ctx.conv, weight, bias)
-            plane = _planes(y)
-            plane.mul_(scale).add_(shift).scatter_add_(2, _planes(indices), _planes(g))
-            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                y, xs, weight, None if bias is None else list(bias.shape), ctx.conv.stride, ctx.conv.padding,
-                ctx.conv.dilation, False, [0, 0], ctx.conv.groups, [False, True, bias is not None])
+            grad_weight = torch.zeros_like(weight)
+            grad_bias = None if bias is None else torch.zeros_like(bias)
+            rows = ctx.rows_backward
+            for xc, mc, sc, gc, ic in zip(x.split(rows), x_mean.split(rows), x_scale.split(rows), g.split(rows),
+                                          indices.split(rows)):
+                xs = (xc - mc) / sc
+                y = _conv(xs, ctx.conv, weight, bias)
+                _planes(y).mul_(scale).add_(shift).scatter_add_(2, _planes(ic).long(), _planes(gc))
+                _, gw, gb = torch.ops.aten.convolution_backward(
+                    y, xs, weight, None if bias is None else list(bias.shape), ctx.conv.stride,
+                    ctx.conv.padding, ctx.conv.dilation, False, [0, 0], ctx.conv.groups,
+                    [False, True, bias is not None])
+                grad_weight += gw
+                if bias is not None:
+                    grad_bias += gb
         grad_gamma = (invstd.double() * d).to(gamma.dtype)
-        return None, grad_weight, grad_bias, grad_gamma, s.to(gamma.dtype), None, None, None
+        return None, grad_weight, grad_bias, grad_gamma, s.to(gamma.dtype), None, None, None, None
 
 
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -116,5 +125,6 @@ def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) 
     bn.num_batches_tracked.add_(1)
     out_h = (x.shape[2] + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
     out_w = (x.shape[3] + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
-    rows = max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
-    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows)
+    row_bytes = conv.out_channels * out_h * out_w * x.element_size()
+    rows, rows_backward = max(1, CHUNK_BYTES // row_bytes), max(1, CHUNK_BYTES_BACKWARD // row_bytes)
+    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows, rows_backward)
