@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from tqdm import tqdm
 
 import config
@@ -25,6 +25,7 @@ from models import MODELS, build_model
 from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError
+from utils.evaluation import evaluate_recordings, headline, write_evaluation
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
 from utils.history import new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
@@ -112,13 +113,18 @@ def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_w
                       generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init_fn)
 
 
+def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
+    """The seeded 70/30 train/validation split of the recordings."""
+    n_train = int(config.TRAIN_FRACTION * len(recordings))
+    return random_split(recordings, [n_train, len(recordings) - n_train],
+                        generator=torch.Generator().manual_seed(seed))
+
+
 def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
     recordings = SpectrogramDatasetWithMaterial(args.data_root, config.CLASSES, selected_seqs(args), frequency,
                                                 args.material, n_fft=args.n_fft, hop_length=args.hop_length)
-    n_train = int(config.TRAIN_FRACTION * len(recordings))
-    train_set, val_set = random_split(recordings, [n_train, len(recordings) - n_train],
-                                      generator=torch.Generator().manual_seed(args.seed))
+    train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)
     batch_size = min(args.batch_size, len(train_pairs), len(val_pairs))
@@ -128,6 +134,11 @@ def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     train_loader = make_loader(train_pairs, batch_size, True, args.seed, args.num_workers)
     val_loader = make_loader(val_pairs, batch_size, False, args.seed, args.num_workers)
     return recordings, train_loader, val_loader
+
+
+def validation_indices(val_loader: DataLoader) -> list[int]:
+    """Indices of the validation recordings (the val pair loader sits on a Subset of the recordings)."""
+    return list(val_loader.dataset.dataset.indices)
 
 
 def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -186,11 +197,12 @@ def plain_args(args: argparse.Namespace, frequency: str) -> dict:
 
 def save_checkpoint(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, train: dict, val: dict,
-                    args: dict) -> None:
+                    args: dict, val_recordings: list[str]) -> None:
     checkpoint = {"epoch": epoch, "model_state_dict": model.state_dict(),
                   "optimizer_state_dict": optimizer.state_dict(), "scheduler_state_dict": scheduler.state_dict(),
                   "train_loss": train["loss_main"], "train_accuracy": train["accuracy"],
-                  "val_loss": val["loss_main"], "val_accuracy": val["accuracy"], "args": args}
+                  "val_loss": val["loss_main"], "val_accuracy": val["accuracy"], "args": args,
+                  "val_recordings": val_recordings}
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
@@ -231,6 +243,18 @@ def check_batches(args: argparse.Namespace, frequency: str, run: RunPaths) -> No
     print(verify_batch_consistency(loader, folder, run.timestamp, args.seed, key_args), flush=True)
 
 
+def final_evaluation(model: nn.Module, recordings: SpectrogramDatasetWithMaterial, val_loader: DataLoader,
+                     device: torch.device, run: RunPaths) -> dict:
+    """evaluate.py's measures on the validation recordings, each scored once; report in <run>/eval/."""
+    indices = validation_indices(val_loader)
+    labels = recordings.labels[indices].numpy()
+    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
+    write_evaluation(run.checkpoints / "eval", [recordings.paths[i] for i in indices], labels, scores, metrics,
+                     recordings.classes, f"{run.name} (validation)", {"split": "val", "epoch": "final"})
+    print(f"final model on the validation recordings: {headline(metrics)}", flush=True)
+    return metrics
+
+
 def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
     """One complete training run; returns its summary."""
     set_seed(args.seed)
@@ -263,20 +287,23 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
         save_pickle(history, run.history)
         plot_history(history, run.history_plot, run.name)
         if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
-            save_checkpoint(run.checkpoint(epoch), epoch, model, optimizer, scheduler, train, val, history["args"])
+            save_checkpoint(run.checkpoint(epoch), epoch, model, optimizer, scheduler, train, val, history["args"],
+                            [recordings.paths[i] for i in validation_indices(val_loader)])
         print(epoch_line(epoch, args.epochs, train, val, optimizer.param_groups[0]["lr"],
                          time.perf_counter() - started), flush=True)
 
+    metrics = final_evaluation(model, recordings, val_loader, device, run)
     return {"frequency": frequency, "status": "ok", "run": run.name, "epochs": args.epochs,
-            "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"])}
+            "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"]),
+            "pairwise_accuracy": metrics["pairwise_accuracy"], "kendall_tau_b": metrics["kendall_tau_b"]}
 
 
 def print_summary(results: list[dict]) -> None:
-    print("\nfrequency  status  final val acc  best val acc  run")
+    print("\nfrequency  status  final val acc  best val acc  all-pairs acc  Kendall tau  run")
     for r in results:
         if r["status"] == "ok":
             print(f"{r['frequency']:<10} ok      {r['final_val_accuracy']:>12.3f}  {r['best_val_accuracy']:>12.3f}  "
-                  f"{r['run']}")
+                  f"{r['pairwise_accuracy']:>13.3f}  {r['kendall_tau_b']:>11.3f}  {r['run']}")
         else:
             print(f"{r['frequency']:<10} FAILED  {r['error']}")
 

@@ -23,11 +23,11 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data folder not found")
     wanted = None if selected_seqs is None else {str(s) for s in selected_seqs}
-    paths, labels = [], []
+    paths, labels, missing = [], [], []
     for label, class_name in enumerate(classes):
         folder = data_dir / class_name / material
         if not folder.is_dir():
-            warnings.warn(f"{folder}: folder missing, class {class_name} has no {material} recordings")
+            missing.append(folder)
             continue
         prefix = recording_name(material, class_name, frequency, "")[:-len(".wav")]
         for path in sorted(folder.glob(f"{prefix}*.wav")):
@@ -37,6 +37,8 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     if not paths:
         pattern = data_dir / "<class>" / material / recording_name(material, "<class>", frequency, "<seq>")
         raise InputError(f"no recordings found matching {pattern}")
+    for folder in missing:
+        warnings.warn(f"{folder}: folder missing, class {folder.parent.name} has no {material} recordings")
     found = sorted({classes[label] for label in labels})
     if len(found) < 2:
         raise InputError(f"recordings found for one class only ({found[0]}, under {data_dir}); "

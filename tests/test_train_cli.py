@@ -39,7 +39,9 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")
     timestamp = run[len("plastic_1000hz_ghm_alpha0.75_seed42_"):]
     assert sorted(p.name for p in checkpoints.iterdir()) == [
-        "model_epoch_1.pt", "model_epoch_2.pt", f"training_history_{timestamp}.pkl"]
+        "eval", "model_epoch_1.pt", "model_epoch_2.pt", f"training_history_{timestamp}.pkl"]
+    assert sorted(p.name for p in (checkpoints / "eval").iterdir()) == [
+        "metrics.json", "pair_accuracy.png", "scores.csv", "scores_by_class.png"]
     stats_dir, plots_dir = tmp_path / "stats" / run, tmp_path / "plots" / run
     stats_files = sorted(stats_dir.iterdir())
     assert len(stats_files) == 4

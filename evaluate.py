@@ -1,0 +1,103 @@
+"""How well does a trained ranker order the angles? Exact ranking measures over all pairs of recordings.
+
+    python evaluate.py --checkpoint saved_models/model_checkpoints/<run>/model_epoch_30.pt
+    python evaluate.py --checkpoint <ckpt> --split all --data-root other_data --out eval_other
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+import config
+from datasets import SpectrogramDatasetWithMaterial
+from models import MODELS, build_model
+from train import split_recordings
+from utils.common_utils import choose_device
+from utils.errors import InputError
+from utils.evaluation import evaluate_recordings, headline, write_evaluation
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a ranker checkpoint on recordings.")
+    p.add_argument("--checkpoint", required=True, help="a model_epoch_<N>.pt written by train.py")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--frequency", choices=config.FREQUENCIES, help="(default: the checkpoint's)")
+    p.add_argument("--material", help="(default: the checkpoint's)")
+    p.add_argument("--model", choices=list(MODELS), help="(default: the checkpoint's)")
+    p.add_argument("--split", choices=["val", "all"], default="val",
+                   help="val: the run's validation recordings, rebuilt from its seed; all: every recording found "
+                        "(default: %(default)s)")
+    p.add_argument("--out", help="output folder (default: eval/ beside the checkpoint)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    return p
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"--checkpoint {path}: file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise InputError(f"--checkpoint {path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(checkpoint, dict) or not {"model_state_dict", "args"} <= set(checkpoint):
+        raise InputError(f"--checkpoint {path}: not a train.py checkpoint (no model_state_dict and args)")
+    return checkpoint
+
+
+def load_model(checkpoint: dict, name: str, path: Path, device: torch.device) -> torch.nn.Module:
+    model = build_model(name)
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError:
+        raise InputError(f"--checkpoint {path}: its weights do not fit model {name!r} "
+                         f"(trained as {checkpoint['args'].get('model')!r})") from None
+    return model.to(device)
+
+
+def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict, checkpoint: dict,
+                      split: str) -> list[int]:
+    """All indices, or the run's validation split, checked against the paths the checkpoint recorded."""
+    if split == "all":
+        return list(range(len(recordings)))
+    indices = list(split_recordings(recordings, run_args["seed"])[1].indices)
+    expected = checkpoint.get("val_recordings")
+    if expected is not None and [recordings.paths[i] for i in indices] != list(expected):
+        raise InputError("the validation recordings rebuilt from the checkpoint's seed are not the ones the run "
+                         "used (the data folder changed?); use --split all")
+    return indices
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    args = get_args_parser().parse_args(argv)
+    path = Path(args.checkpoint)
+    try:
+        checkpoint = load_checkpoint(path)
+        run_args = checkpoint["args"]
+        device = choose_device(args.device)
+        model = load_model(checkpoint, args.model or run_args.get("model", "simple_cnn"), path, device)
+        seqs = run_args.get("seqs", ",".join(config.SELECTED_SEQS))
+        recordings = SpectrogramDatasetWithMaterial(
+            args.data_root or run_args["data_root"], config.CLASSES, None if seqs == "all" else seqs.split(","),
+            args.frequency or run_args["frequency"], args.material or run_args["material"],
+            n_fft=run_args.get("n_fft", config.N_FFT), hop_length=run_args.get("hop_length", config.HOP_LENGTH))
+        indices = select_recordings(recordings, run_args, checkpoint, args.split)
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    labels = recordings.labels[indices].numpy()
+    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
+    out = Path(args.out) if args.out else path.parent / "eval"
+    write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics, recordings.classes,
+                     f"{path.parent.name} ({args.split})",
+                     {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split})
+    print(f"{path} on {args.split}: {headline(metrics)}")
+    print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""evaluate.py end to end on tiny data, and the evaluation train.py runs after training."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_train_args
+
+import evaluate
+import train
+from utils.ranking_metrics import pairwise_accuracy
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("eval_run")
+    assert train.main(tiny_train_args(tiny_data, save_dir, "--frequency", "1000hz", "--epochs", "1")) == 0
+    (run,) = (save_dir / "model_checkpoints").iterdir()
+    return run
+
+
+def read_scores(folder):
+    with open(folder / "scores.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_ends_with_an_evaluation_of_the_validation_recordings(trained_run):
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    checkpoint = torch.load(trained_run / "model_epoch_1.pt", weights_only=True)
+    rows = read_scores(trained_run / "eval")
+    assert [r["path"] for r in rows] == checkpoint["val_recordings"]
+    assert metrics["split"] == "val" and metrics["recordings"] == len(rows)
+
+
+def test_evaluate_rebuilds_the_validation_split_and_scores_it(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(trained_run / "model_epoch_1.pt"), "--out", str(out)]) == 0
+    assert "pairwise accuracy" in capsys.readouterr().out
+    for name in ("metrics.json", "scores.csv", "scores_by_class.png", "pair_accuracy.png"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = read_scores(out)
+    checkpoint = torch.load(trained_run / "model_epoch_1.pt", weights_only=True)
+    assert [r["path"] for r in rows] == checkpoint["val_recordings"]
+    classes = sorted({r["class"] for r in rows})
+    labels = np.array([int(r["class"][3:]) // 36 for r in rows])
+    scores = np.array([float(r["score"]) for r in rows])
+    assert metrics["pairwise_accuracy"] == pytest.approx(pairwise_accuracy(scores, labels), abs=1e-6)
+    assert set(metrics) >= {"kendall_tau_b", "spearman_rho", "per_class", "class_pair_accuracy", "checkpoint"}
+    assert len(classes) >= 2
+    # The same model and recordings as the end-of-training evaluation: the same scores.
+    assert [r["score"] for r in rows] == [r["score"] for r in read_scores(trained_run / "eval")]
+
+
+def test_split_all_takes_every_recording(trained_run, tiny_data, tmp_path):
+    assert evaluate.main(["--checkpoint", str(trained_run / "model_epoch_1.pt"), "--split", "all",
+                          "--out", str(tmp_path)]) == 0
+    assert len(read_scores(tmp_path)) == len(list(tiny_data.rglob("*_1000hz_*.wav")))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["pairs"] == 18 * 17 // 2 - 6 * 3  # all pairs minus same-class ones
+
+
+def test_clear_errors(trained_run, tmp_path, capsys):
+    checkpoint = str(trained_run / "model_epoch_1.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cases = [(["--checkpoint", str(tmp_path / "missing.pt")], "file not found"),
+             (["--checkpoint", str(garbage)], "cannot be read as a checkpoint"),
+             (["--checkpoint", checkpoint, "--model", "resnet18"], "do not fit model 'resnet18'"),
+             (["--checkpoint", checkpoint, "--material", "box"], "no recordings found")]
+    for argv, message in cases:
+        assert evaluate.main(argv + ["--out", str(tmp_path / "o")]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], errors

@@ -1,0 +1,85 @@
+"""Score recordings once each and write the evaluation report: metrics.json, scores.csv and two plots."""
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
+from utils.ranking_metrics import ranking_metrics  # noqa: E402
+
+
+@torch.inference_mode()
+def score_recordings(model: nn.Module, data: torch.Tensor, device: torch.device, batch_size: int = 16) -> np.ndarray:
+    """One score per spectrogram, in eval mode, each recording once."""
+    model.eval()
+    return torch.cat([model(data[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(data), batch_size)]).numpy().astype(np.float64)
+
+
+def evaluate_recordings(model: nn.Module, data: torch.Tensor, labels: np.ndarray, classes: list[str],
+                        device: torch.device) -> tuple[np.ndarray, dict]:
+    scores = score_recordings(model, data, device)
+    return scores, ranking_metrics(scores, labels, classes)
+
+
+def headline(metrics: dict) -> str:
+    return (f"pairwise accuracy {metrics['pairwise_accuracy']:.3f}, Kendall tau-b {metrics['kendall_tau_b']:.3f}, "
+            f"Spearman rho {metrics['spearman_rho']:.3f} ({metrics['recordings']} recordings, "
+            f"all {metrics['pairs']} pairs of different classes)")
+
+
+def plain_json(value):
+    """NaN → None, so that metrics.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_json(v) for v in value]
+    return value
+
+
+def plot_scores_by_class(scores: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    groups = [scores[labels == k] for k in range(len(classes))]
+    ax.boxplot([g if len(g) else [np.nan] for g in groups], tick_labels=classes, showfliers=False)
+    rng = np.random.default_rng(0)
+    for k, group in enumerate(groups):
+        ax.plot(k + 1 + rng.uniform(-0.12, 0.12, len(group)), group, "o", ms=3, alpha=0.6, color="tab:blue")
+    ax.set(xlabel="angle class", ylabel="score", title=title)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_pair_accuracy(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0, vmax=1, cmap="RdYlGn")
+    for (i, j), value in np.ndenumerate(matrix):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="class j", ylabel="class i", title=title)
+    fig.colorbar(image, ax=ax, label="share of (i, j) pairs ordered correctly")
+    save_figure(fig, path)
+
+
+def write_evaluation(out: Path, paths: list[str], labels: np.ndarray, scores: np.ndarray, metrics: dict,
+                     classes: list[str], title: str, extra: dict | None = None) -> None:
+    out = Path(out)
+    save_json(plain_json({**(extra or {}), **metrics}), out / "metrics.json")
+    with atomic_path(out / "scores.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "class", "score"])
+        writer.writerows((path, classes[label], f"{score:.9g}") for path, label, score in zip(paths, labels, scores))
+    plot_scores_by_class(scores, labels, classes, out / "scores_by_class.png", f"Scores by class: {title}")
+    plot_pair_accuracy(np.array(metrics["class_pair_accuracy"], dtype=float), classes, out / "pair_accuracy.png",
+                       f"Pairs ordered correctly: {title}")
