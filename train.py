@@ -22,6 +22,7 @@ from datasets import RankingPairDataset, SpectrogramDatasetWithMaterial
 from datasets.synthetic import ensure_demo_data
 from losses import LOSS_TYPES, build_loss
 from models import MODELS, build_model
+from models.pair_forward import PAIR_FORWARD, separate
 from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError
@@ -65,6 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "1 the GHM paper's weighting (default: %(default)s)")
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
     p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
+    p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
+                   help="separate: model(x1), model(x2); unique: each distinct recording of a batch once, "
+                        "BatchNorm then sees each once (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=0,
@@ -148,13 +152,13 @@ def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -
 
 def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
               device: torch.device, optimizer: torch.optim.Optimizer | None, desc: str, progress: bool,
-              on_batch: Callable | None = None) -> dict:
+              on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
     """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy."""
     sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, (x1, x2, target, _, _, index1, index2) in enumerate(bar, start=1):
         x1, x2, target = x1.to(device), x2.to(device), target.to(device)
-        s1, s2 = model(x1), model(x2)
+        s1, s2 = pair_forward(model, x1, x2, index1, index2)
         loss = criterion(s1, s2, target)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
@@ -178,17 +182,18 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, optimizer: torch.optim.Optimizer,
                     loader: DataLoader, device: torch.device, epoch: int, progress: bool,
-                    on_batch: Callable | None = None) -> dict:
+                    on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
     model.train()
     return run_epoch(model, criterion, standard, loader, device, optimizer, f"epoch {epoch} train",
-                     progress, on_batch)
+                     progress, on_batch, pair_forward)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
-             device: torch.device, epoch: int, progress: bool) -> dict:
+             device: torch.device, epoch: int, progress: bool, pair_forward: Callable = separate) -> dict:
     model.eval()
-    return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress)
+    return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress,
+                     pair_forward=pair_forward)
 
 
 def plain_args(args: argparse.Namespace, frequency: str) -> dict:
@@ -280,8 +285,8 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
         started = time.perf_counter()
         on_batch = (ghm_stats_recorder(criterion, recordings, run, epoch) if args.loss_type == "ghm" else None)
         train = train_one_epoch(model, criterion, standard, optimizer, train_loader, device, epoch, progress,
-                                on_batch)
-        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress)
+                                on_batch, PAIR_FORWARD[args.pair_forward])
+        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress, PAIR_FORWARD[args.pair_forward])
         scheduler.step(val["loss_main"])
         record_epoch(history, epoch, train, val)
         save_pickle(history, run.history)

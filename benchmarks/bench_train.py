@@ -7,7 +7,8 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
 `--warmup` steps:
   plain  the straightforward step: default-collated pair batches, model(x1), model(x2) through the
          plain module sequence, MarginRankingLoss, backward, Adam; default allocator;
-  ours   the trainer's own step with default settings (GHM loss, fused first block, retained memory).
+  ours   the trainer's own step with default settings (GHM loss, fused first block, retained memory);
+  unique ours with --pair-forward unique (each distinct recording of the batch through the model once).
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
 process-wide) stays with the variant it belongs to; with --rounds > 1 the processes alternate.
 """
@@ -56,20 +57,21 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
     from losses import build_loss
     from models import build_model
     from models.fused_block import standardize
+    from models.pair_forward import PAIR_FORWARD
     from utils.memory import retain_freed_memory
 
-    if variant == "ours":
+    if variant != "plain":
         retain_freed_memory()
     args = train.parse_args(["--frequency", "1000hz", "--data-root", str(CACHE)])
     torch.manual_seed(args.seed)
     _, loader, _ = train.build_data(args, "1000hz")
     model = build_model("simple_cnn").train()
     if variant == "plain":
-        def forward(x):
-            return model.head(model.features(standardize(x))).squeeze(1)
+        def pair_forward(model, x1, x2, index1, index2):
+            return tuple(model.head(model.features(standardize(x))).squeeze(1) for x in (x1, x2))
         criterion = nn.MarginRankingLoss(margin=args.margin)
     else:
-        forward = model
+        pair_forward = PAIR_FORWARD["unique" if variant == "unique" else "separate"]
         criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     standard, ghm = nn.MarginRankingLoss(args.margin), build_loss("ghm", args.margin, args.ghm_bins, args.ghm_alpha)
@@ -77,9 +79,9 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
     record = {key: [] for key in METRICS + ("loss_standard", "loss_ghm")}
     for step in range(warmup + steps):
         t0 = time.perf_counter()
-        x1, x2, target, *_ = next(batches)
+        x1, x2, target, _, _, index1, index2 = next(batches)
         t1 = time.perf_counter()
-        s1, s2 = forward(x1), forward(x2)
+        s1, s2 = pair_forward(model, x1, x2, index1, index2)
         t2 = time.perf_counter()
         loss = criterion(s1, s2, target)
         t3 = time.perf_counter()
@@ -127,7 +129,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternating processes per variant")
-    parser.add_argument("--variants", default="plain,ours")
+    parser.add_argument("--variants", default="plain,ours,unique")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

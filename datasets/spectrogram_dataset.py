@@ -72,12 +72,11 @@ class SpectrogramDatasetWithMaterial(Dataset):
         self.sample_rate = audio[0][1]
         self.paths = [str(path) for path in paths]
         self.labels = torch.tensor(labels, dtype=torch.int64)
-        first = spectrogram_db(audio[0][0], n_fft, hop_length)
-        self.data = torch.empty((len(paths), *first.shape), dtype=first.dtype)  # filled in place: no stack copy
-        self.data[0] = first
-        for i in range(1, len(audio)):
-            self.data[i] = spectrogram_db(audio[i][0], n_fft, hop_length)
-            audio[i] = None
+        length = len(audio[0][0])
+        # Filled in place rather than stacked: a stack would hold every spectrogram twice.
+        self.data = torch.empty((len(paths), 1, n_fft // 2 + 1, 1 + length // hop_length))
+        for i, (samples, _) in enumerate(audio):
+            self.data[i] = spectrogram_db(samples, n_fft, hop_length)
 
     def __len__(self) -> int:
         return len(self.labels)

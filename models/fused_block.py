@@ -11,9 +11,9 @@ a = γ·invstd and b = β − a·μ, so max-pooling commutes with it: pool(f(y))
 and uses the minimum of y when a < 0 (pooled as the maximum of −y). Each chunk is convolved once;
 the chunks' per-channel means and variances are combined, and y is pooled before BatchNorm.
 
-Backward. The convolution is recomputed (for the whole batch: the weight-gradient kernel is much
-slower on small batches), and the BatchNorm gradient is an affine map of y plus the pooled
-gradient scattered to the arg-max positions:
+Backward. The convolution is recomputed (in chunks of up to 1 GiB: for the benchmark's batch, all
+of it, since the weight-gradient kernel is much slower on small batches), and the BatchNorm
+gradient is an affine map of y plus the pooled gradient scattered to the arg-max positions:
 
     g       = g_out · [out > 0]                       pooled gradient after the ReLU
     S = Σ g,   D = Σ g · (y_argmax − μ)                per channel, N = batch · height · width
@@ -31,7 +31,9 @@ from torch import nn
 
 EPS = 1e-5
 CHUNK_BYTES = 160 * 2**20  # size of one chunk's convolution output in forward
-CHUNK_BYTES_BACKWARD = 320 * 2**20  # and in backward (oneDNN's weight gradient is slow on batches under ~16)
+# In backward the whole batch (up to 1 GiB of activation) at once: oneDNN's weight gradient is two to three
+# times slower per recording on batches of 8-18 rows than on 32 (measured on 2 cores).
+CHUNK_BYTES_BACKWARD = 2**30
 
 
 def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -117,6 +119,12 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         return None, grad_weight, grad_bias, grad_gamma, s.to(gamma.dtype), None, None, None, None
 
 
+def _even_rows(batch: int, max_rows: int) -> int:
+    """Rows per chunk for chunks of (nearly) equal size of at most max_rows (at least 1)."""
+    chunks = -(-batch // max(1, max_rows))
+    return -(-batch // chunks)
+
+
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
     if x.requires_grad or bn.momentum is None or not bn.track_running_stats or not bn.affine:
@@ -126,5 +134,5 @@ def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) 
     out_h = (x.shape[2] + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
     out_w = (x.shape[3] + 2 * conv.padding[1] - conv.kernel_size[1]) // conv.stride[1] + 1
     row_bytes = conv.out_channels * out_h * out_w * x.element_size()
-    rows, rows_backward = max(1, CHUNK_BYTES // row_bytes), max(1, CHUNK_BYTES_BACKWARD // row_bytes)
+    rows, rows_backward = (_even_rows(len(x), limit // row_bytes) for limit in (CHUNK_BYTES, CHUNK_BYTES_BACKWARD))
     return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows, rows_backward)
