@@ -64,6 +64,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
                    help="GHM density exponent, bin weight ∝ count^-alpha; 0 is the standard loss, "
                         "1 the GHM paper's weighting (default: %(default)s)")
+    p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording) and reuse them "
+                                        "in later runs; a changed recording gets a new entry (default: no cache)")
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
     p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
     p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
@@ -127,7 +129,8 @@ def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
 def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
     recordings = SpectrogramDatasetWithMaterial(args.data_root, config.CLASSES, selected_seqs(args), frequency,
-                                                args.material, n_fft=args.n_fft, hop_length=args.hop_length)
+                                                args.material, n_fft=args.n_fft, hop_length=args.hop_length,
+                                                cache_dir=args.cache_dir)
     train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)

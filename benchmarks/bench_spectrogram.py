@@ -1,4 +1,5 @@
-"""Spectrogram extraction per recording: ours (`torch.stft`) against the per-frame numpy definition.
+"""Spectrogram extraction per recording, ours (`torch.stft`) against the per-frame numpy definition, and
+the whole dataset's load without a cache, into an empty `--cache-dir`, and from it.
 
     python benchmarks/bench_spectrogram.py [--recordings 10]
 
@@ -8,6 +9,7 @@ Uses the cached 6 s, 48 kHz recordings of bench_train.py (generated if missing).
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import config  # noqa: E402
-from bench_train import ensure_data  # noqa: E402
+from bench_train import CACHE, ensure_data  # noqa: E402
+from datasets import SpectrogramDatasetWithMaterial  # noqa: E402
 from datasets.audio import read_wav  # noqa: E402
 from datasets.spectrogram import spectrogram_db  # noqa: E402
 
@@ -53,6 +56,16 @@ def main() -> None:
                          ("spectrogram, per-frame numpy loop", reference)):
         print(f"{name:<36}{1000 * statistics.median(values):8.1f} ({1000 * min(values):.1f}–{1000 * max(values):.1f})")
     print(f"speed-up over the per-frame loop: {statistics.median(reference) / statistics.median(ours):.1f}x")
+    with tempfile.TemporaryDirectory() as cache:
+        loads = [(name, seconds(load_dataset, cache_dir)) for name, cache_dir in
+                 (("no cache", None), ("empty cache (fills it)", cache), ("from the cache", cache))]
+    print(f"whole dataset ({len(list(CACHE.rglob('*.wav')))} recordings) load, seconds: "
+          + ", ".join(f"{name} {value:.2f}" for name, value in loads))
+    print(f"cached load speed-up over the uncached one: {loads[0][1] / loads[2][1]:.1f}x")
+
+
+def load_dataset(cache_dir: str | None) -> SpectrogramDatasetWithMaterial:
+    return SpectrogramDatasetWithMaterial(CACHE, config.CLASSES, None, "1000hz", "plastic", cache_dir=cache_dir)
 
 
 if __name__ == "__main__":

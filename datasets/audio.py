@@ -20,3 +20,14 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if samples.shape[0] == 0:
         raise InputError(f"{path}: the recording has no samples")
     return samples.mean(axis=1), sample_rate
+
+
+def wav_info(path: str | Path) -> tuple[int, int]:
+    """(number of samples, sample rate) from the file's header, without decoding it."""
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, OSError) as exc:
+        raise InputError(f"{path}: cannot read audio ({exc})") from None
+    if info.frames == 0:
+        raise InputError(f"{path}: the recording has no samples")
+    return info.frames, info.samplerate

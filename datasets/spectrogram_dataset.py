@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import Dataset
 
 import config
-from datasets.audio import read_wav
-from datasets.spectrogram import spectrogram_db
+from datasets.audio import wav_info
+from datasets.spectrogram_cache import load_spectrogram
 from utils.errors import InputError
 
 
@@ -60,23 +60,23 @@ class SpectrogramDatasetWithMaterial(Dataset):
 
     def __init__(self, data_dir: str | Path, classes: list[str], selected_seqs: list[str] | None,
                  selected_freq: str, material: str, n_fft: int = config.N_FFT,
-                 hop_length: int = config.HOP_LENGTH):
+                 hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None):
         paths, labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
-        audio = [read_wav(path) for path in paths]
-        check_all_equal(paths, [rate for _, rate in audio], "sample rate (Hz)")
-        check_all_equal(paths, [len(samples) for samples, _ in audio], "length (samples)")
-        if len(audio[0][0]) <= n_fft // 2:
-            raise InputError(f"{paths[0]}: recordings of {len(audio[0][0])} samples are too short "
+        headers = [wav_info(path) for path in paths]
+        check_all_equal(paths, [rate for _, rate in headers], "sample rate (Hz)")
+        check_all_equal(paths, [length for length, _ in headers], "length (samples)")
+        length = headers[0][0]
+        if length <= n_fft // 2:
+            raise InputError(f"{paths[0]}: recordings of {length} samples are too short "
                              f"for n_fft {n_fft} (need more than {n_fft // 2})")
         self.classes = list(classes)
-        self.sample_rate = audio[0][1]
+        self.sample_rate = headers[0][1]
         self.paths = [str(path) for path in paths]
         self.labels = torch.tensor(labels, dtype=torch.int64)
-        length = len(audio[0][0])
         # Filled in place rather than stacked: a stack would hold every spectrogram twice.
         self.data = torch.empty((len(paths), 1, n_fft // 2 + 1, 1 + length // hop_length))
-        for i, (samples, _) in enumerate(audio):
-            self.data[i] = spectrogram_db(samples, n_fft, hop_length)
+        for i, path in enumerate(paths):
+            self.data[i] = load_spectrogram(path, n_fft, hop_length, length, cache_dir)
 
     def __len__(self) -> int:
         return len(self.labels)
