@@ -282,21 +282,23 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
     progress = not args.no_progress and sys.stderr.isatty()
+    pair_forward = PAIR_FORWARD[args.pair_forward]
+    val_paths = [recordings.paths[i] for i in validation_indices(val_loader)]
     history = new_history(plain_args(args, frequency))
 
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         on_batch = (ghm_stats_recorder(criterion, recordings, run, epoch) if args.loss_type == "ghm" else None)
         train = train_one_epoch(model, criterion, standard, optimizer, train_loader, device, epoch, progress,
-                                on_batch, PAIR_FORWARD[args.pair_forward])
-        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress, PAIR_FORWARD[args.pair_forward])
+                                on_batch, pair_forward)
+        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress, pair_forward)
         scheduler.step(val["loss_main"])
         record_epoch(history, epoch, train, val)
         save_pickle(history, run.history)
         plot_history(history, run.history_plot, run.name)
         if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
             save_checkpoint(run.checkpoint(epoch), epoch, model, optimizer, scheduler, train, val, history["args"],
-                            [recordings.paths[i] for i in validation_indices(val_loader)])
+                            val_paths)
         print(epoch_line(epoch, args.epochs, train, val, optimizer.param_groups[0]["lr"],
                          time.perf_counter() - started), flush=True)
 

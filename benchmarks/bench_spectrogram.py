@@ -54,7 +54,8 @@ def main() -> None:
           f"hop {config.HOP_LENGTH}; median (min–max) ms per recording")
     for name, values in (("decode (soundfile)", decode), ("spectrogram, ours (torch.stft)", ours),
                          ("spectrogram, per-frame numpy loop", reference)):
-        print(f"{name:<36}{1000 * statistics.median(values):8.1f} ({1000 * min(values):.1f}–{1000 * max(values):.1f})")
+        ms = [1000 * v for v in values]
+        print(f"{name:<36}{statistics.median(ms):8.1f} ({min(ms):.1f}–{max(ms):.1f})")
     print(f"speed-up over the per-frame loop: {statistics.median(reference) / statistics.median(ours):.1f}x")
     with tempfile.TemporaryDirectory() as cache:
         loads = [(name, seconds(load_dataset, cache_dir)) for name, cache_dir in

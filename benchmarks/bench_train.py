@@ -110,13 +110,14 @@ def report(results: dict[str, dict]) -> None:
         print(f"{key:<36}" + "".join(f"{summary(r[key]):>26}" for r in results.values()))
     print(f"{'pairs per second':<36}"
           + "".join(f"{r['pairs'] / statistics.median(r['total']):>26.2f}" for r in results.values()))
-    print(f"{'peak RSS (GB, max over processes)':<36}" + "".join(f"{r['peak_rss_gb']:>26.2f}" for r in results.values()))
+    print(f"{'peak RSS (GB, max over processes)':<36}"
+          + "".join(f"{r['peak_rss_gb']:>26.2f}" for r in results.values()))
     for name, r in results.items():
-        total, loss = statistics.median(r["total"]), statistics.median(r["loss"])
-        outside = 1 - statistics.median(r["fwd_bwd"]) / total
-        print(f"{name}: data {statistics.median(r['data']) / total:.1%} of the step, not model compute "
-              f"{outside:.1%}; GHM/standard step time "
-              f"{(total - loss + statistics.median(r['loss_ghm'])) / (total - loss + statistics.median(r['loss_standard'])):.4f}")
+        median = {key: statistics.median(r[key]) for key in METRICS + ("loss_standard", "loss_ghm")}
+        without_loss = median["total"] - median["loss"]
+        ghm_ratio = (without_loss + median["loss_ghm"]) / (without_loss + median["loss_standard"])
+        print(f"{name}: data {median['data'] / median['total']:.1%} of the step, not model compute "
+              f"{1 - median['fwd_bwd'] / median['total']:.1%}; GHM/standard step time {ghm_ratio:.4f}")
     if "plain" in results:
         plain = statistics.median(results["plain"]["total"])
         for name in results:
