@@ -222,7 +222,7 @@ def ghm_stats_recorder(criterion: nn.Module, recordings: SpectrogramDatasetWithM
         if batch not in (1, batches):
             return
         pair_paths = [(recordings.paths[a], recordings.paths[b]) for a, b in zip(index1.tolist(), index2.tolist())]
-        stats = ghm_batch_stats(criterion, epoch, batch, pair_paths)
+        stats = ghm_batch_stats(criterion, epoch, batch, pair_paths, run.name, (epoch - 1) * batches + batch)
         save_pickle(stats, run.stats / f"epoch{epoch}_batch{batch}_{run.timestamp}_ghm_stats.pkl")
         plot_grad_distribution(stats, run.plots / f"grad_dist_epoch{epoch}_batch{batch}_{run.timestamp}.png")
     return record

@@ -69,6 +69,9 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
 
     stats = load_pickle(stats_dir / f"epoch1_batch1_{timestamp}_ghm_stats.pkl")
     assert (stats["epoch"], stats["batch"], stats["bins"], stats["alpha"], stats["margin"]) == (1, 1, 10, 0.75, 1.0)
+    assert (stats["loss_type"], stats["run_name"], stats["global_step"]) == ("ghm", run, 1)
+    last_of_epoch_2 = load_pickle(stats_dir / f"epoch2_{last}_{timestamp}_ghm_stats.pkl")
+    assert last_of_epoch_2["global_step"] == 2 * int(last[len("batch"):])
     assert stats["bin_counts"].sum() == len(stats["g"]) == len(stats["pair_paths"]) == 8
     assert abs(stats["weight"].mean() - 1.0) < 1e-6
     assert set(stats["g_summary"]) == {"mean", "median", "min", "max", "std"}

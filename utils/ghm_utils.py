@@ -10,13 +10,16 @@ from losses.ghm_loss import GHMRankingLoss  # noqa: E402
 from utils.io_utils import save_figure  # noqa: E402
 
 
-def ghm_batch_stats(criterion: GHMRankingLoss, epoch: int, batch: int,
-                    pair_paths: list[tuple[str, str]]) -> dict:
-    """The last batch's GHM statistics as plain Python and numpy values."""
+def ghm_batch_stats(criterion: GHMRankingLoss, epoch: int, batch: int, pair_paths: list[tuple[str, str]],
+                    run_name: str, global_step: int) -> dict:
+    """The last batch's GHM statistics as plain Python and numpy values, naming their run and step."""
     last = {key: value.detach().cpu().numpy() for key, value in criterion.last_stats.items()}
     g = last["g"].astype(np.float64)
     counts = last["bin_counts"].astype(np.int64)
     return {
+        "loss_type": "ghm",
+        "run_name": run_name,
+        "global_step": global_step,
         "epoch": epoch,
         "batch": batch,
         "bins": criterion.bins,
