@@ -10,6 +10,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from utils.history import new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
 from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, reserve_run, run_name_prefix
+from utils.run_summary import write_summary
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length")
@@ -263,6 +265,49 @@ def final_evaluation(model: nn.Module, recordings: SpectrogramDatasetWithMateria
     return metrics
 
 
+@dataclass
+class Training:
+    """What one run trains with."""
+    model: nn.Module
+    criterion: nn.Module
+    standard: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def build_training(args: argparse.Namespace, device: torch.device) -> Training:
+    model = build_model(args.model).to(device)
+    criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
+    standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    return Training(model, criterion, standard, optimizer, scheduler)
+
+
+def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWithMaterial, train_loader: DataLoader,
+        val_loader: DataLoader, device: torch.device, run: RunPaths, history: dict, started: float) -> None:
+    """The epochs: train, validate, schedule, record, checkpoint."""
+    progress = not args.no_progress and sys.stderr.isatty()
+    pair_forward = PAIR_FORWARD[args.pair_forward]
+    val_paths = [recordings.paths[i] for i in validation_indices(val_loader)]
+    for epoch in range(1, args.epochs + 1):
+        epoch_started = time.perf_counter()
+        on_batch = ghm_stats_recorder(t.criterion, recordings, run, epoch) if args.loss_type == "ghm" else None
+        train = train_one_epoch(t.model, t.criterion, t.standard, t.optimizer, train_loader, device, epoch, progress,
+                                on_batch, pair_forward)
+        val = evaluate(t.model, t.criterion, t.standard, val_loader, device, epoch, progress, pair_forward)
+        t.scheduler.step(val["loss_main"])
+        record_epoch(history, epoch, train, val)
+        save_pickle(history, run.history)
+        plot_history(history, run.history_plot, run.name)
+        if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
+            save_checkpoint(run.checkpoint(epoch), epoch, t.model, t.optimizer, t.scheduler, train, val,
+                            history["args"], val_paths)
+        write_summary(run, history, "running", started)
+        print(epoch_line(epoch, args.epochs, train, val, t.optimizer.param_groups[0]["lr"],
+                         time.perf_counter() - epoch_started), flush=True)
+
+
 def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
     """One complete training run; returns its summary."""
     set_seed(args.seed)
@@ -275,37 +320,20 @@ def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
           f"batch {train_loader.batch_size}, device {device}", flush=True)
     if args.verify_consistency:
         check_batches(args, frequency, run)
-
-    model = build_model(args.model).to(device)
-    criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
-    standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
-    progress = not args.no_progress and sys.stderr.isatty()
-    pair_forward = PAIR_FORWARD[args.pair_forward]
-    val_paths = [recordings.paths[i] for i in validation_indices(val_loader)]
+    training = build_training(args, device)
     history = new_history(plain_args(args, frequency))
-
-    for epoch in range(1, args.epochs + 1):
-        started = time.perf_counter()
-        on_batch = (ghm_stats_recorder(criterion, recordings, run, epoch) if args.loss_type == "ghm" else None)
-        train = train_one_epoch(model, criterion, standard, optimizer, train_loader, device, epoch, progress,
-                                on_batch, pair_forward)
-        val = evaluate(model, criterion, standard, val_loader, device, epoch, progress, pair_forward)
-        scheduler.step(val["loss_main"])
-        record_epoch(history, epoch, train, val)
-        save_pickle(history, run.history)
-        plot_history(history, run.history_plot, run.name)
-        if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
-            save_checkpoint(run.checkpoint(epoch), epoch, model, optimizer, scheduler, train, val, history["args"],
-                            val_paths)
-        print(epoch_line(epoch, args.epochs, train, val, optimizer.param_groups[0]["lr"],
-                         time.perf_counter() - started), flush=True)
-
-    metrics = final_evaluation(model, recordings, val_loader, device, run)
+    started = time.time()
+    try:
+        fit(args, training, recordings, train_loader, val_loader, device, run, history, started)
+        metrics = final_evaluation(training.model, recordings, val_loader, device, run)
+    except Exception as exc:
+        write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
+        raise
+    headline_metrics = {key: metrics[key] for key in ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")}
+    write_summary(run, history, "completed", started, evaluation=headline_metrics)
     return {"frequency": frequency, "status": "ok", "run": run.name, "epochs": args.epochs,
             "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"]),
-            "pairwise_accuracy": metrics["pairwise_accuracy"], "kendall_tau_b": metrics["kendall_tau_b"]}
+            **headline_metrics}
 
 
 def print_summary(results: list[dict]) -> None:

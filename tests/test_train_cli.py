@@ -1,5 +1,6 @@
 """train.py and train_with_ghm.py end to end on tiny data."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -39,7 +40,12 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")
     timestamp = run[len("plastic_1000hz_ghm_alpha0.75_seed42_"):]
     assert sorted(p.name for p in checkpoints.iterdir()) == [
-        "eval", "model_epoch_1.pt", "model_epoch_2.pt", f"training_history_{timestamp}.pkl"]
+        "eval", "model_epoch_1.pt", "model_epoch_2.pt", "summary.json", f"training_history_{timestamp}.pkl"]
+    summary = json.loads((checkpoints / "summary.json").read_text())
+    assert (summary["run"], summary["status"], summary["epochs_done"], summary["error"]) == (run, "completed", 2, None)
+    assert summary["args"]["frequency"] == "1000hz" and summary["wall_time_s"] > 0
+    assert set(summary["evaluation"]) == {"pairwise_accuracy", "kendall_tau_b", "spearman_rho"}
+    assert summary["best_val_accuracy_epoch"] in (1, 2) and len(summary["outputs"]["checkpoints"]) == 2
     assert sorted(p.name for p in (checkpoints / "eval").iterdir()) == [
         "metrics.json", "pair_accuracy.png", "scores.csv", "scores_by_class.png"]
     stats_dir, plots_dir = tmp_path / "stats" / run, tmp_path / "plots" / run
@@ -81,6 +87,16 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TORCH, *pickles], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"loaded {len(pickles)}"
+
+
+def test_a_failing_run_leaves_a_failed_summary(tiny_data, tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(train, "final_evaluation", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz"))
+    summary = json.loads((run_dir(tmp_path, "model_checkpoints") / "summary.json").read_text())
+    assert (summary["status"], summary["epochs_done"], summary["error"]) == ("failed", 2, "RuntimeError: boom")
 
 
 def test_standard_run_has_no_ghm_outputs(tiny_data, tmp_path):

@@ -1,0 +1,35 @@
+"""summary.json: one run's arguments, status, headline figures, wall time and outputs, for sweep tables."""
+
+import math
+import time
+
+from utils.io_utils import save_json
+from utils.run_paths import RunPaths
+
+
+def _best(values: list[float], pick) -> tuple[float | None, int | None]:
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    if not finite:
+        return None, None
+    value, index = pick(finite)
+    return value, index + 1
+
+
+def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
+                  evaluation: dict | None = None) -> None:
+    """Write `<run>/summary.json`; status is running, completed or failed."""
+    best_acc, best_acc_epoch = _best(history["val_accuracy"], max)
+    best_loss, best_loss_epoch = _best(history["val_loss_main"], min)
+    last = {key: history[key][-1] if history[key] else None
+            for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
+    save_json({
+        "run": run.name, "status": status, "error": error, "args": history["args"],
+        "epochs_done": len(history["epoch"]), "final": last,
+        "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
+        "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
+        "evaluation": evaluation, "wall_time_s": round(time.time() - started, 3),
+        "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
+                    "history": str(run.history), "history_plot": str(run.history_plot),
+                    "stats": str(run.stats) if run.stats.is_dir() else None,
+                    "evaluation": str(run.checkpoints / "eval") if evaluation else None},
+    }, run.checkpoints / "summary.json")
