@@ -5,6 +5,7 @@
 """
 
 import argparse
+import math
 import sys
 import time
 import traceback
@@ -26,7 +27,7 @@ from models import MODELS, build_model
 from models.pair_forward import PAIR_FORWARD, separate
 from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
 from utils.debugging_utils import verify_batch_consistency
-from utils.errors import InputError
+from utils.errors import InputError, TrainingStopped
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
 from utils.history import new_history, plot_history
@@ -165,6 +166,9 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
         x1, x2, target = x1.to(device), x2.to(device), target.to(device)
         s1, s2 = pair_forward(model, x1, x2, index1, index2)
         loss = criterion(s1, s2, target)
+        if not math.isfinite(loss_value := loss.item()):
+            raise TrainingStopped(f"{desc}, batch {batch_number}: the loss is {loss_value}; training stopped "
+                                  "before this step, earlier checkpoints are kept")
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,7 +176,7 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
         with torch.no_grad():
             standard_loss = loss if criterion is standard else standard(s1, s2, target)
             n = len(target)
-            sums["loss_main"] += loss.item() * n
+            sums["loss_main"] += loss_value * n
             sums["loss_standard_log"] += standard_loss.item() * n
             sums["correct"] += int(pairwise_correct(s1, s2, target))
             sums["pairs"] += n
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     for frequency in frequencies:
         try:
             results.append(train_frequency(args, frequency))
-        except InputError as exc:
+        except (InputError, TrainingStopped) as exc:
             print(f"error: {exc}", file=sys.stderr)
             results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
         except Exception as exc:  # an unexpected failure of one frequency must not stop the others

@@ -191,3 +191,29 @@ def test_flag_values_are_checked(tiny_data, flag, value, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, value])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_non_finite_loss_stops_the_run_with_one_line_and_keeps_checkpoints(tiny_data, tmp_path, monkeypatch,
+                                                                            capsys):
+    calls = {"n": 0}
+    real = train.build_loss
+
+    def poisoned(*args):
+        criterion = real(*args)
+        forward = criterion.forward
+
+        def forward_nan_in_epoch_2(s1, s2, target):
+            calls["n"] += 1
+            loss = forward(s1, s2, target)
+            return loss * float("nan") if calls["n"] > 20 else loss
+        criterion.forward = forward_nan_in_epoch_2
+        return criterion
+    monkeypatch.setattr(train, "build_loss", poisoned)
+    code = train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "3"))
+    assert code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "epoch 2 train, batch" in errors[0] and "the loss is nan" in errors[0]
+    checkpoints = run_dir(tmp_path, "model_checkpoints")
+    assert (checkpoints / "model_epoch_1.pt").is_file() and not (checkpoints / "model_epoch_2.pt").exists()
+    summary = json.loads((checkpoints / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["epochs_done"] == 1

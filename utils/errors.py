@@ -3,3 +3,7 @@
 
 class InputError(Exception):
     """Bad data, flags or files. The entry points print it as one line, without a traceback."""
+
+
+class TrainingStopped(Exception):
+    """Training cannot go on (a non-finite loss); reported as one line, earlier outputs kept."""
