@@ -100,8 +100,17 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     for flag, ok, problem in rules:
         if not ok:
             parser.error(f"{flag} {problem}")
-    if not args.demo and not Path(args.data_root).is_dir():
-        parser.error(f"--data-root {args.data_root}: folder not found (use --demo for the demo dataset)")
+    if args.demo:
+        return
+    root = Path(args.data_root)
+    if not root.is_dir():
+        parser.error(f"--data-root {root}: folder not found (use --demo for the demo dataset)")
+    folders = [root / c / args.material for c in config.CLASSES if (root / c / args.material).is_dir()]
+    if not folders:
+        parser.error(f"--material {args.material}: no <class>/{args.material} folder under {root}")
+    if args.frequency != "all" and not any(next(f.glob(f"*_{args.frequency}_*.wav"), None) for f in folders):
+        parser.error(f"--frequency {args.frequency}: no {args.frequency} recordings under "
+                     f"{root}/<class>/{args.material}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -177,11 +177,26 @@ def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
     bad_flag = run_cli("--frequency", "500hz", "--data-root", str(tiny_data), "--epochs", "0")
     assert bad_flag.returncode == 2 and "--epochs must be >= 1" in bad_flag.stderr
 
-    no_data = run_cli(*tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "box"))
-    assert no_data.returncode == 1
-    assert "Traceback" not in no_data.stderr
-    errors = [line for line in no_data.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "no recordings found" in errors[0]
+    no_material = run_cli(*tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "box"))
+    assert no_material.returncode == 2 and "Traceback" not in no_material.stderr
+    assert "--material box: no <class>/box folder under" in no_material.stderr
+
+    only_500 = tmp_path / "only_500"
+    for wav in tiny_data.rglob("*_500hz_*.wav"):
+        (only_500 / wav.relative_to(tiny_data)).parent.mkdir(parents=True, exist_ok=True)
+        (only_500 / wav.relative_to(tiny_data)).write_bytes(wav.read_bytes())
+    no_frequency = run_cli(*tiny_train_args(only_500, tmp_path, "--frequency", "3000hz"))
+    assert no_frequency.returncode == 2 and "--frequency 3000hz: no 3000hz recordings under" in no_frequency.stderr
+
+    unreadable = tmp_path / "unreadable"
+    for wav in only_500.rglob("*.wav"):
+        (unreadable / wav.relative_to(only_500)).parent.mkdir(parents=True, exist_ok=True)
+        (unreadable / wav.relative_to(only_500)).write_bytes(wav.read_bytes())
+    next(unreadable.rglob("*.wav")).write_bytes(b"RIFF....WAVEjunk")
+    bad_file = run_cli(*tiny_train_args(unreadable, tmp_path, "--frequency", "500hz"))
+    assert bad_file.returncode == 1 and "Traceback" not in bad_file.stderr
+    errors = [line for line in bad_file.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot read audio" in errors[0]
 
 
 @pytest.mark.parametrize("flag, value, message", [("--ghm-bins", "0", "--ghm-bins must be >= 1"),
