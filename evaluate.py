@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             args.data_root or run_args["data_root"], config.CLASSES, None if seqs == "all" else seqs.split(","),
             args.frequency or run_args["frequency"], args.material or run_args["material"],
             n_fft=run_args.get("n_fft", config.N_FFT), hop_length=run_args.get("hop_length", config.HOP_LENGTH),
-            cache_dir=run_args.get("cache_dir"))
+            cache_dir=run_args.get("cache_dir"), duration=run_args.get("duration"),
+            skip_bad_files=run_args.get("skip_bad_files", False))
         indices = select_recordings(recordings, run_args, checkpoint, args.split)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -37,7 +37,8 @@ from utils.run_paths import RunPaths, reserve_run, run_name_prefix
 from utils.run_summary import write_summary
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
-BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length")
+BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
+              "skip_bad_files")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
                    help="GHM density exponent, bin weight ∝ count^-alpha; 0 is the standard loss, "
                         "1 the GHM paper's weighting (default: %(default)s)")
+    p.add_argument("--duration", type=float,
+                   help="crop or zero-pad every recording to this many seconds (default: all must be equally long)")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="skip unreadable, empty, silent or non-finite recordings and those at another sample rate, "
+                        "with a warning each (default: they are errors)")
     p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording) and reuse them "
                                         "in later runs; a changed recording gets a new entry (default: no cache)")
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
@@ -96,6 +102,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--n-fft", args.n_fft >= 2, "must be >= 2"),
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
+             ("--duration", args.duration is None or args.duration > 0, "must be > 0"),
              ("--device", args.device == "auto" or device_available(args.device), "is not available here")]
     for flag, ok, problem in rules:
         if not ok:
@@ -142,7 +149,8 @@ def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
     recordings = SpectrogramDatasetWithMaterial(args.data_root, config.CLASSES, selected_seqs(args), frequency,
                                                 args.material, n_fft=args.n_fft, hop_length=args.hop_length,
-                                                cache_dir=args.cache_dir)
+                                                cache_dir=args.cache_dir, duration=args.duration,
+                                                skip_bad_files=args.skip_bad_files)
     train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)

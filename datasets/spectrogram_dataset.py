@@ -46,37 +46,93 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     return paths, labels
 
 
-def check_all_equal(paths: list[Path], values: list[int], what: str) -> None:
-    """Raise naming the files whose `what` differs from the most common value."""
+def odd_ones(paths: list[Path], values: list[int]) -> tuple[int, list[Path]]:
+    """The most common value and the paths whose value differs from it."""
     common, _ = Counter(values).most_common(1)[0]
-    odd = [f"{path} ({value})" for path, value in zip(paths, values) if value != common]
+    return common, [path for path, value in zip(paths, values) if value != common]
+
+
+def check_all_equal(paths: list[Path], values: list[int], what: str) -> int:
+    """The common value; raise naming the files whose `what` differs from it."""
+    common, odd = odd_ones(paths, values)
     if odd:
+        by_path = dict(zip(paths, values))
         raise InputError(f"recordings differ in {what}: most have {common}, but "
-                         + ", ".join(odd))
+                         + ", ".join(f"{path} ({by_path[path]})" for path in odd))
+    return common
+
+
+class BadFiles:
+    """Raises on a bad recording, or with skip=True warns once per file and counts."""
+
+    def __init__(self, skip: bool):
+        self.skip, self.paths = skip, []
+
+    def add(self, path: Path, error: InputError) -> None:
+        if not self.skip:
+            raise error
+        warnings.warn(f"skipping {error}")
+        self.paths.append(path)
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
-    """All selected recordings held in memory: `.data` [N, 1, F, T], `.labels` [N], `.paths`."""
+    """All selected recordings held in memory: `.data` [N, 1, F, T], `.labels` [N], `.paths`.
+
+    `duration` (seconds) crops or zero-pads every recording to that length; otherwise all must have the
+    same length. With `skip_bad_files`, unreadable, empty, silent or non-finite recordings and those at
+    another sample rate are skipped with a warning each; otherwise they are errors naming the file.
+    """
 
     def __init__(self, data_dir: str | Path, classes: list[str], selected_seqs: list[str] | None,
                  selected_freq: str, material: str, n_fft: int = config.N_FFT,
-                 hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None):
-        paths, labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
-        headers = [wav_info(path) for path in paths]
-        check_all_equal(paths, [rate for _, rate in headers], "sample rate (Hz)")
-        check_all_equal(paths, [length for length, _ in headers], "length (samples)")
-        length = headers[0][0]
+                 hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None,
+                 duration: float | None = None, skip_bad_files: bool = False):
+        found, found_labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
+        bad = BadFiles(skip_bad_files)
+        headers = {}
+        for path in found:
+            try:
+                headers[path] = wav_info(path)
+            except InputError as exc:
+                bad.add(path, exc)
+        paths = list(headers)
+        if not paths:
+            raise InputError(f"none of the {len(found)} recordings under {data_dir} could be read")
+        rates = [headers[path][1] for path in paths]
+        if skip_bad_files:
+            sample_rate, odd = odd_ones(paths, rates)
+            for path in odd:
+                bad.add(path, InputError(f"{path}: sample rate {headers[path][1]} Hz, most have {sample_rate} Hz"))
+        else:
+            sample_rate = check_all_equal(paths, rates, "sample rate (Hz)")
+        paths = [path for path in paths if headers[path][1] == sample_rate]
+        if duration is None:
+            length = check_all_equal(paths, [headers[path][0] for path in paths], "length (samples)")
+        else:
+            length = int(round(duration * sample_rate))
         if length <= n_fft // 2:
-            raise InputError(f"{paths[0]}: recordings of {length} samples are too short "
-                             f"for n_fft {n_fft} (need more than {n_fft // 2})")
-        self.classes = list(classes)
-        self.sample_rate = headers[0][1]
-        self.paths = [str(path) for path in paths]
-        self.labels = torch.tensor(labels, dtype=torch.int64)
+            raise InputError(f"recordings of {length} samples are too short for n_fft {n_fft} "
+                             f"(need more than {n_fft // 2}), e.g. {paths[0]}")
         # Filled in place rather than stacked: a stack would hold every spectrogram twice.
-        self.data = torch.empty((len(paths), 1, n_fft // 2 + 1, 1 + length // hop_length))
-        for i, path in enumerate(paths):
-            self.data[i] = load_spectrogram(path, n_fft, hop_length, length, cache_dir)
+        data = torch.empty((len(paths), 1, n_fft // 2 + 1, 1 + length // hop_length))
+        loaded = []
+        for path in paths:
+            try:
+                data[len(loaded)] = load_spectrogram(path, n_fft, hop_length, length, duration is not None,
+                                                     cache_dir)
+                loaded.append(path)
+            except InputError as exc:
+                bad.add(path, exc)
+        if bad.paths:
+            warnings.warn(f"skipped {len(bad.paths)} of {len(found)} recordings")
+        label_of = dict(zip(found, found_labels))
+        self.classes = list(classes)
+        self.sample_rate = sample_rate
+        self.paths = [str(path) for path in loaded]
+        self.labels = torch.tensor([label_of[path] for path in loaded], dtype=torch.int64)
+        self.data = data[:len(loaded)]
+        if len(set(self.labels.tolist())) < 2:
+            raise InputError(f"recordings of fewer than two classes are left under {data_dir}")
 
     def __len__(self) -> int:
         return len(self.labels)
