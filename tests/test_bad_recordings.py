@@ -31,9 +31,12 @@ BAD = {
     "non-finite": lambda p: write_wav(p, np.r_[np.full(599, 0.1), np.nan], subtype="FLOAT"),
     "other sample rate": lambda p: write_wav(p, np.full(600, 0.1), rate=16000),
     "random bytes": lambda p: p.write_bytes(np.random.default_rng(1).bytes(3000)),
+    "zero bytes": lambda p: p.write_bytes(b""),
+    "text": lambda p: p.write_text("not audio at all\n"),
 }
 MESSAGES = {"unreadable": "cannot read audio", "empty": "no samples", "silent": "silent",
-            "non-finite": "NaN or infinite", "other sample rate": "sample rate", "random bytes": "cannot read audio"}
+            "non-finite": "NaN or infinite", "other sample rate": "sample rate", "random bytes": "cannot read audio",
+            "zero bytes": "cannot read audio", "text": "cannot read audio"}
 
 
 @pytest.mark.parametrize("kind", list(BAD))
@@ -50,6 +53,16 @@ def test_each_bad_recording_is_an_error_or_a_skip(tmp_path, kind):
     assert any("skipping" in m and "box_deg036_500hz_07.wav" in m for m in messages)
     assert "skipped 1 of 7 recordings" in messages
     assert len(ds) == 6 and str(bad) not in ds.paths
+
+
+def test_a_truncated_recording_is_an_odd_length_error_unless_duration_fits_it(tmp_path):
+    good_layout(tmp_path)
+    path = write_wav(tmp_path / CLASSES[0] / "box" / "box_deg000_500hz_05.wav", np.full(600, 0.1))
+    path.write_bytes(path.read_bytes()[:-500])
+    for skip in (False, True):
+        with pytest.raises(InputError, match=r"differ in length .*box_deg000_500hz_05.wav \(350\)"):
+            load(tmp_path, skip_bad_files=skip)
+    assert len(load(tmp_path, duration=0.075)) == 7
 
 
 def test_duration_crops_and_pads(tmp_path):
