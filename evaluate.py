@@ -14,7 +14,7 @@ import torch
 import config
 from datasets import SpectrogramDatasetWithMaterial
 from models import MODELS, build_model
-from train import split_recordings
+from train import load_recordings, split_recordings
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
@@ -79,13 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         run_args = checkpoint["args"]
         device = choose_device(args.device)
         model = load_model(checkpoint, args.model or run_args.get("model", "simple_cnn"), path, device)
-        seqs = run_args.get("seqs", ",".join(config.SELECTED_SEQS))
-        recordings = SpectrogramDatasetWithMaterial(
-            args.data_root or run_args["data_root"], config.CLASSES, None if seqs == "all" else seqs.split(","),
-            args.frequency or run_args["frequency"], args.material or run_args["material"],
-            n_fft=run_args.get("n_fft", config.N_FFT), hop_length=run_args.get("hop_length", config.HOP_LENGTH),
-            cache_dir=run_args.get("cache_dir"), duration=run_args.get("duration"),
-            skip_bad_files=run_args.get("skip_bad_files", False))
+        overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
+                     if value}
+        recordings = load_recordings({**run_args, **overrides}, args.frequency or run_args["frequency"])
         indices = select_recordings(recordings, run_args, checkpoint, args.split)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -129,8 +129,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def selected_seqs(args: argparse.Namespace) -> list[str] | None:
-    return None if args.seqs == "all" else [s.strip() for s in args.seqs.split(",") if s.strip()]
+def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMaterial:
+    """The recordings that a run with these arguments (as a plain dict, as checkpoints store them) uses."""
+    seqs = run_args.get("seqs", ",".join(config.SELECTED_SEQS))
+    selected = None if seqs == "all" else [s.strip() for s in seqs.split(",") if s.strip()]
+    return SpectrogramDatasetWithMaterial(
+        run_args["data_root"], config.CLASSES, selected, frequency, run_args["material"],
+        n_fft=run_args.get("n_fft", config.N_FFT), hop_length=run_args.get("hop_length", config.HOP_LENGTH),
+        cache_dir=run_args.get("cache_dir"),
+        duration=run_args.get("duration"), skip_bad_files=run_args.get("skip_bad_files", False))
 
 
 def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
@@ -147,10 +154,7 @@ def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
 
 def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
-    recordings = SpectrogramDatasetWithMaterial(args.data_root, config.CLASSES, selected_seqs(args), frequency,
-                                                args.material, n_fft=args.n_fft, hop_length=args.hop_length,
-                                                cache_dir=args.cache_dir, duration=args.duration,
-                                                skip_bad_files=args.skip_bad_files)
+    recordings = load_recordings(vars(args), frequency)
     train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)

@@ -75,6 +75,30 @@ class BadFiles:
         self.paths.append(path)
 
 
+def check_headers(found: list[Path], bad: BadFiles, duration: float | None) -> tuple[list[Path], int, int]:
+    """From the files' headers: the usable recordings, their common sample rate and the length to use."""
+    headers = {}
+    for path in found:
+        try:
+            headers[path] = wav_info(path)
+        except InputError as exc:
+            bad.add(path, exc)
+    paths = list(headers)
+    if not paths:
+        raise InputError(f"none of the {len(found)} recordings could be read, e.g. {found[0]}")
+    rates = [headers[path][1] for path in paths]
+    if bad.skip:
+        sample_rate, odd = odd_ones(paths, rates)
+        for path in odd:
+            bad.add(path, InputError(f"{path}: sample rate {headers[path][1]} Hz, most have {sample_rate} Hz"))
+    else:
+        sample_rate = check_all_equal(paths, rates, "sample rate (Hz)")
+    paths = [path for path in paths if headers[path][1] == sample_rate]
+    if duration is not None:
+        return paths, sample_rate, int(round(duration * sample_rate))
+    return paths, sample_rate, check_all_equal(paths, [headers[path][0] for path in paths], "length (samples)")
+
+
 class SpectrogramDatasetWithMaterial(Dataset):
     """All selected recordings held in memory: `.data` [N, 1, F, T], `.labels` [N], `.paths`.
 
@@ -89,27 +113,7 @@ class SpectrogramDatasetWithMaterial(Dataset):
                  duration: float | None = None, skip_bad_files: bool = False):
         found, found_labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
         bad = BadFiles(skip_bad_files)
-        headers = {}
-        for path in found:
-            try:
-                headers[path] = wav_info(path)
-            except InputError as exc:
-                bad.add(path, exc)
-        paths = list(headers)
-        if not paths:
-            raise InputError(f"none of the {len(found)} recordings under {data_dir} could be read")
-        rates = [headers[path][1] for path in paths]
-        if skip_bad_files:
-            sample_rate, odd = odd_ones(paths, rates)
-            for path in odd:
-                bad.add(path, InputError(f"{path}: sample rate {headers[path][1]} Hz, most have {sample_rate} Hz"))
-        else:
-            sample_rate = check_all_equal(paths, rates, "sample rate (Hz)")
-        paths = [path for path in paths if headers[path][1] == sample_rate]
-        if duration is None:
-            length = check_all_equal(paths, [headers[path][0] for path in paths], "length (samples)")
-        else:
-            length = int(round(duration * sample_rate))
+        paths, sample_rate, length = check_headers(found, bad, duration)
         if length <= n_fft // 2:
             raise InputError(f"recordings of {length} samples are too short for n_fft {n_fft} "
                              f"(need more than {n_fft // 2}), e.g. {paths[0]}")
