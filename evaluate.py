@@ -15,6 +15,7 @@ import config
 from datasets import SpectrogramDatasetWithMaterial
 from models import MODELS, build_model
 from train import load_recordings, split_recordings
+from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
@@ -22,7 +23,8 @@ from utils.evaluation import evaluate_recordings, headline, write_evaluation
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Evaluate a ranker checkpoint on recordings.")
-    p.add_argument("--checkpoint", required=True, help="a model_epoch_<N>.pt written by train.py")
+    p.add_argument("--checkpoint", required=True,
+                   help="a model_epoch_<N>.pt written by train.py, or a run folder (its newest checkpoint)")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
     p.add_argument("--frequency", choices=config.FREQUENCIES, help="(default: the checkpoint's)")
     p.add_argument("--material", help="(default: the checkpoint's)")
@@ -33,18 +35,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: eval/ beside the checkpoint)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     return p
-
-
-def load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"--checkpoint {path}: file not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise InputError(f"--checkpoint {path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(checkpoint, dict) or not {"model_state_dict", "args"} <= set(checkpoint):
-        raise InputError(f"--checkpoint {path}: not a train.py checkpoint (no model_state_dict and args)")
-    return checkpoint
 
 
 def load_model(checkpoint: dict, name: str, path: Path, device: torch.device) -> torch.nn.Module:
@@ -73,9 +63,9 @@ def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
-    path = Path(args.checkpoint)
     try:
-        checkpoint = load_checkpoint(path)
+        path = newest_checkpoint(args.checkpoint, "--checkpoint")
+        checkpoint = load_checkpoint(path, "--checkpoint")
         run_args = checkpoint["args"]
         device = choose_device(args.device)
         model = load_model(checkpoint, args.model or run_args.get("model", "simple_cnn"), path, device)

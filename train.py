@@ -5,6 +5,7 @@
 """
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -22,14 +23,16 @@ from tqdm import tqdm
 import config
 from datasets import RankingPairDataset, SpectrogramDatasetWithMaterial
 from datasets.synthetic import ensure_demo_data
-from losses import LOSS_TYPES, build_loss
+from losses import LOSS_TYPES, GHMRankingLoss, build_loss
 from models import MODELS, build_model
 from models.pair_forward import PAIR_FORWARD, separate
+from utils import interrupt
+from utils.checkpoints import capture_rng, load_checkpoint, newest_checkpoint, restore_rng
 from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
-from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
+from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution, stats_batch_rule
 from utils.history import new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
 from utils.memory import retain_freed_memory
@@ -39,12 +42,14 @@ from utils.run_summary import write_summary
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
               "skip_bad_files")
+# What a resumed run may change; every other flag must match the run being resumed.
+RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "no_progress")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).")
-    p.add_argument("--frequency", required=True, choices=config.FREQUENCIES + ["all"],
-                   help="tone frequency to train on; 'all' trains each in turn")
+    p.add_argument("--frequency", choices=config.FREQUENCIES + ["all"],
+                   help="tone frequency to train on; 'all' trains each in turn (required unless --resume)")
     p.add_argument("--material", default=config.MATERIAL, help="material folder (default: %(default)s)")
     p.add_argument("--data-root", default=None,
                    help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
@@ -66,8 +71,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ghm-bins", type=int, default=config.GHM_BINS,
                    help="GHM difficulty bins (default: %(default)s)")
     p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
-                   help="GHM density exponent, bin weight ∝ count^-alpha; 0 is the standard loss, "
-                        "1 the GHM paper's weighting (default: %(default)s)")
+                   help="GHM density exponent, bin weight ∝ density^-alpha; 0 is the standard loss, "
+                        "1 the GHM paper's weighting (not the paper's α = 0.75, which is --ghm-momentum) "
+                        "(default: %(default)s)")
+    p.add_argument("--ghm-momentum", type=float, default=config.GHM_MOMENTUM,
+                   help="moving average of the bin counts, S = M·S + (1−M)·count, started from the first batch; "
+                        "the GHM paper's α (0.75 there); 0: each batch's own counts (default: %(default)s)")
+    p.add_argument("--ghm-temperature", type=float, default=config.GHM_TEMPERATURE,
+                   help="difficulty g = sigmoid((margin − t·(s1 − s2)) / T) (default: %(default)s)")
+    p.add_argument("--ghm-max-weight", type=float, default=config.GHM_MAX_WEIGHT,
+                   help="no pair weighs more than this (weights average 1 per batch); inf: no cap "
+                        "(default: %(default)s)")
+    p.add_argument("--ghm-stats", action="store_true",
+                   help="with --loss-type standard: record the GHM statistics (and the weights GHM would give) "
+                        "without changing training")
+    p.add_argument("--ghm-stats-batches", default="first,last",
+                   help="which training batches of each epoch get a statistics file: a comma list of first, last, "
+                        "all, every:N (default: %(default)s)")
     p.add_argument("--duration", type=float,
                    help="crop or zero-pad every recording to this many seconds (default: all must be equally long)")
     p.add_argument("--skip-bad-files", action="store_true",
@@ -84,21 +104,38 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes (default: %(default)s)")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue a run from a checkpoint, or from a run folder's newest one, in that run's folder; "
+                        "only --epochs, --checkpoint-interval, --device, --num-workers and --no-progress may change")
     p.add_argument("--verify-consistency", action="store_true",
                    help="record the first three training batches and compare with an earlier record")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
 
+def valid_stats_batches(spec: str) -> bool:
+    try:
+        stats_batch_rule(spec)
+    except ValueError:
+        return False
+    return True
+
+
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject bad flag values before any data is loaded."""
-    rules = [("--epochs", args.epochs >= 1, "must be >= 1"),
+    rules = [("--frequency", args.frequency is not None, "is required"),
+             ("--epochs", args.epochs >= 1, "must be >= 1"),
              ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
              ("--batch-size", args.batch_size >= 1, "must be >= 1"),
              ("--learning-rate", args.learning_rate > 0, "must be > 0"),
              ("--weight-decay", args.weight_decay >= 0, "must be >= 0"),
              ("--ghm-bins", args.ghm_bins >= 1, "must be >= 1"),
              ("--ghm-alpha", args.ghm_alpha >= 0, "must be >= 0"),
+             ("--ghm-momentum", 0 <= args.ghm_momentum < 1, "must be >= 0 and < 1"),
+             ("--ghm-temperature", args.ghm_temperature > 0, "must be > 0"),
+             ("--ghm-max-weight", args.ghm_max_weight >= 1, "must be >= 1 (weights average 1)"),
+             ("--ghm-stats-batches", valid_stats_batches(args.ghm_stats_batches),
+              "must be a comma list of first, last, all, every:N (N >= 1)"),
              ("--n-fft", args.n_fft >= 2, "must be >= 2"),
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
@@ -120,9 +157,34 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
                      f"{root}/<class>/{args.material}")
 
 
+def explicit_args(argv: list[str] | None) -> dict:
+    """Only the flags given on the command line."""
+    parser = get_args_parser()
+    parser.set_defaults(**{action.dest: argparse.SUPPRESS for action in parser._actions})
+    return vars(parser.parse_args(argv))
+
+
+def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace) -> dict:
+    """The run's own arguments from its checkpoint, with the few flags a resumed run may change."""
+    try:
+        path = newest_checkpoint(args.resume, "--resume")
+        saved = load_checkpoint(path, "--resume", ("args",))["args"]
+    except InputError as exc:
+        parser.error(str(exc))
+    given = explicit_args(argv)
+    for key, value in given.items():
+        if key not in RESUME_OVERRIDES and value != saved.get(key, value):
+            parser.error(f"--{key.replace('_', '-')} {value}: the run in {path} was trained with {saved[key]}; "
+                         f"a resumed run keeps its arguments (it may change {', '.join(RESUME_OVERRIDES[1:])})")
+    overrides = {key: given[key] for key in RESUME_OVERRIDES if key in given}
+    return {**vars(args), **saved, **overrides, "resume": str(path)}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    if args.resume:
+        args = argparse.Namespace(**resumed_args(parser, argv, args))
     if args.data_root is None:
         args.data_root = config.DEMO_DATA_ROOT if args.demo else config.DATA_ROOT
     check_args(parser, args)
@@ -180,7 +242,10 @@ def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -
 def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
               device: torch.device, optimizer: torch.optim.Optimizer | None, desc: str, progress: bool,
               on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
-    """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy."""
+    """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy.
+
+    Stops between steps (TrainingInterrupted) once SIGINT or SIGTERM has arrived.
+    """
     sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, (x1, x2, target, _, _, index1, index2) in enumerate(bar, start=1):
@@ -202,9 +267,10 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
             sums["correct"] += int(pairwise_correct(s1, s2, target))
             sums["pairs"] += n
         if on_batch is not None:
-            on_batch(batch_number, len(loader), index1, index2)
+            on_batch(batch_number, len(loader), s1.detach(), s2.detach(), target, index1, index2)
         bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
                         acc=f"{sums['correct'] / sums['pairs']:.3f}")
+        interrupt.check()
     return {"loss_main": sums["loss_main"] / sums["pairs"],
             "loss_standard_log": sums["loss_standard_log"] / sums["pairs"],
             "accuracy": sums["correct"] / sums["pairs"]}
@@ -214,6 +280,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module,
                     loader: DataLoader, device: torch.device, epoch: int, progress: bool,
                     on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
     model.train()
+    criterion.train()
     return run_epoch(model, criterion, standard, loader, device, optimizer, f"epoch {epoch} train",
                      progress, on_batch, pair_forward)
 
@@ -222,6 +289,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module,
 def evaluate(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
              device: torch.device, epoch: int, progress: bool, pair_forward: Callable = separate) -> dict:
     model.eval()
+    criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
     return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress,
                      pair_forward=pair_forward)
 
@@ -230,28 +298,56 @@ def plain_args(args: argparse.Namespace, frequency: str) -> dict:
     return {**vars(args), "frequency": frequency}
 
 
-def save_checkpoint(path: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, train: dict, val: dict,
-                    args: dict, val_recordings: list[str]) -> None:
-    checkpoint = {"epoch": epoch, "model_state_dict": model.state_dict(),
-                  "optimizer_state_dict": optimizer.state_dict(), "scheduler_state_dict": scheduler.state_dict(),
-                  "train_loss": train["loss_main"], "train_accuracy": train["accuracy"],
-                  "val_loss": val["loss_main"], "val_accuracy": val["accuracy"], "args": args,
-                  "val_recordings": val_recordings}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+def ghm_options(args: argparse.Namespace | dict) -> dict:
+    a = vars(args) if isinstance(args, argparse.Namespace) else args
+    return {"bins": a["ghm_bins"], "alpha": a["ghm_alpha"], "momentum": a["ghm_momentum"],
+            "temperature": a["ghm_temperature"],
+            "max_weight": None if math.isinf(a["ghm_max_weight"]) else a["ghm_max_weight"]}
 
 
-def ghm_stats_recorder(criterion: nn.Module, recordings: SpectrogramDatasetWithMaterial, run: RunPaths,
-                       epoch: int) -> Callable:
-    """A per-batch callback saving GHM statistics and their plot for the first and last batch of the epoch."""
-    def record(batch: int, batches: int, index1: torch.Tensor, index2: torch.Tensor) -> None:
-        if batch not in (1, batches):
+@dataclass
+class Training:
+    """What one run trains with; `ghm` is the GHM loss, or the monitor of a standard run with --ghm-stats."""
+    model: nn.Module
+    criterion: nn.Module
+    standard: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    ghm: GHMRankingLoss | None
+
+
+def build_training(args: argparse.Namespace, device: torch.device) -> Training:
+    model = build_model(args.model).to(device)
+    criterion = build_loss(args.loss_type, args.margin, **ghm_options(args)).to(device)
+    standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    if args.loss_type == "ghm":
+        ghm = criterion
+    else:
+        ghm = build_loss("ghm", args.margin, **ghm_options(args)).to(device) if args.ghm_stats else None
+    return Training(model, criterion, standard, optimizer, scheduler, ghm)
+
+
+def ghm_stats_recorder(t: Training, loss_type: str, rule: Callable, recordings: SpectrogramDatasetWithMaterial,
+                       run: RunPaths, epoch: int) -> Callable:
+    """A per-batch callback saving GHM statistics for the batches `rule` selects, plotting first and last.
+
+    In a standard run it first feeds the batch to the GHM monitor, whose weights are recorded, not applied.
+    """
+    def record(batch: int, batches: int, s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor,
+               index1: torch.Tensor, index2: torch.Tensor) -> None:
+        if t.ghm is not t.criterion:
+            t.ghm(s1, s2, target)
+        if not rule(batch, batches):
             return
-        pair_paths = [(recordings.paths[a], recordings.paths[b]) for a, b in zip(index1.tolist(), index2.tolist())]
-        stats = ghm_batch_stats(criterion, epoch, batch, pair_paths, run.name, (epoch - 1) * batches + batch)
+        pairs = list(zip(index1.tolist(), index2.tolist()))
+        stats = ghm_batch_stats(t.ghm, loss_type, run.name, epoch, batch, (epoch - 1) * batches + batch,
+                                [(recordings.paths[a], recordings.paths[b]) for a, b in pairs],
+                                [(int(recordings.labels[a]), int(recordings.labels[b])) for a, b in pairs])
         save_pickle(stats, run.stats / f"epoch{epoch}_batch{batch}_{run.timestamp}_ghm_stats.pkl")
-        plot_grad_distribution(stats, run.plots / f"grad_dist_epoch{epoch}_batch{batch}_{run.timestamp}.png")
+        if batch in (1, batches):
+            plot_grad_distribution(stats, run.plots / f"grad_dist_epoch{epoch}_batch{batch}_{run.timestamp}.png")
     return record
 
 
@@ -291,66 +387,148 @@ def final_evaluation(model: nn.Module, recordings: SpectrogramDatasetWithMateria
 
 
 @dataclass
-class Training:
-    """What one run trains with."""
-    model: nn.Module
-    criterion: nn.Module
-    standard: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+class RunState:
+    """Where a run stands: the last complete epoch, its history, wall time so far, and its checkpoint."""
+    epoch: int
+    history: dict
+    elapsed: float
+    checkpoint: dict
 
 
-def build_training(args: argparse.Namespace, device: torch.device) -> Training:
-    model = build_model(args.model).to(device)
-    criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
-    standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
-    return Training(model, criterion, standard, optimizer, scheduler)
+def training_checkpoint(t: Training, state: RunState, loaders: tuple[DataLoader, DataLoader], run: RunPaths,
+                        val_paths: list[str], train: dict | None = None, val: dict | None = None) -> dict:
+    """Everything a bit-identical resume needs, copied so that training can go on: a plain dict."""
+    return copy.deepcopy({
+        "epoch": state.epoch, "model_state_dict": t.model.state_dict(),
+        "optimizer_state_dict": t.optimizer.state_dict(), "scheduler_state_dict": t.scheduler.state_dict(),
+        "ghm_state_dict": None if t.ghm is None else t.ghm.state_dict(),
+        "train_loss": train and train["loss_main"], "train_accuracy": train and train["accuracy"],
+        "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"],
+        "args": state.history["args"], "val_recordings": val_paths, "history": state.history,
+        "rng": capture_rng(), "loader_rng": [loader.generator.get_state() for loader in loaders],
+        "run": {"name": run.name, "timestamp": run.timestamp}, "elapsed_s": state.elapsed})
 
 
-def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWithMaterial, train_loader: DataLoader,
-        val_loader: DataLoader, device: torch.device, run: RunPaths, history: dict, started: float) -> None:
-    """The epochs: train, validate, schedule, record, checkpoint."""
+RESUME_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "ghm_state_dict", "args",
+               "val_recordings", "history", "rng", "loader_rng", "run", "elapsed_s")
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def resumed_run(path: Path, checkpoint: dict) -> RunPaths:
+    """The run folder a checkpoint belongs to; it must still sit in it."""
+    name = checkpoint["run"]["name"]
+    if path.parent.name != name or path.parent.parent.name != "model_checkpoints":
+        raise InputError(f"--resume {path}: a run resumes in its own folder, model_checkpoints/{name}/; "
+                         "this checkpoint is not there")
+    return RunPaths(path.parent.parent.parent, name, checkpoint["run"]["timestamp"])
+
+
+def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[DataLoader, DataLoader],
+                     val_paths: list[str]) -> RunState:
+    """Load weights, optimizer, scheduler, GHM state and every random state; clear errors for mismatches."""
+    if checkpoint["val_recordings"] != val_paths:
+        raise InputError(f"--resume {path}: the recordings are not the ones the run used (the data folder changed?)")
+    parts = [("model", t.model, checkpoint["model_state_dict"]), ("GHM state", t.ghm, checkpoint["ghm_state_dict"])]
+    for what, module, state in parts:
+        if (module is None) != (state is None):
+            raise InputError(f"--resume {path}: the checkpoint {'lacks' if state is None else 'has'} a {what}")
+        try:
+            module is None or module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InputError(f"--resume {path}: its {what} does not fit this run "
+                             f"({str(exc).splitlines()[-1].strip()})") from None
+    t.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    t.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    for loader, state in zip(loaders, checkpoint["loader_rng"]):
+        loader.generator.set_state(state)
+    restore_rng(checkpoint["rng"])
+    return RunState(checkpoint["epoch"], checkpoint["history"], checkpoint["elapsed_s"], checkpoint)
+
+
+def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWithMaterial,
+        loaders: tuple[DataLoader, DataLoader], device: torch.device, run: RunPaths, state: RunState,
+        started: float) -> None:
+    """The epochs after `state.epoch`: train, validate, schedule, record, checkpoint.
+
+    On SIGINT/SIGTERM the checkpoint of the last complete epoch is written before the run stops.
+    """
     progress = not args.no_progress and sys.stderr.isatty()
     pair_forward = PAIR_FORWARD[args.pair_forward]
-    val_paths = [recordings.paths[i] for i in validation_indices(val_loader)]
-    for epoch in range(1, args.epochs + 1):
+    rule = stats_batch_rule(args.ghm_stats_batches)
+    val_paths = [recordings.paths[i] for i in validation_indices(loaders[1])]
+    for epoch in range(state.epoch + 1, args.epochs + 1):
         epoch_started = time.perf_counter()
-        on_batch = ghm_stats_recorder(t.criterion, recordings, run, epoch) if args.loss_type == "ghm" else None
-        train = train_one_epoch(t.model, t.criterion, t.standard, t.optimizer, train_loader, device, epoch, progress,
-                                on_batch, pair_forward)
-        val = evaluate(t.model, t.criterion, t.standard, val_loader, device, epoch, progress, pair_forward)
+        on_batch = ghm_stats_recorder(t, args.loss_type, rule, recordings, run, epoch) if t.ghm else None
+        try:
+            interrupt.check()
+            train = train_one_epoch(t.model, t.criterion, t.standard, t.optimizer, loaders[0], device, epoch,
+                                    progress, on_batch, pair_forward)
+            val = evaluate(t.model, t.criterion, t.standard, loaders[1], device, epoch, progress, pair_forward)
+        except interrupt.TrainingInterrupted as exc:
+            if not exc.aborted:
+                save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)
+                save_pickle(state.history, run.history)
+            raise
         t.scheduler.step(val["loss_main"])
-        record_epoch(history, epoch, train, val)
-        save_pickle(history, run.history)
-        plot_history(history, run.history_plot, run.name)
+        record_epoch(state.history, epoch, train, val)
+        state.epoch, state.elapsed = epoch, time.time() - started
+        state.checkpoint = training_checkpoint(t, state, loaders, run, val_paths, train, val)
+        save_pickle(state.history, run.history)
+        plot_history(state.history, run.history_plot, run.name)
         if epoch % args.checkpoint_interval == 0 or epoch == args.epochs:
-            save_checkpoint(run.checkpoint(epoch), epoch, t.model, t.optimizer, t.scheduler, train, val,
-                            history["args"], val_paths)
-        write_summary(run, history, "running", started)
+            save_checkpoint(run.checkpoint(epoch), state.checkpoint)
+        write_summary(run, state.history, "running", started)
         print(epoch_line(epoch, args.epochs, train, val, t.optimizer.param_groups[0]["lr"],
                          time.perf_counter() - epoch_started), flush=True)
 
 
+def start_run(args: argparse.Namespace, frequency: str, t: Training, recordings: SpectrogramDatasetWithMaterial,
+              loaders: tuple[DataLoader, DataLoader]) -> tuple[RunPaths, RunState]:
+    """A new run folder and state at epoch 0, or the run and state that --resume names."""
+    val_paths = [recordings.paths[i] for i in validation_indices(loaders[1])]
+    if args.resume:
+        path = Path(args.resume)
+        checkpoint = load_checkpoint(path, "--resume", RESUME_KEYS)
+        run = resumed_run(path, checkpoint)
+        state = restore_training(path, checkpoint, t, loaders, val_paths)
+        state.history["args"]["epochs"] = args.epochs
+        print(f"resuming run {run.name} after epoch {state.epoch} of {args.epochs}", flush=True)
+        return run, state
+    run = reserve_run(args.save_dir, run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha,
+                                                     args.seed))
+    state = RunState(0, new_history(plain_args(args, frequency)), 0.0, {})
+    state.checkpoint = training_checkpoint(t, state, loaders, run, val_paths)
+    return run, state
+
+
 def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
-    """One complete training run; returns its summary."""
+    """One complete training run (or the rest of a resumed one); returns its summary."""
     set_seed(args.seed)
     device = choose_device(args.device)
     recordings, train_loader, val_loader = build_data(args, frequency)
-    run = reserve_run(args.save_dir, run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha,
-                                                     args.seed))
+    training = build_training(args, device)
+    run, state = start_run(args, frequency, training, recordings, (train_loader, val_loader))
     print(f"run {run.name}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
           f"spectrograms), {len(train_loader.dataset)} train / {len(val_loader.dataset)} val pairs, "
           f"batch {train_loader.batch_size}, device {device}", flush=True)
-    if args.verify_consistency:
+    if args.verify_consistency and not args.resume:
         check_batches(args, frequency, run)
-    training = build_training(args, device)
-    history = new_history(plain_args(args, frequency))
-    started = time.time()
+    started = time.time() - state.elapsed
+    history = state.history
     try:
-        fit(args, training, recordings, train_loader, val_loader, device, run, history, started)
+        fit(args, training, recordings, (train_loader, val_loader), device, run, state, started)
+        interrupt.check()
         metrics = final_evaluation(training.model, recordings, val_loader, device, run)
+    except interrupt.TrainingInterrupted as exc:
+        how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
+        note = f"{exc} in epoch {state.epoch + 1}: {how}. Resume with: python train.py --resume {run.checkpoints}"
+        write_summary(run, history, "interrupted", started, error=note)
+        print(note, file=sys.stderr, flush=True)
+        raise
     except Exception as exc:
         write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -371,12 +549,7 @@ def print_summary(results: list[dict]) -> None:
             print(f"{r['frequency']:<10} FAILED  {r['error']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
-    args = parse_args(argv)
-    retain_freed_memory()
-    if args.demo:
-        ensure_demo_data(args.data_root)
+def train_all(args: argparse.Namespace) -> int:
     frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]
     results = []
     for frequency in frequencies:
@@ -393,6 +566,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(frequencies) > 1:
         print_summary(results)
     return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    args = parse_args(argv)
+    retain_freed_memory()
+    if args.demo:
+        ensure_demo_data(args.data_root)
+    with interrupt.stop_on_signals():
+        try:
+            return train_all(args)
+        except interrupt.TrainingInterrupted as exc:
+            return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@ from losses.ghm_loss import GHMRankingLoss
 LOSS_TYPES = ("standard", "ghm")
 
 
-def build_loss(loss_type: str, margin: float, bins: int = 10, alpha: float = 0.75) -> nn.Module:
-    """`standard`: nn.MarginRankingLoss(margin); `ghm`: GHMRankingLoss(margin, bins, alpha)."""
+def build_loss(loss_type: str, margin: float, **ghm_options) -> nn.Module:
+    """`standard`: nn.MarginRankingLoss(margin); `ghm`: GHMRankingLoss(margin, **ghm_options)."""
     if loss_type == "standard":
         return nn.MarginRankingLoss(margin=margin)
     if loss_type == "ghm":
-        return GHMRankingLoss(margin=margin, bins=bins, alpha=alpha)
+        return GHMRankingLoss(margin=margin, **ghm_options)
     raise ValueError(f"unknown loss type {loss_type!r}; choose from {', '.join(LOSS_TYPES)}")

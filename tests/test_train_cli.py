@@ -213,8 +213,8 @@ def test_a_non_finite_loss_stops_the_run_with_one_line_and_keeps_checkpoints(tin
     calls = {"n": 0}
     real = train.build_loss
 
-    def poisoned(*args):
-        criterion = real(*args)
+    def poisoned(*args, **kwargs):
+        criterion = real(*args, **kwargs)
         forward = criterion.forward
 
         def forward_nan_in_epoch_2(s1, s2, target):

@@ -1,5 +1,7 @@
 """GHM statistics of one batch (plain numpy, for notebooks) and the gradient-distribution plot."""
 
+from collections.abc import Callable
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,31 +12,58 @@ from losses.ghm_loss import GHMRankingLoss  # noqa: E402
 from utils.io_utils import save_figure  # noqa: E402
 
 
-def ghm_batch_stats(criterion: GHMRankingLoss, epoch: int, batch: int, pair_paths: list[tuple[str, str]],
-                    run_name: str, global_step: int) -> dict:
-    """The last batch's GHM statistics as plain Python and numpy values, naming their run and step."""
+def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
+    """`first,last`, `all`, `every:N` (comma-combined) → whether batch b of an epoch of n gets a stats file."""
+    tests = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token == "first":
+            tests.append(lambda b, n: b == 1)
+        elif token == "last":
+            tests.append(lambda b, n: b == n)
+        elif token == "all":
+            tests.append(lambda b, n: True)
+        elif token.startswith("every:") and token[6:].isdigit() and int(token[6:]) >= 1:
+            tests.append(lambda b, n, k=int(token[6:]): b % k == 0)
+        else:
+            raise ValueError(f"bad batch selection {token!r} in {spec!r}")
+    return lambda batch, batches: any(test(batch, batches) for test in tests)
+
+
+def ghm_batch_stats(criterion: GHMRankingLoss, loss_type: str, run_name: str, epoch: int, batch: int,
+                    global_step: int, pair_paths: list[tuple[str, str]], pair_labels: np.ndarray) -> dict:
+    """The last batch's GHM statistics as plain Python and numpy values, naming their run and step.
+
+    With loss_type "standard" the weights are those GHM would have given (`weights_applied` False).
+    """
     last = {key: value.detach().cpu().numpy() for key, value in criterion.last_stats.items()}
     g = last["g"].astype(np.float64)
     counts = last["bin_counts"].astype(np.int64)
+    bin_weights = last["bin_weights"].astype(np.float64)
     return {
-        "loss_type": "ghm",
+        "loss_type": loss_type,
+        "weights_applied": loss_type == "ghm",
         "run_name": run_name,
-        "global_step": global_step,
         "epoch": epoch,
         "batch": batch,
+        "global_step": global_step,
         "bins": criterion.bins,
         "alpha": criterion.alpha,
         "margin": criterion.margin,
+        "momentum": criterion.momentum,
+        "temperature": criterion.temperature,
+        "max_weight": criterion.max_weight,
         "bin_edges": np.linspace(0.0, 1.0, criterion.bins + 1),
         "bin_counts": counts,
-        "bin_weights": last["bin_weights"].astype(np.float64),
-        "effective_counts": counts * last["bin_weights"].astype(np.float64),
+        "density": last["density"].astype(np.float64),
+        "bin_weights": bin_weights,
+        "effective_counts": counts * bin_weights,
         "g": g,
         "bin": last["bin"].astype(np.int64),
         "weight": last["weight"].astype(np.float64),
         "g_summary": {"mean": float(g.mean()), "median": float(np.median(g)), "min": float(g.min()),
                       "max": float(g.max()), "std": float(g.std())},
         "pair_paths": [(str(a), str(b)) for a, b in pair_paths],
+        "pair_labels": np.asarray(pair_labels, dtype=np.int64),
     }
 
 
@@ -47,12 +76,14 @@ def plot_grad_distribution(stats: dict, path: str) -> None:
     dist_ax.bar(centers - width / 5, stats["bin_counts"], width=0.4 * width, label="pairs (before)")
     dist_ax.bar(centers + width / 5, stats["effective_counts"], width=0.4 * width,
                 label="pairs × weight (after)")
-    dist_ax.set(xlabel="difficulty g = sigmoid(margin − t·(s1 − s2))", ylabel="pairs",
+    dist_ax.set(xlabel="difficulty g = sigmoid((margin − t·(s1 − s2)) / T)", ylabel="pairs",
                 title="Difficulty distribution", xlim=(0, 1))
     dist_ax.legend()
     weight_ax.bar(centers, stats["bin_weights"], width=0.8 * width, color="tab:green")
     weight_ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    weight_ax.set(xlabel="difficulty g", ylabel="weight", title="GHM bin weights", xlim=(0, 1))
-    fig.suptitle(f"epoch {stats['epoch']}, batch {stats['batch']}: bins {stats['bins']}, "
-                 f"alpha {stats['alpha']}, margin {stats['margin']}, mean g {stats['g_summary']['mean']:.3f}")
+    title = "GHM bin weights" if stats["weights_applied"] else "bin weights GHM would give (not applied)"
+    weight_ax.set(xlabel="difficulty g", ylabel="weight", title=title, xlim=(0, 1))
+    fig.suptitle(f"{stats['loss_type']} loss, epoch {stats['epoch']}, batch {stats['batch']}: bins {stats['bins']}, "
+                 f"alpha {stats['alpha']}, momentum {stats['momentum']}, T {stats['temperature']}, "
+                 f"margin {stats['margin']}, mean g {stats['g_summary']['mean']:.3f}")
     save_figure(fig, path)

@@ -1,0 +1,54 @@
+"""SIGINT / SIGTERM: the first asks training to stop after the current step, a second aborts at once."""
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class TrainingInterrupted(BaseException):
+    """Raised between steps after a signal; a BaseException so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int, aborted: bool = False):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.aborted = aborted
+        self.exit_code = EXIT_CODES[signum]
+
+
+_requested: int | None = None
+
+
+def _handle(signum: int, _frame) -> None:
+    global _requested
+    if _requested is not None:
+        raise TrainingInterrupted(signum, aborted=True)
+    _requested = signum
+    print(f"\n{signal.Signals(signum).name}: stopping after the current step (send it again to abort at once)",
+          file=sys.stderr, flush=True)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM go to the handler above (main thread only); restored after."""
+    global _requested
+    _requested = None
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {signum: signal.signal(signum, _handle) for signum in EXIT_CODES}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _requested = None
+
+
+def check() -> None:
+    """Raise TrainingInterrupted if a signal arrived; call between training steps."""
+    if _requested is not None:
+        raise TrainingInterrupted(_requested)
