@@ -160,7 +160,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def explicit_args(argv: list[str] | None) -> dict:
     """Only the flags given on the command line."""
     parser = get_args_parser()
-    parser.set_defaults(**{action.dest: argparse.SUPPRESS for action in parser._actions})
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
     return vars(parser.parse_args(argv))
 
 

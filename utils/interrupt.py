@@ -1,5 +1,6 @@
 """SIGINT / SIGTERM: the first asks training to stop after the current step, a second aborts at once."""
 
+import os
 import signal
 import sys
 import threading
@@ -20,10 +21,13 @@ class TrainingInterrupted(BaseException):
 
 
 _requested: int | None = None
+_owner = os.getpid()
 
 
 def _handle(signum: int, _frame) -> None:
     global _requested
+    if os.getpid() != _owner:  # a forked loader worker: the main process decides, the worker goes on
+        return
     if _requested is not None:
         raise TrainingInterrupted(signum, aborted=True)
     _requested = signum
@@ -34,8 +38,8 @@ def _handle(signum: int, _frame) -> None:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM go to the handler above (main thread only); restored after."""
-    global _requested
-    _requested = None
+    global _requested, _owner
+    _requested, _owner = None, os.getpid()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return

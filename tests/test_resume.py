@@ -1,0 +1,169 @@
+"""--resume, SIGINT / SIGTERM and checkpoints that do not fit: a resumed run equals the uninterrupted one."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, tiny_train_args
+
+import train
+from models import build_model
+
+# GHM with momentum, so that the GHM state must survive the interruption too.
+RUN = ("--frequency", "1000hz", "--epochs", "3", "--checkpoint-interval", "5", "--ghm-momentum", "0.7",
+       "--ghm-stats-batches", "all")
+
+
+def run_folder(save_dir: Path) -> Path:
+    (folder,) = (save_dir / "model_checkpoints").iterdir()
+    return folder
+
+
+def outcome(save_dir: Path) -> tuple[dict, dict, dict, list]:
+    """History (without the save dir), final weights, GHM state and the statistics files' g values."""
+    folder = run_folder(save_dir)
+    with open(next(folder.glob("training_history_*.pkl")), "rb") as f:
+        history = pickle.load(f)
+    history["args"].pop("save_dir")
+    checkpoint = torch.load(folder / "model_epoch_3.pt", weights_only=True)
+    stats = []
+    for path in sorted((save_dir / "stats" / folder.name).iterdir()):
+        with open(path, "rb") as f:
+            stats.append((path.name.split("_")[:2], pickle.load(f)["g"].tolist()))  # (epoch, batch), g
+    return history, checkpoint["model_state_dict"], checkpoint["ghm_state_dict"], stats
+
+
+def signal_at_step(monkeypatch, step: int, times: int = 1) -> None:
+    """Send SIGINT to this process `times` times in the forward pass of a (1-based, train and val) step."""
+    real = train.PAIR_FORWARD["separate"]
+    calls = {"n": 0}
+
+    def forward(*args):
+        calls["n"] += 1
+        for _ in range(times if calls["n"] == step else 0):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+    monkeypatch.setitem(train.PAIR_FORWARD, "separate", forward)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("uninterrupted")
+    assert train.main(tiny_train_args(tiny_data, save_dir, *RUN)) == 0
+    return outcome(save_dir)
+
+
+@pytest.mark.parametrize("step", [3, 14, 20])  # in epoch 1, epoch 2, and in the validation of epoch 2
+def test_an_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, monkeypatch, uninterrupted, step,
+                                                         capsys):
+    signal_at_step(monkeypatch, step)
+    assert train.main(tiny_train_args(tiny_data, tmp_path, *RUN)) == 130
+    folder = run_folder(tmp_path)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and f"--resume {folder}" in summary["error"]
+    done = summary["epochs_done"]
+    assert [p.name for p in folder.glob("model_epoch_*.pt")] == [f"model_epoch_{done}.pt"]
+    assert f"Resume with: python train.py --resume {folder}" in capsys.readouterr().err
+
+    monkeypatch.undo()
+    assert train.main(["--resume", str(folder), "--no-progress"]) == 0
+    assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
+    history, weights, ghm_state, stats = outcome(tmp_path)
+    expected_history, expected_weights, expected_ghm_state, expected_stats = uninterrupted
+    assert history == expected_history
+    assert weights.keys() == expected_weights.keys()
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights)
+    assert all(torch.equal(ghm_state[k], expected_ghm_state[k]) for k in ghm_state)
+    assert ghm_state["density_started"]
+    assert stats == expected_stats
+
+
+def test_more_epochs_continue_a_finished_run(tiny_data, tmp_path, uninterrupted):
+    first = [a if a != "3" else "2" for a in RUN]
+    assert train.main(tiny_train_args(tiny_data, tmp_path, *first)) == 0
+    folder = run_folder(tmp_path)
+    assert train.main(["--resume", str(folder / "model_epoch_2.pt"), "--epochs", "3", "--no-progress"]) == 0
+    history, weights, _, _ = outcome(tmp_path)
+    assert history == uninterrupted[0]
+    assert all(torch.equal(weights[k], uninterrupted[1][k]) for k in weights)
+
+
+def test_a_second_signal_aborts_at_once(tiny_data, tmp_path, monkeypatch):
+    signal_at_step(monkeypatch, 2, times=2)
+    assert train.main(tiny_train_args(tiny_data, tmp_path, *RUN)) == 130
+    folder = run_folder(tmp_path)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "aborted" in summary["error"]
+    assert not list(folder.glob("model_epoch_*.pt")) and not list(folder.glob(".*tmp"))
+
+
+def test_sigterm_stops_the_cli_with_exit_143(tiny_data, tmp_path):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "200")
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in process.stdout:
+        if line.startswith("epoch 1/200"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "SIGTERM: stopping after the current step" in err and "Resume with: python train.py --resume" in err
+    assert "Traceback" not in err
+    summary = json.loads((run_folder(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["epochs_done"] >= 1
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory) -> Path:
+    save_dir = tmp_path_factory.mktemp("finished")
+    assert train.main(tiny_train_args(tiny_data, save_dir, "--frequency", "500hz", "--epochs", "1")) == 0
+    return run_folder(save_dir)
+
+
+def test_resume_keeps_the_runs_arguments(finished_run, capsys):
+    for flag, value in (("--model", "resnet18"), ("--ghm-bins", "15"), ("--learning-rate", "0.1")):
+        with pytest.raises(SystemExit) as exit_info:
+            train.parse_args(["--resume", str(finished_run), flag, value])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and f"{flag} {value}: the run in" in err and "keeps its arguments" in err
+
+
+def tampered(finished_run: Path, tmp_path: Path, changes: dict, drop: tuple = ()) -> Path:
+    checkpoint = torch.load(finished_run / "model_epoch_1.pt", weights_only=True)
+    checkpoint.update(changes)
+    for key in drop:
+        del checkpoint[key]
+    folder = tmp_path / "model_checkpoints" / finished_run.name
+    folder.mkdir(parents=True)
+    torch.save(checkpoint, folder / "model_epoch_1.pt")
+    return folder
+
+
+@pytest.mark.parametrize("changes, drop, message", [
+    ({"model_state_dict": build_model("resnet18").state_dict()}, (), "its model does not fit this run"),
+    ({"ghm_state_dict": {"density_state": torch.zeros(5), "density_started": torch.tensor(False)}}, (),
+     "its GHM state does not fit this run"),
+    ({}, ("rng", "history"), "missing history, rng"),  # written by an older train.py
+])
+def test_a_checkpoint_that_does_not_fit_gives_one_clear_error(finished_run, tmp_path, changes, drop, message,
+                                                              capsys):
+    folder = tampered(finished_run, tmp_path, changes, drop)
+    assert train.main(["--resume", str(folder), "--epochs", "2", "--no-progress"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "--resume" in errors[0], errors
+
+
+def test_resume_errors_for_missing_or_foreign_files(tmp_path, capsys):
+    (tmp_path / "empty_run").mkdir()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for path, message in ((tmp_path / "nowhere", "file not found"), (tmp_path / "empty_run", "holds no model_epoch"),
+                          (tmp_path / "junk.pt", "cannot be read as a checkpoint")):
+        with pytest.raises(SystemExit) as exit_info:
+            train.parse_args(["--resume", str(path)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
