@@ -44,6 +44,7 @@ def cap_weights(weights: torch.Tensor, counts: torch.Tensor, max_weight: float) 
     """Clip mean-1 bin weights at max_weight, rescaling the uncapped bins to keep the mean at 1.
 
     The capped set only grows, so `len(weights)` rounds suffice; a fixed loop avoids host synchronisation.
+    Without a capped bin the weights are returned unchanged (bit for bit).
     """
     total = counts.sum()
     capped = torch.zeros_like(weights, dtype=torch.bool)
@@ -51,8 +52,8 @@ def cap_weights(weights: torch.Tensor, counts: torch.Tensor, max_weight: float) 
         capped = capped | (weights > max_weight)
         free_mass = total - max_weight * (counts * capped).sum()
         free_sum = (counts * weights).masked_fill(capped, 0).sum()
-        weights = torch.where(capped, torch.full_like(weights, max_weight),
-                              weights * free_mass / free_sum.clamp_min(torch.finfo(weights.dtype).tiny))
+        scale = torch.where(capped.any(), free_mass / free_sum.clamp_min(torch.finfo(weights.dtype).tiny), 1.0)
+        weights = torch.where(capped, torch.full_like(weights, max_weight), weights * scale)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 

@@ -1,6 +1,13 @@
-"""GHM statistics of one batch (plain numpy, for notebooks) and the gradient-distribution plot."""
+"""GHM statistics: one batch's as plain numpy, its plot, and reading a run's back (for notebooks).
 
+    python -m utils.ghm_utils analyze <run stats folder or run name> [--out DIR]   (see utils/ghm_analysis.py)
+"""
+
+import pickle
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -8,7 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from losses.ghm_loss import GHMRankingLoss  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+
+if TYPE_CHECKING:  # reading statistics back must not need torch
+    from losses.ghm_loss import GHMRankingLoss
 from utils.io_utils import save_figure  # noqa: E402
 
 
@@ -29,7 +39,7 @@ def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
     return lambda batch, batches: any(test(batch, batches) for test in tests)
 
 
-def ghm_batch_stats(criterion: GHMRankingLoss, loss_type: str, run_name: str, epoch: int, batch: int,
+def ghm_batch_stats(criterion: "GHMRankingLoss", loss_type: str, run_name: str, epoch: int, batch: int,
                     global_step: int, pair_paths: list[tuple[str, str]], pair_labels: np.ndarray) -> dict:
     """The last batch's GHM statistics as plain Python and numpy values, naming their run and step.
 
@@ -87,3 +97,41 @@ def plot_grad_distribution(stats: dict, path: str) -> None:
                  f"alpha {stats['alpha']}, momentum {stats['momentum']}, T {stats['temperature']}, "
                  f"margin {stats['margin']}, mean g {stats['g_summary']['mean']:.3f}")
     save_figure(fig, path)
+
+
+def load_ghm_stats(path: str | Path) -> list[dict]:
+    """One statistics file, or every `*_ghm_stats.pkl` of a run's stats folder, sorted by (epoch, batch)."""
+    path = Path(path)
+    files = sorted(path.glob("*_ghm_stats.pkl")) if path.is_dir() else [path]
+    if not path.exists() or not files:
+        raise InputError(f"{path}: no GHM statistics (*_ghm_stats.pkl) there")
+    stats = []
+    for file in files:
+        try:
+            with open(file, "rb") as f:
+                stats.append(pickle.load(f))
+        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            raise InputError(f"{file}: not a readable statistics pickle ({exc})") from None
+    return sorted(stats, key=lambda s: (s["epoch"], s["batch"]))
+
+
+TABLE_COLUMNS = ("epoch", "batch", "bin", "lower_edge", "upper_edge", "count", "weight", "effective_count")
+
+
+def ghm_stats_table(stats: list[dict]) -> dict[str, list]:
+    """Long format, one row per (file, bin): a dict of equally long lists, ready for `pandas.DataFrame`."""
+    table = {column: [] for column in TABLE_COLUMNS}
+    for s in stats:
+        edges = s["bin_edges"]
+        for b in range(s["bins"]):
+            row = (s["epoch"], s["batch"], b, float(edges[b]), float(edges[b + 1]), int(s["bin_counts"][b]),
+                   float(s["bin_weights"][b]), float(s["effective_counts"][b]))
+            for column, value in zip(TABLE_COLUMNS, row):
+                table[column].append(value)
+    return table
+
+
+if __name__ == "__main__":
+    from utils.ghm_analysis import main
+
+    sys.exit(main())
