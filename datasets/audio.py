@@ -7,6 +7,13 @@ import soundfile as sf
 
 from utils.errors import InputError
 
+WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+
+
+def _check_wav(path: str | Path, audio_format: str) -> None:
+    if audio_format not in WAV_FORMATS:
+        raise InputError(f"{path}: cannot read audio (a {audio_format} file, not a WAV)")
+
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Return (mono float32 samples in [-1, 1], sample rate); stereo channels are averaged.
@@ -14,8 +21,10 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     soundfile decodes every PCM width (unsigned 8-bit included) and float WAVs to the same scale.
     """
     try:
-        samples, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, OSError) as exc:
+        with sf.SoundFile(str(path)) as f:
+            _check_wav(path, f.format)
+            samples, sample_rate = f.read(dtype="float32", always_2d=True), f.samplerate
+    except (sf.SoundFileError, OSError, RuntimeError) as exc:
         raise InputError(f"{path}: cannot read audio ({exc})") from None
     if samples.shape[0] == 0:
         raise InputError(f"{path}: the recording has no samples")
@@ -26,8 +35,9 @@ def wav_info(path: str | Path) -> tuple[int, int]:
     """(number of samples, sample rate) from the file's header, without decoding it."""
     try:
         info = sf.info(str(path))
-    except (sf.SoundFileError, OSError) as exc:
+    except (sf.SoundFileError, OSError, RuntimeError) as exc:
         raise InputError(f"{path}: cannot read audio ({exc})") from None
+    _check_wav(path, info.format)
     if info.frames == 0:
         raise InputError(f"{path}: the recording has no samples")
     return info.frames, info.samplerate

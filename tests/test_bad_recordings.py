@@ -1,7 +1,10 @@
 """--duration and --skip-bad-files: every kind of bad recording is an error naming it, or a skip."""
 
+import signal
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import tiny_train_args, write_wav
 
@@ -11,6 +14,26 @@ from datasets import SpectrogramDatasetWithMaterial
 from utils.errors import InputError
 
 CLASSES = config.CLASSES[:2]
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """A case that hangs fails after 30 s instead of stalling the suite."""
+    def timeout(*_):
+        raise TimeoutError("a bad recording made the loader hang")
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def corrupt_header(path):
+    """A valid WAV whose fmt chunk (channels, rate, block align, bits) is overwritten with junk."""
+    write_wav(path, np.full(600, 0.1))
+    data = bytearray(path.read_bytes())
+    data[22:36] = b"\xff" * 14
+    path.write_bytes(bytes(data))
 
 
 def good_layout(root, seqs=("00", "01", "02"), length=600):
@@ -33,10 +56,13 @@ BAD = {
     "random bytes": lambda p: p.write_bytes(np.random.default_rng(1).bytes(3000)),
     "zero bytes": lambda p: p.write_bytes(b""),
     "text": lambda p: p.write_text("not audio at all\n"),
+    "corrupted header": corrupt_header,
+    "FLAC named .wav": lambda p: sf.write(str(p), np.full(600, 0.1), 8000, format="FLAC"),
 }
 MESSAGES = {"unreadable": "cannot read audio", "empty": "no samples", "silent": "silent",
             "non-finite": "NaN or infinite", "other sample rate": "sample rate", "random bytes": "cannot read audio",
-            "zero bytes": "cannot read audio", "text": "cannot read audio"}
+            "zero bytes": "cannot read audio", "text": "cannot read audio",
+            "corrupted header": "cannot read audio", "FLAC named .wav": "a FLAC file, not a WAV"}
 
 
 @pytest.mark.parametrize("kind", list(BAD))
