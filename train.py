@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 from tqdm import tqdm
 
 import config
@@ -25,8 +27,8 @@ from datasets import RankingPairDataset, SpectrogramDatasetWithMaterial
 from datasets.synthetic import ensure_demo_data
 from losses import LOSS_TYPES, GHMRankingLoss, build_loss
 from models import MODELS, build_model
-from models.pair_forward import PAIR_FORWARD, separate
-from utils import interrupt
+from models.pair_forward import PAIR_FORWARD, PairScorer
+from utils import distributed, interrupt
 from utils.checkpoints import capture_rng, load_checkpoint, newest_checkpoint, restore_rng
 from utils.common_utils import choose_device, device_available, set_seed, worker_init_fn
 from utils.debugging_utils import verify_batch_consistency
@@ -42,6 +44,7 @@ from utils.run_summary import write_summary
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
               "skip_bad_files")
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # What a resumed run may change; every other flag must match the run being resumed.
 RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "no_progress")
 
@@ -102,6 +105,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "BatchNorm then sees each once (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over all processes' batches (CUDA only)")
+    p.add_argument("--amp", default="off", choices=list(AMP_DTYPES),
+                   help="mixed precision for the model (autocast); fp16 with gradient scaling; the losses and "
+                        "GHM statistics stay float32 (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes (default: %(default)s)")
     p.add_argument("--resume", metavar="PATH",
@@ -140,7 +148,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
              ("--duration", args.duration is None or args.duration > 0, "must be > 0"),
-             ("--device", args.device == "auto" or device_available(args.device), "is not available here")]
+             ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
+             ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)")]
     for flag, ok, problem in rules:
         if not ok:
             parser.error(f"{flag} {problem}")
@@ -204,8 +213,11 @@ def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMat
 
 
 def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
-    return DataLoader(pairs, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init_fn)
+    """Under torchrun each process loads its own share of the pairs (a DistributedSampler)."""
+    sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
+    return DataLoader(pairs, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=worker_init_fn)
 
 
 def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
@@ -221,7 +233,8 @@ def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)
-    batch_size = min(args.batch_size, len(train_pairs), len(val_pairs))
+    share = distributed.world_size()
+    batch_size = min(args.batch_size, len(train_pairs) // share, len(val_pairs) // share)
     if batch_size < 1:
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
@@ -240,28 +253,37 @@ def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -
     return (target * (s1 - s2) > 0).sum()
 
 
-def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
-              device: torch.device, optimizer: torch.optim.Optimizer | None, desc: str, progress: bool,
-              on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
-    """One pass over `loader`; trains when an optimizer is given. Returns mean losses and accuracy.
+def stop_check(device: torch.device) -> None:
+    """interrupt.check, agreed by all processes under torchrun so that all stop after the same step."""
+    interrupt.check(lambda flag: distributed.any_rank([flag], device)[0])
 
-    Stops between steps (TrainingInterrupted) once SIGINT or SIGTERM has arrived.
+
+def run_epoch(t: "Training", loader: DataLoader, device: torch.device, train: bool, desc: str, progress: bool,
+              on_batch: Callable | None = None) -> dict:
+    """One pass over `loader`, with optimizer steps when `train`. Returns mean losses and accuracy.
+
+    Stops between steps (TrainingInterrupted) once SIGINT or SIGTERM has arrived. Under torchrun the figures
+    are over all processes' pairs, and every stop is decided by all processes together.
     """
     sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, (x1, x2, target, _, _, index1, index2) in enumerate(bar, start=1):
         x1, x2, target = x1.to(device), x2.to(device), target.to(device)
-        s1, s2 = pair_forward(model, x1, x2, index1, index2)
-        loss = criterion(s1, s2, target)
-        if not math.isfinite(loss_value := loss.item()):
+        with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+            s1, s2 = t.scorer(x1, x2, index1, index2)
+        s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32
+        loss = t.criterion(s1, s2, target)
+        loss_value = loss.item()
+        if distributed.any_rank([not math.isfinite(loss_value)], device)[0]:
             raise TrainingStopped(f"{desc}, batch {batch_number}: the loss is {loss_value}; training stopped "
                                   "before this step, earlier checkpoints are kept")
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        if train:
+            t.optimizer.zero_grad(set_to_none=True)
+            t.scaler.scale(loss).backward()
+            t.scaler.step(t.optimizer)
+            t.scaler.update()
         with torch.no_grad():
-            standard_loss = loss if criterion is standard else standard(s1, s2, target)
+            standard_loss = loss if t.criterion is t.standard else t.standard(s1, s2, target)
             n = len(target)
             sums["loss_main"] += loss_value * n
             sums["loss_standard_log"] += standard_loss.item() * n
@@ -271,28 +293,25 @@ def run_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, loade
             on_batch(batch_number, len(loader), s1.detach(), s2.detach(), target, index1, index2)
         bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
                         acc=f"{sums['correct'] / sums['pairs']:.3f}")
-        interrupt.check()
-    return {"loss_main": sums["loss_main"] / sums["pairs"],
-            "loss_standard_log": sums["loss_standard_log"] / sums["pairs"],
-            "accuracy": sums["correct"] / sums["pairs"]}
+        stop_check(device)
+    loss_main, loss_standard, correct, pairs = distributed.sum_over_ranks(list(sums.values()), device)
+    return {"loss_main": loss_main / pairs, "loss_standard_log": loss_standard / pairs, "accuracy": correct / pairs}
 
 
-def train_one_epoch(model: nn.Module, criterion: nn.Module, standard: nn.Module, optimizer: torch.optim.Optimizer,
-                    loader: DataLoader, device: torch.device, epoch: int, progress: bool,
-                    on_batch: Callable | None = None, pair_forward: Callable = separate) -> dict:
-    model.train()
-    criterion.train()
-    return run_epoch(model, criterion, standard, loader, device, optimizer, f"epoch {epoch} train",
-                     progress, on_batch, pair_forward)
+def train_one_epoch(t: "Training", loader: DataLoader, device: torch.device, epoch: int, progress: bool,
+                    on_batch: Callable | None = None) -> dict:
+    t.model.train()
+    t.criterion.train()
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    return run_epoch(t, loader, device, True, f"epoch {epoch} train", progress, on_batch)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, criterion: nn.Module, standard: nn.Module, loader: DataLoader,
-             device: torch.device, epoch: int, progress: bool, pair_forward: Callable = separate) -> dict:
-    model.eval()
-    criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
-    return run_epoch(model, criterion, standard, loader, device, None, f"epoch {epoch} val", progress,
-                     pair_forward=pair_forward)
+def evaluate(t: "Training", loader: DataLoader, device: torch.device, epoch: int, progress: bool) -> dict:
+    t.model.eval()
+    t.criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
+    return run_epoch(t, loader, device, False, f"epoch {epoch} val", progress)
 
 
 def plain_args(args: argparse.Namespace, frequency: str) -> dict:
@@ -308,17 +327,30 @@ def ghm_options(args: argparse.Namespace | dict) -> dict:
 
 @dataclass
 class Training:
-    """What one run trains with; `ghm` is the GHM loss, or the monitor of a standard run with --ghm-stats."""
+    """What one run trains with.
+
+    `scorer` gives the pair scores (the model, wrapped for DistributedDataParallel under torchrun); `ghm` is
+    the GHM loss, or the monitor of a standard run with --ghm-stats.
+    """
     model: nn.Module
+    scorer: nn.Module
     criterion: nn.Module
     standard: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     ghm: GHMRankingLoss | None
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
 
 
 def build_training(args: argparse.Namespace, device: torch.device) -> Training:
-    model = build_model(args.model).to(device)
+    model = build_model(args.model)
+    if args.sync_bn and distributed.active():
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    scorer = PairScorer(model, args.pair_forward)
+    if distributed.active():
+        scorer = DistributedDataParallel(scorer, device_ids=[device.index] if device.type == "cuda" else None)
     criterion = build_loss(args.loss_type, args.margin, **ghm_options(args)).to(device)
     standard = criterion if args.loss_type == "standard" else nn.MarginRankingLoss(margin=args.margin)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
@@ -327,7 +359,9 @@ def build_training(args: argparse.Namespace, device: torch.device) -> Training:
         ghm = criterion
     else:
         ghm = build_loss("ghm", args.margin, **ghm_options(args)).to(device) if args.ghm_stats else None
-    return Training(model, criterion, standard, optimizer, scheduler, ghm)
+    # fp16 needs its gradients scaled against underflow; a disabled scaler is a plain backward and step
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
+    return Training(model, scorer, criterion, standard, optimizer, scheduler, ghm, AMP_DTYPES[args.amp], scaler)
 
 
 def ghm_stats_recorder(t: Training, loss_type: str, rule: Callable, recordings: SpectrogramDatasetWithMaterial,
@@ -342,8 +376,15 @@ def ghm_stats_recorder(t: Training, loss_type: str, rule: Callable, recordings: 
             t.ghm(s1, s2, target)
         if not rule(batch, batches):
             return
-        pairs = list(zip(index1.tolist(), index2.tolist()))
-        stats = ghm_batch_stats(t.ghm, loss_type, run.name, epoch, batch, (epoch - 1) * batches + batch,
+        last = {key: value.detach().cpu().numpy() for key, value in t.ghm.last_stats.items()}
+        per_pair = ("g", "bin", "weight")
+        shares = distributed.gather_to_main(([last[key] for key in per_pair], index1.tolist(), index2.tolist()))
+        if shares is None:
+            return
+        for i, key in enumerate(per_pair):  # under torchrun: the global batch, rank by rank
+            last[key] = np.concatenate([share[0][i] for share in shares])
+        pairs = [pair for share in shares for pair in zip(share[1], share[2])]
+        stats = ghm_batch_stats(t.ghm, last, loss_type, run.name, epoch, batch, (epoch - 1) * batches + batch,
                                 [(recordings.paths[a], recordings.paths[b]) for a, b in pairs],
                                 [(int(recordings.labels[a]), int(recordings.labels[b])) for a, b in pairs])
         save_pickle(stats, run.stats / f"epoch{epoch}_batch{batch}_{run.timestamp}_ghm_stats.pkl")
@@ -402,6 +443,7 @@ def training_checkpoint(t: Training, state: RunState, loaders: tuple[DataLoader,
     return copy.deepcopy({
         "epoch": state.epoch, "model_state_dict": t.model.state_dict(),
         "optimizer_state_dict": t.optimizer.state_dict(), "scheduler_state_dict": t.scheduler.state_dict(),
+        "scaler_state_dict": t.scaler.state_dict(),
         "ghm_state_dict": None if t.ghm is None else t.ghm.state_dict(),
         "train_loss": train and train["loss_main"], "train_accuracy": train and train["accuracy"],
         "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"],
@@ -410,8 +452,8 @@ def training_checkpoint(t: Training, state: RunState, loaders: tuple[DataLoader,
         "run": {"name": run.name, "timestamp": run.timestamp}, "elapsed_s": state.elapsed})
 
 
-RESUME_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "ghm_state_dict", "args",
-               "val_recordings", "history", "rng", "loader_rng", "run", "elapsed_s")
+RESUME_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "scaler_state_dict",
+               "ghm_state_dict", "args", "val_recordings", "history", "rng", "loader_rng", "run", "elapsed_s")
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -444,6 +486,7 @@ def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[D
                              f"({str(exc).splitlines()[-1].strip()})") from None
     t.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
     t.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+    t.scaler.load_state_dict(checkpoint["scaler_state_dict"])
     for loader, state in zip(loaders, checkpoint["loader_rng"]):
         loader.generator.set_state(state)
     restore_rng(checkpoint["rng"])
@@ -457,26 +500,26 @@ def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWit
 
     On SIGINT/SIGTERM the checkpoint of the last complete epoch is written before the run stops.
     """
-    progress = not args.no_progress and sys.stderr.isatty()
-    pair_forward = PAIR_FORWARD[args.pair_forward]
+    progress = not args.no_progress and sys.stderr.isatty() and distributed.is_main()
     rule = stats_batch_rule(args.ghm_stats_batches)
     val_paths = [recordings.paths[i] for i in validation_indices(loaders[1])]
     for epoch in range(state.epoch + 1, args.epochs + 1):
         epoch_started = time.perf_counter()
         on_batch = ghm_stats_recorder(t, args.loss_type, rule, recordings, run, epoch) if t.ghm else None
         try:
-            interrupt.check()
-            train = train_one_epoch(t.model, t.criterion, t.standard, t.optimizer, loaders[0], device, epoch,
-                                    progress, on_batch, pair_forward)
-            val = evaluate(t.model, t.criterion, t.standard, loaders[1], device, epoch, progress, pair_forward)
+            stop_check(device)
+            train = train_one_epoch(t, loaders[0], device, epoch, progress, on_batch)
+            val = evaluate(t, loaders[1], device, epoch, progress)
         except interrupt.TrainingInterrupted as exc:
-            if not exc.aborted:
+            if not exc.aborted and distributed.is_main():
                 save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)
                 save_pickle(state.history, run.history)
             raise
         t.scheduler.step(val["loss_main"])
         record_epoch(state.history, epoch, train, val)
         state.epoch, state.elapsed = epoch, time.time() - started
+        if not distributed.is_main():
+            continue
         state.checkpoint = training_checkpoint(t, state, loaders, run, val_paths, train, val)
         save_pickle(state.history, run.history)
         plot_history(state.history, run.history_plot, run.name)
@@ -499,42 +542,51 @@ def start_run(args: argparse.Namespace, frequency: str, t: Training, recordings:
         state.history["args"]["epochs"] = args.epochs
         print(f"resuming run {run.name} after epoch {state.epoch} of {args.epochs}", flush=True)
         return run, state
-    run = reserve_run(args.save_dir, run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha,
-                                                     args.seed))
+    prefix = run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha, args.seed)
+    run = distributed.broadcast_from_main(reserve_run(args.save_dir, prefix) if distributed.is_main() else None)
     state = RunState(0, new_history(plain_args(args, frequency)), 0.0, {})
     state.checkpoint = training_checkpoint(t, state, loaders, run, val_paths)
     return run, state
 
 
-def train_frequency(args: argparse.Namespace, frequency: str) -> dict:
-    """One complete training run (or the rest of a resumed one); returns its summary."""
+def train_frequency(args: argparse.Namespace, frequency: str, device: torch.device) -> dict:
+    """One complete training run (or the rest of a resumed one); returns its summary.
+
+    Under torchrun every process trains; rank 0 alone prints and writes files.
+    """
     set_seed(args.seed)
-    device = choose_device(args.device)
     recordings, train_loader, val_loader = build_data(args, frequency)
     training = build_training(args, device)
     run, state = start_run(args, frequency, training, recordings, (train_loader, val_loader))
     print(f"run {run.name}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
           f"spectrograms), {len(train_loader.dataset)} train / {len(val_loader.dataset)} val pairs, "
-          f"batch {train_loader.batch_size}, device {device}", flush=True)
-    if args.verify_consistency and not args.resume:
+          f"batch {train_loader.batch_size}, device {device}{' (--device auto)' if args.device == 'auto' else ''}"
+          f"{'' if args.amp == 'off' else ', mixed precision ' + args.amp}"
+          f"{f', {distributed.world_size()} processes' if distributed.active() else ''}", flush=True)
+    if args.verify_consistency and not args.resume and distributed.is_main():
         check_batches(args, frequency, run)
     started = time.time() - state.elapsed
     history = state.history
+    main_process = distributed.is_main()
     try:
         fit(args, training, recordings, (train_loader, val_loader), device, run, state, started)
-        interrupt.check()
-        metrics = final_evaluation(training.model, recordings, val_loader, device, run)
+        stop_check(device)
+        metrics = final_evaluation(training.model, recordings, val_loader, device, run) if main_process else None
     except interrupt.TrainingInterrupted as exc:
         how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
         note = f"{exc} in epoch {state.epoch + 1}: {how}. Resume with: python train.py --resume {run.checkpoints}"
-        write_summary(run, history, "interrupted", started, error=note)
-        print(note, file=sys.stderr, flush=True)
+        if main_process:
+            write_summary(run, history, "interrupted", started, error=note)
+            print(note, file=sys.stderr, flush=True)
         raise
     except Exception as exc:
-        write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
+        if main_process:
+            write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
+    metrics = distributed.broadcast_from_main(metrics)
     headline_metrics = {key: metrics[key] for key in ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")}
-    write_summary(run, history, "completed", started, evaluation=headline_metrics)
+    if main_process:
+        write_summary(run, history, "completed", started, evaluation=headline_metrics)
     return {"frequency": frequency, "status": "ok", "run": run.name, "epochs": args.epochs,
             "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"]),
             **headline_metrics}
@@ -550,14 +602,15 @@ def print_summary(results: list[dict]) -> None:
             print(f"{r['frequency']:<10} FAILED  {r['error']}")
 
 
-def train_all(args: argparse.Namespace) -> int:
+def train_all(args: argparse.Namespace, device: torch.device) -> int:
     frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]
     results = []
     for frequency in frequencies:
         try:
-            results.append(train_frequency(args, frequency))
+            results.append(train_frequency(args, frequency, device))
         except (InputError, TrainingStopped) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            if distributed.is_main():
+                print(f"error: {exc}", file=sys.stderr)
             results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
         except Exception as exc:  # an unexpected failure of one frequency must not stop the others
             if len(frequencies) == 1:
@@ -573,13 +626,19 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = parse_args(argv)
     retain_freed_memory()
-    if args.demo:
-        ensure_demo_data(args.data_root)
-    with interrupt.stop_on_signals():
-        try:
-            return train_all(args)
-        except interrupt.TrainingInterrupted as exc:
-            return exc.exit_code
+    device = choose_device(args.device)
+    if distributed.launched_by_torchrun():
+        device = distributed.setup(device)
+    try:
+        if args.demo and distributed.is_main():
+            ensure_demo_data(args.data_root)
+        distributed.broadcast_from_main(None)  # the others wait for the demo data
+        with interrupt.stop_on_signals():
+            return train_all(args, device)
+    except interrupt.TrainingInterrupted as exc:
+        return exc.exit_code
+    finally:
+        distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -33,3 +33,16 @@ def unique(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch.T
 
 
 PAIR_FORWARD: dict[str, Callable] = {"separate": separate, "unique": unique}
+
+
+class PairScorer(nn.Module):
+    """A model and a pair-forward mode as one module: DistributedDataParallel then sees one forward per step."""
+
+    def __init__(self, model: nn.Module, mode: str = "separate"):
+        super().__init__()
+        self.model = model
+        self.mode = mode
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor,
+                index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return PAIR_FORWARD[self.mode](self.model, x1, x2, index1, index2)

@@ -39,13 +39,13 @@ def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
     return lambda batch, batches: any(test(batch, batches) for test in tests)
 
 
-def ghm_batch_stats(criterion: "GHMRankingLoss", loss_type: str, run_name: str, epoch: int, batch: int,
-                    global_step: int, pair_paths: list[tuple[str, str]], pair_labels: np.ndarray) -> dict:
-    """The last batch's GHM statistics as plain Python and numpy values, naming their run and step.
+def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], loss_type: str, run_name: str,
+                    epoch: int, batch: int, global_step: int, pair_paths: list[tuple[str, str]],
+                    pair_labels: list[tuple[int, int]]) -> dict:
+    """A batch's GHM statistics (`last`: the loss's `last_stats` as numpy) as plain values, naming run and step.
 
     With loss_type "standard" the weights are those GHM would have given (`weights_applied` False).
     """
-    last = {key: value.detach().cpu().numpy() for key, value in criterion.last_stats.items()}
     g = last["g"].astype(np.float64)
     counts = last["bin_counts"].astype(np.int64)
     bin_weights = last["bin_weights"].astype(np.float64)

@@ -4,7 +4,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -52,7 +52,10 @@ def stop_on_signals() -> Iterator[None]:
         _requested = None
 
 
-def check() -> None:
-    """Raise TrainingInterrupted if a signal arrived; call between training steps."""
-    if _requested is not None:
-        raise TrainingInterrupted(_requested)
+def check(agree: Callable[[bool], bool] = bool) -> None:
+    """Raise TrainingInterrupted if a signal arrived; call between training steps.
+
+    `agree` turns this process's answer into the decision of all processes (under torchrun, any of them).
+    """
+    if agree(_requested is not None):
+        raise TrainingInterrupted(_requested or signal.SIGTERM)
