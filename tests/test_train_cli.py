@@ -232,3 +232,16 @@ def test_a_non_finite_loss_stops_the_run_with_one_line_and_keeps_checkpoints(tin
     assert (checkpoints / "model_epoch_1.pt").is_file() and not (checkpoints / "model_epoch_2.pt").exists()
     summary = json.loads((checkpoints / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["epochs_done"] == 1
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_checkpoints_the_scaler(tiny_data, tmp_path, amp, capsys):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1", "--amp", amp)
+    assert train.main(argv) == 0
+    assert f"mixed precision {amp}" in capsys.readouterr().out
+    checkpoints = run_dir(tmp_path, "model_checkpoints")
+    checkpoint = torch.load(checkpoints / "model_epoch_1.pt", weights_only=True)
+    assert ("scale" in checkpoint["scaler_state_dict"]) == (amp == "fp16")
+    assert all(v.dtype == torch.float32 for v in checkpoint["model_state_dict"].values() if v.is_floating_point())
+    stats = load_pickle(next(run_dir(tmp_path, "stats").iterdir()))
+    assert abs(stats["weight"].mean() - 1.0) < 1e-6
