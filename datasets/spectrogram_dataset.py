@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 import config
 from datasets.audio import wav_info
-from datasets.spectrogram_cache import load_spectrogram
+from datasets.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from utils.errors import InputError
 
 
@@ -100,7 +100,9 @@ def check_headers(found: list[Path], bad: BadFiles, duration: float | None) -> t
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
-    """All selected recordings held in memory: `.data` [N, 1, F, T], `.labels` [N], `.paths`.
+    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`.
+
+    `.data` is a tensor in memory, or with `cache_dir` a MappedSpectrograms over the cache entries.
 
     `duration` (seconds) crops or zero-pads every recording to that length; otherwise all must have the
     same length. With `skip_bad_files`, unreadable, empty, silent or non-finite recordings and those at
@@ -117,13 +119,16 @@ class SpectrogramDatasetWithMaterial(Dataset):
         if length <= n_fft // 2:
             raise InputError(f"recordings of {length} samples are too short for n_fft {n_fft} "
                              f"(need more than {n_fft // 2}), e.g. {paths[0]}")
+        shape = (1, n_fft // 2 + 1, 1 + length // hop_length)
         # Filled in place rather than stacked: a stack would hold every spectrogram twice.
-        data = torch.empty((len(paths), 1, n_fft // 2 + 1, 1 + length // hop_length))
+        data = torch.empty((len(paths), *shape)) if cache_dir is None else []
         loaded = []
         for path in paths:
             try:
-                data[len(loaded)] = load_spectrogram(path, n_fft, hop_length, length, duration is not None,
-                                                     cache_dir)
+                if cache_dir is None:
+                    data[len(loaded)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None)
+                else:
+                    data.append(cache_entry(path, n_fft, hop_length, length, duration is not None, cache_dir))
                 loaded.append(path)
             except InputError as exc:
                 bad.add(path, exc)
@@ -134,7 +139,7 @@ class SpectrogramDatasetWithMaterial(Dataset):
         self.sample_rate = sample_rate
         self.paths = [str(path) for path in loaded]
         self.labels = torch.tensor([label_of[path] for path in loaded], dtype=torch.int64)
-        self.data = data[:len(loaded)]
+        self.data = data[:len(loaded)] if cache_dir is None else MappedSpectrograms(data, shape)
         if len(set(self.labels.tolist())) < 2:
             raise InputError(f"recordings of fewer than two classes are left under {data_dir}")
 

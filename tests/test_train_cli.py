@@ -245,3 +245,15 @@ def test_mixed_precision_trains_and_checkpoints_the_scaler(tiny_data, tmp_path, 
     assert all(v.dtype == torch.float32 for v in checkpoint["model_state_dict"].values() if v.is_floating_point())
     stats = load_pickle(next(run_dir(tmp_path, "stats").iterdir()))
     assert abs(stats["weight"].mean() - 1.0) < 1e-6
+
+
+def test_training_on_the_memory_mapped_cache_equals_training_in_memory(tiny_data, tmp_path):
+    histories = []
+    for name, extra in (("memory", ()), ("mapped", ("--cache-dir", str(tmp_path / "cache")))):
+        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--epochs", "1", *extra)
+        assert train.main(argv) == 0
+        history = load_pickle(next(run_dir(tmp_path / name, "model_checkpoints").glob("training_history_*.pkl")))
+        history["args"].pop("save_dir"), history["args"].pop("cache_dir")
+        histories.append(history)
+    assert histories[0] == histories[1]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 18
