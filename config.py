@@ -25,5 +25,5 @@ TRAIN_FRACTION = 0.7
 GHM_BINS = 10
 GHM_ALPHA = 0.75
 GHM_MOMENTUM = 0.0
-GHM_TEMPERATURE = 1.0
-GHM_MAX_WEIGHT = 10.0
+GHM_TEMPERATURE_PER_MARGIN = 0.25  # default temperature = margin / 4; README "Losses" has the evidence
+GHM_MAX_WEIGHT = 5.0  # README "Losses": binds on lone-pair batches only

@@ -80,8 +80,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ghm-momentum", type=float, default=config.GHM_MOMENTUM,
                    help="moving average of the bin counts, S = M·S + (1−M)·count, started from the first batch; "
                         "the GHM paper's α (0.75 there); 0: each batch's own counts (default: %(default)s)")
-    p.add_argument("--ghm-temperature", type=float, default=config.GHM_TEMPERATURE,
-                   help="difficulty g = sigmoid((margin − t·(s1 − s2)) / T) (default: %(default)s)")
+    p.add_argument("--ghm-temperature", type=float,
+                   help="difficulty g = sigmoid((margin − t·(s1 − s2)) / T) (default: margin / 4)")
     p.add_argument("--ghm-max-weight", type=float, default=config.GHM_MAX_WEIGHT,
                    help="no pair weighs more than this (weights average 1 per batch); inf: no cap "
                         "(default: %(default)s)")
@@ -140,7 +140,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--ghm-bins", args.ghm_bins >= 1, "must be >= 1"),
              ("--ghm-alpha", args.ghm_alpha >= 0, "must be >= 0"),
              ("--ghm-momentum", 0 <= args.ghm_momentum < 1, "must be >= 0 and < 1"),
-             ("--ghm-temperature", args.ghm_temperature > 0, "must be > 0"),
+             ("--ghm-temperature", args.ghm_temperature is None or args.ghm_temperature > 0, "must be > 0"),
+             ("--margin", args.margin > 0 or args.ghm_temperature is not None,
+              "must be > 0 (the default GHM temperature is margin / 4)"),
              ("--ghm-max-weight", args.ghm_max_weight >= 1, "must be >= 1 (weights average 1)"),
              ("--ghm-stats-batches", valid_stats_batches(args.ghm_stats_batches),
               "must be a comma list of first, last, all, every:N (N >= 1)"),
@@ -321,7 +323,7 @@ def plain_args(args: argparse.Namespace, frequency: str) -> dict:
 def ghm_options(args: argparse.Namespace | dict) -> dict:
     a = vars(args) if isinstance(args, argparse.Namespace) else args
     return {"bins": a["ghm_bins"], "alpha": a["ghm_alpha"], "momentum": a["ghm_momentum"],
-            "temperature": a["ghm_temperature"],
+            "temperature": a["ghm_temperature"] or config.GHM_TEMPERATURE_PER_MARGIN * a["margin"],
             "max_weight": None if math.isinf(a["ghm_max_weight"]) else a["ghm_max_weight"]}
 
 

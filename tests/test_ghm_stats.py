@@ -46,8 +46,8 @@ def test_every_batch_is_recorded_and_files_are_self_describing(runs):
     assert [(s["epoch"], s["batch"]) for s in stats] == [(e, b) for e in (1, 2) for b in range(1, batches + 1)]
     assert [s["global_step"] for s in stats] == list(range(1, 2 * batches + 1))
     s = stats[0]
-    assert (s["loss_type"], s["weights_applied"], s["momentum"], s["temperature"]) == ("ghm", True, 0.0, 1.0)
-    assert s["run_name"] == only_run(runs["ghm"], "stats").name and s["max_weight"] == 10.0
+    assert (s["loss_type"], s["weights_applied"], s["momentum"], s["temperature"]) == ("ghm", True, 0.0, 0.25)  # margin 1 / 4
+    assert s["run_name"] == only_run(runs["ghm"], "stats").name and s["max_weight"] == 5.0
     assert len(s["pair_paths"]) == len(s["pair_labels"]) == len(s["g"]) == 8
     for (a, b), (label_a, label_b) in zip(s["pair_paths"], s["pair_labels"]):
         assert f"_deg{label_a * 36:03d}_" in a and f"_deg{label_b * 36:03d}_" in b
