@@ -130,6 +130,17 @@ def test_analyze_a_standard_run_and_compare_two_runs(runs, tmp_path):
     assert (tmp_path / "c" / "compare.png").stat().st_size > 10_000
 
 
+def test_analyze_reads_what_exists_of_a_run_in_progress(runs, tmp_path):
+    partial = tmp_path / "stats" / "run_in_progress"
+    partial.mkdir(parents=True)
+    for path in only_run(runs["ghm"], "stats").glob("epoch1_*"):
+        (partial / path.name).write_bytes(path.read_bytes())
+    (partial / ".epoch2_batch1_x_ghm_stats.pkl.123.tmp").write_bytes(b"half-written")  # an unfinished save
+    assert analyze_main(["analyze", str(partial), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [1]
+
+
 def test_analyze_fails_clearly_without_statistics(runs, tmp_path, capsys):
     empty = tmp_path / "stats" / "some_run"
     empty.mkdir(parents=True)
