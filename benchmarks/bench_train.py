@@ -72,9 +72,9 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
         criterion = nn.MarginRankingLoss(margin=args.margin)
     else:
         pair_forward = PAIR_FORWARD["unique" if variant == "unique" else "separate"]
-        criterion = build_loss(args.loss_type, args.margin, args.ghm_bins, args.ghm_alpha)
+        criterion = build_loss(args.loss_type, args.margin, **train.ghm_options(args))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    standard, ghm = nn.MarginRankingLoss(args.margin), build_loss("ghm", args.margin, args.ghm_bins, args.ghm_alpha)
+    standard, ghm = nn.MarginRankingLoss(args.margin), build_loss("ghm", args.margin, **train.ghm_options(args))
     batches = iter(loader)
     record = {key: [] for key in METRICS + ("loss_standard", "loss_ghm")}
     for step in range(warmup + steps):
