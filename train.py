@@ -96,8 +96,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-files", action="store_true",
                    help="skip unreadable, empty, silent or non-finite recordings and those at another sample rate, "
                         "with a warning each (default: they are errors)")
-    p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording) and reuse them "
-                                        "in later runs; a changed recording gets a new entry (default: no cache)")
+    p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording), reuse them in "
+                                        "later runs and read them memory-mapped instead of holding the dataset in "
+                                        "memory; a changed recording gets a new entry (default: no cache)")
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
     p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
     p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
