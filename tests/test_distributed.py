@@ -56,15 +56,22 @@ def test_two_processes_weigh_pairs_as_one_process_with_the_global_batch(tmp_path
         torch.testing.assert_close((loss0 + loss1) / 2, expected)
 
 
-def test_a_two_process_cli_run_trains_and_only_rank_0_writes(tiny_data, tmp_path):
-    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--batch-size", "4",
-                           "--ghm-stats-batches", "first")
+def torchrun_train(*argv: str) -> subprocess.CompletedProcess:
     done = subprocess.run([*TORCHRUN, str(ROOT / "train.py"), *argv], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_two_process_cli_run_trains_resumes_and_only_rank_0_writes(tiny_data, tmp_path):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--batch-size", "4",
+                           "--ghm-stats-batches", "first", "--epochs", "1")
+    done = torchrun_train(*argv)
     assert done.stdout.count("run plastic_1000hz") == 1 and "2 processes" in done.stdout
-    assert done.stdout.count("epoch 2/2") == 1
+    assert done.stdout.count("epoch 1/1") == 1
     (run,) = (tmp_path / "model_checkpoints").iterdir()
+    resumed = torchrun_train("--resume", str(run), "--epochs", "2", "--no-progress")
+    assert resumed.stdout.count("resuming run") == 1 and resumed.stdout.count("epoch 2/2") == 1
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_done"] == 2
     checkpoint = torch.load(run / "model_epoch_2.pt", weights_only=True)
