@@ -251,6 +251,10 @@ def validation_indices(val_loader: DataLoader) -> list[int]:
     return list(val_loader.dataset.dataset.indices)
 
 
+def validation_paths(recordings: SpectrogramDatasetWithMaterial, val_loader: DataLoader) -> list[str]:
+    return [recordings.paths[i] for i in validation_indices(val_loader)]
+
+
 def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Pairs ordered as the target says; a tie counts as wrong."""
     return (target * (s1 - s2) > 0).sum()
@@ -482,8 +486,10 @@ def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[D
     for what, module, state in parts:
         if (module is None) != (state is None):
             raise InputError(f"--resume {path}: the checkpoint {'lacks' if state is None else 'has'} a {what}")
+        if module is None:
+            continue
         try:
-            module is None or module.load_state_dict(state)
+            module.load_state_dict(state)
         except RuntimeError as exc:
             raise InputError(f"--resume {path}: its {what} does not fit this run "
                              f"({str(exc).splitlines()[-1].strip()})") from None
@@ -505,7 +511,7 @@ def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWit
     """
     progress = not args.no_progress and sys.stderr.isatty() and distributed.is_main()
     rule = stats_batch_rule(args.ghm_stats_batches)
-    val_paths = [recordings.paths[i] for i in validation_indices(loaders[1])]
+    val_paths = validation_paths(recordings, loaders[1])
     for epoch in range(state.epoch + 1, args.epochs + 1):
         epoch_started = time.perf_counter()
         on_batch = ghm_stats_recorder(t, args.loss_type, rule, recordings, run, epoch) if t.ghm else None
@@ -536,7 +542,7 @@ def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWit
 def start_run(args: argparse.Namespace, frequency: str, t: Training, recordings: SpectrogramDatasetWithMaterial,
               loaders: tuple[DataLoader, DataLoader]) -> tuple[RunPaths, RunState]:
     """A new run folder and state at epoch 0, or the run and state that --resume names."""
-    val_paths = [recordings.paths[i] for i in validation_indices(loaders[1])]
+    val_paths = validation_paths(recordings, loaders[1])
     if args.resume:
         path = Path(args.resume)
         checkpoint = load_checkpoint(path, "--resume", RESUME_KEYS)
