@@ -32,7 +32,7 @@ def history_of(save_dir: Path) -> dict:
 def runs(tiny_data, tmp_path_factory) -> dict[str, Path]:
     """A GHM run recording every batch, and standard runs with and without --ghm-stats."""
     save_dirs = {}
-    for name, extra in (("ghm", ("--ghm-stats-batches", "all")),
+    for name, extra in (("ghm", ("--ghm-stats-batches", "all", "--ghm-momentum", "0.75")),
                         ("standard_stats", ("--loss-type", "standard", "--ghm-stats", "--ghm-momentum", "0.5")),
                         ("standard", ("--loss-type", "standard"))):
         save_dirs[name] = tmp_path_factory.mktemp(name)
@@ -46,7 +46,7 @@ def test_every_batch_is_recorded_and_files_are_self_describing(runs):
     assert [(s["epoch"], s["batch"]) for s in stats] == [(e, b) for e in (1, 2) for b in range(1, batches + 1)]
     assert [s["global_step"] for s in stats] == list(range(1, 2 * batches + 1))
     s = stats[0]
-    assert (s["loss_type"], s["weights_applied"], s["momentum"], s["temperature"]) == ("ghm", True, 0.0, 0.25)  # margin 1 / 4
+    assert (s["loss_type"], s["weights_applied"], s["momentum"], s["temperature"]) == ("ghm", True, 0.75, 0.25)
     assert s["run_name"] == only_run(runs["ghm"], "stats").name and s["max_weight"] == 5.0
     assert len(s["pair_paths"]) == len(s["pair_labels"]) == len(s["g"]) == 8
     for (a, b), (label_a, label_b) in zip(s["pair_paths"], s["pair_labels"]):
@@ -115,8 +115,15 @@ def test_analyze_writes_the_evolution_the_hard_recordings_and_a_summary(runs, tm
     assert {r["path"] for r in rows} == recordings
     hard = [int(r["hard_pairs"]) for r in rows]
     assert hard == sorted(hard, reverse=True)
-    expected = sum(int(b >= 8) for s in stats for b in s["bin"]) * 2  # each hard pair counts for both recordings
-    assert sum(hard) == expected
+    expected = {}  # recording -> [pairs, pairs in the 2 hardest of 10 bins], counted from the pickles
+    for s in stats:
+        for pair, b in zip(s["pair_paths"], s["bin"]):
+            for path in pair:
+                counts = expected.setdefault(path, [0, 0])
+                counts[0] += 1
+                counts[1] += int(b >= 8)
+    assert {r["path"]: [int(r["pairs"]), int(r["hard_pairs"])] for r in rows} == expected
+    assert any(h > 0 for h in hard)
     assert {r["material"] for r in rows} == {"plastic"} and {r["frequency"] for r in rows} == {"1000hz"}
 
 
