@@ -49,57 +49,78 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return (x - mean) / (std + eps)
 
 
-def _phases(x: torch.Tensor, conv: nn.Conv2d) -> list[torch.Tensor]:
-    """The padded input as seen by each position (i, j) of the 2×2 pooling windows, in max_pool2d's order:
-    `conv(x)[..., i::2, j::2]` is phase (i, j) convolved with twice the stride and no padding."""
-    (ph, pw), (sh, sw) = conv.padding, conv.stride
-    xp = F.pad(x, (pw, pw, ph, ph))
-    return [xp[:, :, sh * i:, sw * j:] for i in (0, 1) for j in (0, 1)]
+def _padding_buffer(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> torch.Tensor:
+    """Zeros for `rows` padded inputs plus `stride[1]` spare elements, so that every phase's input is a dense
+    view (see `_conv`). Chunk after chunk only the inside is rewritten; the padding stays zero."""
+    (ph, pw), (_, c, h, w) = conv.padding, x.shape
+    return x.new_zeros(rows * c * (h + 2 * ph) * (w + 2 * pw) + conv.stride[1])
 
 
-def _conv(phase: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    stride = (2 * conv.stride[0], 2 * conv.stride[1])
-    return F.conv2d(phase, weight, bias, stride, 0, conv.dilation)
+def _padded(buffer: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, conv: nn.Conv2d
+            ) -> torch.Tensor:
+    """`(x − mean) / scale` inside the convolution's zero padding, written into `buffer`."""
+    (ph, pw), (r, c, h, w) = conv.padding, x.shape
+    xp = buffer[:r * c * (h + 2 * ph) * (w + 2 * pw)].view(r, c, h + 2 * ph, w + 2 * pw)
+    torch.sub(x, mean, out=xp[:, :, ph:ph + h, pw:pw + w]).div_(scale)
+    return xp
 
 
-def _patches(phase: torch.Tensor, conv: nn.Conv2d, ones: bool) -> torch.Tensor:
-    """`[r, C·kh·kw (+ 1), N]`: the input value each weight meets at each of the phase's N output positions,
-    plus a row of ones (the bias's) when `ones`."""
-    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    x = phase.contiguous()
-    r, c, hp, wp = x.shape
-    h, w = (hp - dh * (kh - 1) - 1) // (2 * sh) + 1, (wp - dw * (kw - 1) - 1) // (2 * sw) + 1
+PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # positions in a 2×2 pooling window, in max_pool2d's order
+
+
+def _conv(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, weight: torch.Tensor,
+          bias: torch.Tensor | None) -> torch.Tensor:
+    """`conv(x)[..., i::2, j::2]` for phase (i, j): the padded input xp from i strides down and j across,
+    convolved with twice the stride. `weight` is channels-last, so the output is channels-last.
+
+    The input is the dense view that starts j strides across: each of its rows runs on into the next
+    row's first elements (oneDNN would copy a column slice first, which costs more than the convolution);
+    output columns that reach them are cropped."""
+    (i, j), (sh, sw), (dw, kw) = phase, conv.stride, (conv.dilation[1], conv.kernel_size[1])
+    r, c, hp, wp = xp.shape
+    view = xp.as_strided((r, c, hp - i * sh, wp), xp.stride(), xp.storage_offset() + i * sh * wp + j * sw)
+    y = F.conv2d(view, weight, bias, (2 * sh, 2 * sw), 0, conv.dilation)
+    return y[..., :(wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1]
+
+
+def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, ones: bool) -> torch.Tensor:
+    """`[r, C·kh·kw (+ 1), N]`: the input value each weight meets at each of the N output positions of
+    `_conv(xp, phase, ...)`, plus a row of ones (the bias's) when `ones`."""
+    (i, j), (kh, kw), (sh, sw), (dh, dw) = phase, conv.kernel_size, conv.stride, conv.dilation
+    r, c, hp, wp = xp.shape
+    h, w = (hp - i * sh - dh * (kh - 1) - 1) // (2 * sh) + 1, (wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1
     k = c * kh * kw
-    out = x.new_empty(r, k + ones, h, w)
-    out[:, :k].view(r, c, kh, kw, h, w).copy_(
-        x.as_strided((r, c, kh, kw, h, w), (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw)))
+    out = xp.new_empty(r, k + ones, h, w)
+    windows = xp.contiguous().as_strided((r, c, kh, kw, h, w),
+                                         (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw), i * sh * wp + j * sw)
+    out[:, :k].view(r, c, kh, kw, h, w).copy_(windows)
     if ones:
         out[:, k].fill_(1.0)
     return out.view(r, k + ones, h * w)
 
 
 def _windows(parts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each phase's part of the output cropped to the pooling windows (max_pool2d drops an odd last row/column)."""
+    """The phases' outputs cropped to the pooling windows (max_pool2d drops an odd last row or column)."""
     h, w = parts[3].shape[2], parts[3].shape[3]
     return [part[:, :, :h, :w] for part in parts]
 
 
-def _pool(windows: list[torch.Tensor]) -> torch.Tensor:
-    return torch.maximum(torch.maximum(windows[0], windows[1]), torch.maximum(windows[2], windows[3]))
+def _pool(windows: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    return torch.maximum(torch.maximum(windows[0], windows[1]), torch.maximum(windows[2], windows[3]), out=out)
 
 
 def _route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """Turn each part y into `scale · y + shift`, plus `grad` at each window's first maximum, in place."""
+    """Turn each part y into `scale · y + shift`, plus `grad` at each window's first maximum, in place
+    (`grad` is used up)."""
     windows = _windows(parts)
     pooled = _pool(windows)
     hits = [torch.eq(window, pooled, out=torch.empty_like(pooled)) for window in windows[:3]]  # 1.0 or 0.0
     for part in parts:
         part.mul_(scale).add_(shift)
-    rest = grad.clone()
     for window, hit in zip(windows, hits):
-        window.addcmul_(hit, rest)
-        rest.addcmul_(hit, rest, value=-1.0)
-    windows[3].add_(rest)
+        window.addcmul_(hit, grad)
+        grad.addcmul_(hit, grad, value=-1.0)
+    windows[3].add_(grad)
 
 
 def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -110,68 +131,89 @@ def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch
     return mean, var, n
 
 
+def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, mean: torch.Tensor,
+                  rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """S = Σ g and D = Σ g · (y_argmax − μ) per channel in float64, g = grad_out · [out > 0], chunk by chunk."""
+    s = torch.zeros(out.shape[1], dtype=torch.float64, device=out.device)
+    d = torch.zeros_like(s)
+    for out_c, grad_c, y_c in zip(out.split(rows), grad_out.split(rows), y_at.split(rows)):
+        g = torch.ops.aten.threshold_backward(grad_c, out_c, 0.0)  # grad where out > 0: relu's backward
+        s += g.sum(dim=(0, 2, 3)).double()
+        d += (y_c - mean).mul_(g).sum(dim=(0, 2, 3)).double()
+    return s, d
+
+
 class _StdConvBNReLUPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows):
         sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None]
         flip = bool((gamma < 0).any())
-        stats, pooled, x_means, x_scales = [], [], [], []
-        for xc in x.split(rows):
+        weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
+        stats, x_means, x_scales = [], [], []
+        y_at, buffer = None, _padding_buffer(x, rows, conv)
+        for start, xc in zip(range(0, len(x), rows), x.split(rows)):
             std, x_mean = _std_mean(xc)
             x_means.append(x_mean)
             x_scales.append(std + EPS)
-            parts = [_conv(phase, conv, weight, bias) for phase in _phases((xc - x_mean) / x_scales[-1], conv)]
+            xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
+            parts = [_conv(xp, phase, conv, weight_cl, bias) for phase in PHASES]
             for y in parts:
                 m = y.mean(dim=(0, 2, 3), keepdim=True)
                 v = (y - m).square_().mean(dim=(0, 2, 3))
                 stats.append((y.numel() // y.shape[1], m.flatten().double(), v.double()))
                 if flip:
                     y.mul_(sign)
-            pooled.append(_pool(_windows(parts)))
-        y_at = torch.cat(pooled) * sign if flip else torch.cat(pooled)
+            windows = _windows(parts)
+            if y_at is None:
+                y_at = torch.empty((len(x), *windows[0].shape[1:]), dtype=x.dtype, device=x.device,
+                                   memory_format=torch.channels_last)
+            _pool(windows, out=y_at[start:start + len(xc)])
+        if flip:
+            y_at.mul_(sign)  # the pooled minima back to y's values
         mean64, var64, n = _combine(stats)
         mean, invstd = mean64.to(x.dtype), (var64 + bn.eps).rsqrt().to(x.dtype)
         bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean64.to(x.dtype))
         bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * n / max(n - 1, 1)).to(x.dtype))
-        a = (gamma * invstd)[:, None, None]
-        out = torch.relu(y_at * a + (beta[:, None, None] - mean[:, None, None] * a))
+        a = gamma * invstd
+        out = torch.addcmul((beta - mean * a)[:, None, None], y_at, a[:, None, None]).clamp_min_(0.0)
         ctx.conv, ctx.n, ctx.rows = conv, n, rows
-        ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight, bias, gamma, mean, invstd, y_at,
-                              out)
+        ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma, mean, invstd,
+                              y_at, out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, x_mean, x_scale, weight, bias, gamma, mean, invstd, y_at, out = ctx.saved_tensors
+        x, x_mean, x_scale, weight_cl, bias, gamma, mean, invstd, y_at, out = ctx.saved_tensors
+        rows = ctx.rows
         with torch.no_grad():
-            g = torch.where(out > 0, grad_out, 0.0)
-            # float32 sums (pairwise, accurate) then float64: a float64 sum would first copy g to float64
-            s = g.sum(dim=(0, 2, 3)).double()
-            d = (y_at - mean[:, None, None]).mul_(g).sum(dim=(0, 2, 3)).double()
+            s, d = _channel_sums(out, grad_out, y_at, mean[:, None, None], rows)
             a = gamma.double() * invstd.double()
             big_a = -a * invstd.double() ** 2 * d / ctx.n
             big_b = -a * s / ctx.n - big_a * mean.double()
-            sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)
+            sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None]
             flip = bool((gamma < 0).any())
-            # routed in the sign-flipped y that forward pooled, hence A·sign
-            scale, shift = (big_a.to(x.dtype) * sign)[:, None, None], big_b.to(x.dtype)[:, None, None]
-            g.mul_(a.to(x.dtype)[:, None, None])
-            grad_weight = torch.zeros(weight.shape[0], weight[0].numel() + (bias is not None), dtype=weight.dtype)
-            rows = ctx.rows
-            for xc, mc, sc, gc in zip(x.split(rows), x_mean.split(rows), x_scale.split(rows), g.split(rows)):
-                phases = _phases((xc - mc) / sc, ctx.conv)
-                parts = [_conv(phase, ctx.conv, weight, bias) for phase in phases]
+            # applied to the sign-flipped y that forward pooled, hence A·sign
+            scale, shift = big_a.to(x.dtype)[:, None, None] * sign, big_b.to(x.dtype)[:, None, None]
+            a = a.to(x.dtype)[:, None, None]
+            k = weight_cl[0].numel()
+            grad_wb = weight_cl.new_zeros(len(weight_cl), k + (bias is not None))
+            buffer = _padding_buffer(x, rows, ctx.conv)
+            for xc, mc, sc, out_c, grad_c in zip(x.split(rows), x_mean.split(rows), x_scale.split(rows),
+                                                 out.split(rows), grad_out.split(rows)):
+                xp = _padded(buffer, xc, mc, sc, ctx.conv)
+                parts = [_conv(xp, phase, ctx.conv, weight_cl, bias) for phase in PHASES]
                 if flip:
                     for y in parts:
-                        y.mul_(sign[:, None, None])
-                _route(parts, gc, scale, shift)
-                for phase, grad_y in zip(phases, parts):
-                    for gy, patches in zip(grad_y.flatten(2), _patches(phase, ctx.conv, bias is not None)):
-                        grad_weight.addmm_(gy, patches.t())
-        grad_bias = None if bias is None else grad_weight[:, -1].clone()
-        grad_weight = grad_weight[:, :weight[0].numel()].reshape(weight.shape)
+                        y.mul_(sign)
+                _route(parts, torch.ops.aten.threshold_backward(grad_c, out_c, 0.0).mul_(a), scale, shift)
+                for phase, grad_y in zip(PHASES, parts):
+                    for gy, patches in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2),
+                                           _patches(xp, phase, ctx.conv, bias is not None)):
+                        grad_wb.addmm_(gy.t(), patches.t())
+        grad_bias = None if bias is None else grad_wb[:, k].clone()
         grad_gamma = (invstd.double() * d).to(gamma.dtype)
-        return (None, grad_weight, grad_bias, grad_gamma, s.to(gamma.dtype), None, None, None)
+        return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, s.to(gamma.dtype), None,
+                None, None)
 
 
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:

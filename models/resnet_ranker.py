@@ -26,8 +26,10 @@ class SimpleCNNAudioRanker(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(inplace=True), nn.Linear(10, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.training and torch.is_grad_enabled() and not x.requires_grad
-        if fused and not torch.is_autocast_enabled(x.device.type):  # the fused block is float32 only
+        # The fused block is written for CPU caches (one recording at a time) and float32; GPUs and mixed
+        # precision take the plain path.
+        fused = self.training and torch.is_grad_enabled() and not x.requires_grad and x.device.type == "cpu"
+        if fused and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
             # The same maths as standardize + self.features[:4], in a fraction of the memory and time.
             x = self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
         else:

@@ -83,9 +83,9 @@ def test_gradient_goes_to_the_first_maximum_of_each_window_like_max_pool2d():
     y = torch.randint(0, 3, (2, 3, 9, 11)).float().requires_grad_()  # ties in most windows; odd edges dropped
     grad = torch.randn(2, 3, 4, 5)
     torch.nn.functional.max_pool2d(y, 2).backward(grad)
-    parts = [y.detach()[:, :, i::2, j::2].clone() for i in (0, 1) for j in (0, 1)]
-    fused_block._route(parts, grad, torch.full((3, 1, 1), 2.0), torch.full((3, 1, 1), 0.5))
+    parts = [y.detach()[:, :, i::2, j::2].clone() for i, j in fused_block.PHASES]  # as the block computes them
+    fused_block._route(parts, grad.clone(), torch.full((3, 1, 1), 2.0), torch.full((3, 1, 1), 0.5))
     routed = torch.empty_like(y)
-    for (i, j), part in zip([(0, 0), (0, 1), (1, 0), (1, 1)], parts):
+    for (i, j), part in zip(fused_block.PHASES, parts):
         routed[:, :, i::2, j::2] = part
     torch.testing.assert_close(routed, 2.0 * y.detach() + 0.5 + y.grad, rtol=0, atol=0)
