@@ -6,7 +6,8 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
 (1025 × 1126 spectrograms) and times, per variant, `--steps` training steps of 32 pairs after
 `--warmup` steps:
   plain  the straightforward step: default-collated pair batches, model(x1), model(x2) through the
-         plain module sequence, MarginRankingLoss, backward, Adam; default allocator;
+         plain module sequence with the default weight layout, MarginRankingLoss, backward, Adam; default
+         allocator;
   ours   the trainer's own step with default settings (GHM loss, fused first block, retained memory);
   unique ours with --pair-forward unique (each distinct recording of the batch through the model once).
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
@@ -67,6 +68,8 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
     _, loader, _ = train.build_data(args, "1000hz")
     model = build_model("simple_cnn").train()
     if variant == "plain":
+        model.to(memory_format=torch.contiguous_format)  # the modules' default layout
+
         def pair_forward(model, x1, x2, index1, index2):
             return tuple(model.head(model.features(standardize(x))).squeeze(1) for x in (x1, x2))
         criterion = nn.MarginRankingLoss(margin=args.margin)

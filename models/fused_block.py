@@ -216,6 +216,17 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                 None, None)
 
 
+def conv_output_size(x: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
+    return tuple((x.shape[2 + d] + 2 * conv.padding[d] - conv.dilation[d] * (conv.kernel_size[d] - 1) - 1)
+                 // conv.stride[d] + 1 for d in (0, 1))
+
+
+def rows_per_chunk(x: torch.Tensor, conv: nn.Conv2d) -> int:
+    """Recordings per chunk: about CHUNK_BYTES of `conv`'s output, at least one."""
+    out_h, out_w = conv_output_size(x, conv)
+    return max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
+
+
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
     if x.requires_grad or bn.momentum is None or not bn.track_running_stats or not bn.affine:
@@ -223,10 +234,8 @@ def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) 
                          "running statistics and a fixed momentum")
     if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise ValueError("the fused block needs a convolution with one group and numeric zero padding")
-    bn.num_batches_tracked.add_(1)
-    out_h = (x.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
-    out_w = (x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1) - 1) // conv.stride[1] + 1
+    out_h, out_w = conv_output_size(x, conv)
     if out_h < 2 or out_w < 2:
         raise ValueError(f"the convolution's output ({out_h} × {out_w}) is smaller than one 2×2 pooling window")
-    rows = max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
-    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows)
+    bn.num_batches_tracked.add_(1)
+    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows_per_chunk(x, conv))

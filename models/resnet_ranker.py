@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from models.fused_block import standardize, std_conv_bn_relu_pool
+from models.fused_block import rows_per_chunk, standardize, std_conv_bn_relu_pool
 
 
 class SimpleCNNAudioRanker(nn.Module):
@@ -24,17 +24,27 @@ class SimpleCNNAudioRanker(nn.Module):
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(inplace=True), nn.Linear(10, 1))
+        # Channels-last weights make the convolutions' outputs channels-last, where BatchNorm and max-pooling
+        # are several times faster on CPU.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The fused block is written for CPU caches (one recording at a time) and float32; GPUs and mixed
-        # precision take the plain path.
-        fused = self.training and torch.is_grad_enabled() and not x.requires_grad and x.device.type == "cpu"
-        if fused and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
-            # The same maths as standardize + self.features[:4], in a fraction of the memory and time.
-            x = self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
-        else:
-            x = self.features(standardize(x))
-        return self.head(x).squeeze(1)
+        if x.device.type != "cpu":
+            return self._plain(x)
+        if not self.training:
+            # BatchNorm uses its running statistics, so each recording's score is its own: one recording at
+            # a time keeps the activations small and in cache (twice as fast on 2 cores, 1.3 GB less at 6 s).
+            return torch.cat([self._plain(xc) for xc in x.split(rows_per_chunk(x, self.features[0]))])
+        if torch.is_grad_enabled() and not x.requires_grad and x.dtype == torch.float32 \
+                and not torch.is_autocast_enabled("cpu"):
+            # The same maths as standardize + self.features[:4], in a fraction of the memory and time; written
+            # for CPU caches and float32, so GPUs and mixed precision take the plain path.
+            return self.head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
+                             ).squeeze(1)
+        return self._plain(x)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(standardize(x))).squeeze(1)
 
 
 class ResNetAudioRanker(nn.Module):
