@@ -5,8 +5,8 @@
 Writes (once) enough 6 s, 48 kHz recordings in six classes that their spectrograms (1025 × 1126 float32,
 4.6 MB each) exceed `--fraction` of this machine's memory, builds the cache in one process, then trains
 `--steps` steps of the trainer (default settings, GHM loss) on it in a fresh process and reports that
-process's peak RSS. (`--pair-forward unique` is no help here: with thousands of recordings nearly every
-recording of a batch is distinct, so it sends 2 × batch spectrograms through the model at once.)
+process's peak RSS. (`--pair-forward unique` gains nothing here: with thousands of recordings nearly every
+recording of a batch is distinct.)
 The recordings are tones and noise made with numpy (cheap to write in thousands); the demo generator's
 realism does not matter for memory.
 """

@@ -3,17 +3,19 @@
 Plain autograd keeps the standardised input, the convolution output y, the BatchNorm/ReLU output and
 int64 pooling indices from forward to backward: for the first layer of the small CNN on 6 s
 recordings, tensors of 0.15-1.2 GB per half-batch, allocated, page-faulted in and freed every step.
-This block keeps only the pooled convolution output, and works through the batch in chunks of about
-CHUNK_BYTES of convolution output (one recording at full size), so that no full-size activation exists
-and each chunk's tensors stay in the processor's cache.
+This block keeps only the pooled convolution output (besides its own output, which the next layer keeps
+anyway), and works through the batch in chunks of about CHUNK_BYTES of convolution output (one recording
+at full size), so that no full-size activation exists and each chunk's tensors stay in the cache.
 
 Forward. BatchNorm followed by ReLU is a per-channel monotone map f(y) = relu(a·y + b) with
 a = γ·invstd and b = β − a·μ, so max-pooling commutes with it: pool(f(y)) = f(pool(y)) when a > 0,
-and uses the minimum of y when a < 0 (pooled as the maximum of −y). Each chunk is convolved, adds its
-per-channel mean and variance to the batch statistics (combined in float64), and is pooled before
-BatchNorm.
+and uses the minimum of y when a < 0 (pooled as the maximum of −y). Each chunk is convolved as four
+phases, y[..., i::2, j::2] for the four positions (i, j) of a pooling window, each a convolution with
+twice the stride and a channels-last output, so that pooling is an element-wise maximum of four whole
+tensors. The phases add their per-channel mean and variance to the batch statistics (combined in
+float64), and y is pooled before BatchNorm.
 
-Backward. Each chunk's convolution and pooling are recomputed, and the BatchNorm gradient is an affine
+Backward. Each chunk's phases and their maximum are recomputed, and the BatchNorm gradient is an affine
 map of y plus the pooled gradient routed to each window's first maximum (max_pool2d's choice):
 
     g       = g_out · [out > 0]                       pooled gradient after the ReLU
@@ -21,9 +23,9 @@ map of y plus the pooled gradient routed to each window's first maximum (max_poo
     grad_y  = A · y + B + route(a · g),   A = −a·invstd²·D / N,   B = −a·S / N − A·μ
     grad_γ  = invstd · D,   grad_β = S
 
-grad_y is formed in the recomputed y's buffer; the weight gradient is grad_y times the chunk's patch
-matrix (the input value each weight meets at each output position), a matrix product that is five to
-eight times faster per recording than oneDNN's weight gradient on small batches (2 cores).
+grad_y is formed in the recomputed phases' buffers; the weight gradient is grad_y times each phase's
+patch matrix (the input value each weight meets at each output position), a matrix product that is five
+to eight times faster per recording than oneDNN's weight gradient on small batches (2 cores).
 The results equal the module sequence to float rounding; tests check it.
 """
 
@@ -91,8 +93,8 @@ def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, ones: bo
     h, w = (hp - i * sh - dh * (kh - 1) - 1) // (2 * sh) + 1, (wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1
     k = c * kh * kw
     out = xp.new_empty(r, k + ones, h, w)
-    windows = xp.contiguous().as_strided((r, c, kh, kw, h, w),
-                                         (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw), i * sh * wp + j * sw)
+    windows = xp.as_strided((r, c, kh, kw, h, w), (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw),
+                            xp.storage_offset() + i * sh * wp + j * sw)  # xp is contiguous (see _padded)
     out[:, :k].view(r, c, kh, kw, h, w).copy_(windows)
     if ones:
         out[:, k].fill_(1.0)
@@ -123,6 +125,22 @@ def _route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, s
     windows[3].add_(grad)
 
 
+def _moments(y: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Count, mean and biased variance per channel (two passes; the last two in float64)."""
+    m = y.mean(dim=(0, 2, 3), keepdim=True)
+    return y.numel() // y.shape[1], m.flatten().double(), (y - m).square_().mean(dim=(0, 2, 3)).double()
+
+
+def _add_weight_gradient(grad_wb: torch.Tensor, xp: torch.Tensor, grads: list[torch.Tensor], conv: nn.Conv2d
+                         ) -> None:
+    """Add each phase's grad_y `[r, C_out, h, w]` times its patch matrix to grad_wb `[C_out, C·kh·kw (+ 1)]`
+    (the last column is the bias's when grad_wb has one more column than the weight has values)."""
+    ones = grad_wb.shape[1] > conv.weight[0].numel()
+    for phase, grad_y in zip(PHASES, grads):
+        for gy, patches in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2), _patches(xp, phase, conv, ones)):
+            grad_wb.addmm_(gy.t(), patches.t())
+
+
 def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean and biased variance over all chunks from each chunk's (count, mean, variance), in float64."""
     n = sum(count for count, _, _ in stats)
@@ -150,24 +168,21 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         flip = bool((gamma < 0).any())
         weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         stats, x_means, x_scales = [], [], []
-        y_at, buffer = None, _padding_buffer(x, rows, conv)
+        out_h, out_w = conv_output_size(x, conv)
+        y_at = torch.empty((len(x), len(weight), out_h // 2, out_w // 2), dtype=x.dtype, device=x.device,
+                           memory_format=torch.channels_last)  # the pooled y, each window's y at its maximum
+        buffer = _padding_buffer(x, rows, conv)
         for start, xc in zip(range(0, len(x), rows), x.split(rows)):
             std, x_mean = _std_mean(xc)
             x_means.append(x_mean)
             x_scales.append(std + EPS)
             xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
             parts = [_conv(xp, phase, conv, weight_cl, bias) for phase in PHASES]
-            for y in parts:
-                m = y.mean(dim=(0, 2, 3), keepdim=True)
-                v = (y - m).square_().mean(dim=(0, 2, 3))
-                stats.append((y.numel() // y.shape[1], m.flatten().double(), v.double()))
-                if flip:
+            stats += [_moments(y) for y in parts]
+            if flip:
+                for y in parts:
                     y.mul_(sign)
-            windows = _windows(parts)
-            if y_at is None:
-                y_at = torch.empty((len(x), *windows[0].shape[1:]), dtype=x.dtype, device=x.device,
-                                   memory_format=torch.channels_last)
-            _pool(windows, out=y_at[start:start + len(xc)])
+            _pool(_windows(parts), out=y_at[start:start + len(xc)])
         if flip:
             y_at.mul_(sign)  # the pooled minima back to y's values
         mean64, var64, n = _combine(stats)
@@ -206,10 +221,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                     for y in parts:
                         y.mul_(sign)
                 _route(parts, torch.ops.aten.threshold_backward(grad_c, out_c, 0.0).mul_(a), scale, shift)
-                for phase, grad_y in zip(PHASES, parts):
-                    for gy, patches in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2),
-                                           _patches(xp, phase, ctx.conv, bias is not None)):
-                        grad_wb.addmm_(gy.t(), patches.t())
+                _add_weight_gradient(grad_wb, xp, parts, ctx.conv)
         grad_bias = None if bias is None else grad_wb[:, k].clone()
         grad_gamma = (invstd.double() * d).to(gamma.dtype)
         return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, s.to(gamma.dtype), None,
