@@ -1,10 +1,22 @@
 """Rankers: a spectrogram `[B, 1, F, T]` in, one score per spectrogram `[B]` out."""
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torchvision.models import resnet18
 
 from models.fused_block import rows_per_chunk, standardize, std_conv_bn_relu_pool
+
+
+def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d
+                    ) -> torch.Tensor:
+    """`score(x)` a few recordings at a time (about CHUNK_BYTES of first-layer output), for eval mode on CPU.
+
+    BatchNorm then uses its running statistics, so each recording's score is its own; small chunks keep the
+    activations in cache and out of the GB range (the small CNN at 6 s: a validation forward of 32 recordings
+    is 2.9 times faster and about 1.2 GB smaller)."""
+    return torch.cat([score(xc) for xc in x.split(rows_per_chunk(x, first_conv))])
 
 
 class SimpleCNNAudioRanker(nn.Module):
@@ -32,9 +44,7 @@ class SimpleCNNAudioRanker(nn.Module):
         if x.device.type != "cpu":
             return self._plain(x)
         if not self.training:
-            # BatchNorm uses its running statistics, so each recording's score is its own: one recording at
-            # a time keeps the activations small and in cache (twice as fast on 2 cores, 1.3 GB less at 6 s).
-            return torch.cat([self._plain(xc) for xc in x.split(rows_per_chunk(x, self.features[0]))])
+            return score_in_chunks(self._plain, x, self.features[0])
         if torch.is_grad_enabled() and not x.requires_grad and x.dtype == torch.float32 \
                 and not torch.is_autocast_enabled("cpu"):
             # The same maths as standardize + self.features[:4], in a fraction of the memory and time; written
@@ -56,4 +66,9 @@ class ResNetAudioRanker(nn.Module):
         self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and x.device.type == "cpu":
+            return score_in_chunks(self._plain, x, self.net.conv1)
+        return self._plain(x)
+
+    def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(standardize(x)).squeeze(1)

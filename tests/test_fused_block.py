@@ -65,15 +65,6 @@ def test_training_step_equals_the_plain_implementation():
     assert_grads_close(ours, plain, zero=("features.0.bias", "features.4.bias"))
 
 
-@pytest.mark.parametrize("chunk_bytes", [fused_block.CHUNK_BYTES, 20_000])
-def test_eval_scores_recordings_chunk_by_chunk_as_the_whole_batch(monkeypatch, chunk_bytes):
-    monkeypatch.setattr(fused_block, "CHUNK_BYTES", chunk_bytes)  # 20 kB: one recording per chunk
-    model = build_model("simple_cnn").eval()
-    x = torch.randn(5, 1, 65, 40) * 10 - 40
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), plain_forward(model, x), rtol=1e-6, atol=1e-6)
-
-
 def test_block_rejects_what_it_does_not_implement():
     conv, bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=None)
     with pytest.raises(ValueError, match="fixed momentum"):

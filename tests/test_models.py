@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import models.fused_block as fused_block
 from models import build_model
 
 
@@ -26,6 +27,16 @@ def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
         alone = model(x)
         together = model(torch.cat([others[:3], x, others[3:]]))
     torch.testing.assert_close(together[3:4], alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
+def test_eval_on_cpu_scores_one_recording_at_a_time_as_the_whole_batch(monkeypatch, name):
+    monkeypatch.setattr(fused_block, "CHUNK_BYTES", 1)  # one recording per chunk
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    x = torch.randn(5, 1, 65, 40) * 10 - 40
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model._plain(x), rtol=1e-5, atol=1e-5)
 
 
 def test_standardisation_is_per_spectrogram():
