@@ -65,10 +65,15 @@ def test_training_step_equals_the_plain_implementation():
     assert_grads_close(ours, plain, zero=("features.0.bias", "features.4.bias"))
 
 
-def test_block_rejects_what_it_does_not_implement():
-    conv, bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=None)
-    with pytest.raises(ValueError, match="fixed momentum"):
-        std_conv_bn_relu_pool(torch.randn(2, 1, 9, 9), conv, bn)
+@pytest.mark.parametrize("conv, bn, x, message", [
+    (nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=None), torch.randn(2, 1, 9, 9), "fixed momentum"),
+    (nn.Conv2d(2, 4, 3, groups=2), nn.BatchNorm2d(4), torch.randn(2, 2, 9, 9), "one group"),
+    (nn.Conv2d(1, 4, 3, padding="same"), nn.BatchNorm2d(4), torch.randn(2, 1, 9, 9), "numeric zero padding"),
+    (nn.Conv2d(1, 4, 3, stride=4), nn.BatchNorm2d(4), torch.randn(2, 1, 5, 9), "smaller than one 2×2"),
+])
+def test_block_rejects_what_it_does_not_implement(conv, bn, x, message):
+    with pytest.raises(ValueError, match=message):
+        std_conv_bn_relu_pool(x, conv, bn)
 
 
 def test_gradient_goes_to_the_first_maximum_of_each_window_like_max_pool2d():
