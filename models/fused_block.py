@@ -125,6 +125,13 @@ def _route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, s
     windows[3].add_(grad)
 
 
+def _flip(tensors: list[torch.Tensor], sign: torch.Tensor | None) -> None:
+    """Multiply by the per-channel sign `[C, 1, 1]` in place; None means all signs are +1."""
+    if sign is not None:
+        for t in tensors:
+            t.mul_(sign)
+
+
 def _moments(y: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Count, mean and biased variance per channel (two passes; the last two in float64)."""
     m = y.mean(dim=(0, 2, 3), keepdim=True)
@@ -164,8 +171,8 @@ def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor,
 class _StdConvBNReLUPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows):
-        sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None]
-        flip = bool((gamma < 0).any())
+        # channels whose γ < 0 pool the minimum of y, as the maximum of −y
+        sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None] if bool((gamma < 0).any()) else None
         weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         stats, x_means, x_scales = [], [], []
         out_h, out_w = conv_output_size(x, conv)
@@ -179,19 +186,16 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
             parts = [_conv(xp, phase, conv, weight_cl, bias) for phase in PHASES]
             stats += [_moments(y) for y in parts]
-            if flip:
-                for y in parts:
-                    y.mul_(sign)
+            _flip(parts, sign)
             _pool(_windows(parts), out=y_at[start:start + len(xc)])
-        if flip:
-            y_at.mul_(sign)  # the pooled minima back to y's values
+        _flip([y_at], sign)  # the pooled minima back to y's values
         mean64, var64, n = _combine(stats)
         mean, invstd = mean64.to(x.dtype), (var64 + bn.eps).rsqrt().to(x.dtype)
         bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean64.to(x.dtype))
         bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * n / max(n - 1, 1)).to(x.dtype))
         a = gamma * invstd
         out = torch.addcmul((beta - mean * a)[:, None, None], y_at, a[:, None, None]).clamp_min_(0.0)
-        ctx.conv, ctx.n, ctx.rows = conv, n, rows
+        ctx.conv, ctx.n, ctx.rows, ctx.sign = conv, n, rows, sign
         ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma, mean, invstd,
                               y_at, out)
         return out
@@ -205,10 +209,10 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             a = gamma.double() * invstd.double()
             big_a = -a * invstd.double() ** 2 * d / ctx.n
             big_b = -a * s / ctx.n - big_a * mean.double()
-            sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None]
-            flip = bool((gamma < 0).any())
             # applied to the sign-flipped y that forward pooled, hence A·sign
-            scale, shift = big_a.to(x.dtype)[:, None, None] * sign, big_b.to(x.dtype)[:, None, None]
+            scale, shift = big_a.to(x.dtype)[:, None, None], big_b.to(x.dtype)[:, None, None]
+            if ctx.sign is not None:
+                scale = scale * ctx.sign
             a = a.to(x.dtype)[:, None, None]
             k = weight_cl[0].numel()
             grad_wb = weight_cl.new_zeros(len(weight_cl), k + (bias is not None))
@@ -217,9 +221,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                                                  out.split(rows), grad_out.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
                 parts = [_conv(xp, phase, ctx.conv, weight_cl, bias) for phase in PHASES]
-                if flip:
-                    for y in parts:
-                        y.mul_(sign)
+                _flip(parts, ctx.sign)
                 _route(parts, torch.ops.aten.threshold_backward(grad_c, out_c, 0.0).mul_(a), scale, shift)
                 _add_weight_gradient(grad_wb, xp, parts, ctx.conv)
         grad_bias = None if bias is None else grad_wb[:, k].clone()
