@@ -16,9 +16,11 @@ import train_with_ghm
 LOAD_WITHOUT_TORCH = """
 import pickle, sys
 sys.modules["torch"] = None  # any attempt to import torch now fails
+from utils.safe_pickle import load_pickle
 for path in sys.argv[1:]:
     with open(path, "rb") as f:
         pickle.load(f)
+    load_pickle(path)  # the restricted reader takes every file the run wrote
 print("loaded", len(sys.argv) - 1)
 """
 
@@ -84,7 +86,8 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert all(Path(a).is_file() and Path(b).is_file() for a, b in stats["pair_paths"])
 
     pickles = [str(p) for p in stats_files] + [str(checkpoints / f"training_history_{timestamp}.pkl")]
-    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TORCH, *pickles], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TORCH, *pickles], capture_output=True, text=True,
+                         cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"loaded {len(pickles)}"
 

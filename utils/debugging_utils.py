@@ -1,12 +1,13 @@
 """Batch consistency: do the same seed and arguments give the same training batches?"""
 
-import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
 from utils.io_utils import save_pickle
+from utils.safe_pickle import load_pickle
 
 
 def batch_record(batch: tuple) -> dict:
@@ -45,9 +46,11 @@ def verify_batch_consistency(loader: Iterable, folder: Path, timestamp: str, see
     path = folder / f"train_batches_{timestamp}_seed{seed}.pkl"
     earlier = None
     for candidate in sorted(folder.glob(f"train_batches_*_seed{seed}.pkl"), key=lambda p: p.stat().st_mtime):
-        with open(candidate, "rb") as f:
-            saved = pickle.load(f)
-        if saved.get("args") == key_args:
+        saved = load_pickle(candidate)
+        if not (isinstance(saved, dict) and isinstance(saved.get("args"), dict) and isinstance(saved.get("batches"), list)
+                and all(isinstance(record, dict) for record in saved["batches"])):
+            raise InputError(f"{candidate}: not a batch-consistency record of this project")
+        if saved["args"] == key_args:
             earlier = (candidate, saved)
     save_pickle({"args": key_args, "batches": records}, path)
     if earlier is None:

@@ -9,7 +9,6 @@ with --ghm-stats (their weights are the ones GHM would have given).
 
 import argparse
 import csv
-import pickle
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,7 +21,9 @@ import numpy as np  # noqa: E402
 
 from utils.errors import InputError  # noqa: E402
 from utils.ghm_utils import load_ghm_stats  # noqa: E402
+from utils.history import history_problem  # noqa: E402
 from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
+from utils.safe_pickle import load_pickle  # noqa: E402
 
 TOP_RECORDINGS = 20
 
@@ -177,8 +178,10 @@ def run_history(folder: Path) -> dict:
     found = sorted(checkpoints.glob("training_history_*.pkl"))
     if not found:
         raise InputError(f"{checkpoints}: no training history for run {folder.name}")
-    with open(found[-1], "rb") as f:
-        return pickle.load(f)
+    history = load_pickle(found[-1])
+    if problem := history_problem(history):
+        raise InputError(f"{found[-1]}: not a training history of this project ({problem})")
+    return history
 
 
 def plot_final_distribution(ax, stats: list[dict], name: str) -> None:

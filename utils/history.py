@@ -17,6 +17,20 @@ def new_history(args: dict) -> dict:
     return history
 
 
+def history_problem(history) -> str | None:
+    """What makes `history` not a training history (None if it is one): the lists, equally long, of numbers."""
+    if not isinstance(history, dict) or not isinstance(history.get("args"), dict):
+        return "not a dict with the run's args"
+    missing = [key for key in HISTORY_KEYS if not isinstance(history.get(key), list)]
+    if missing:
+        return f"lacks the lists {', '.join(missing)}"
+    if len({len(history[key]) for key in HISTORY_KEYS}) > 1:
+        return "its lists differ in length"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for key in HISTORY_KEYS for v in history[key]):
+        return "holds a value that is not a number"
+    return None
+
+
 def plot_history(history: dict, path: str, title: str) -> None:
     """Loss curves (main and logged standard loss) and accuracy curves, train and validation."""
     epochs = history["epoch"]

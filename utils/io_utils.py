@@ -1,34 +1,42 @@
-"""Writing files so that a crash or a full disk never leaves a partial file under the final name."""
+"""Writing files so that a crash, a power loss or a full disk never leaves a partial file under the final name."""
 
 import json
 import os
 import pickle
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _fsync(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it is renamed to `path` only if the block succeeds."""
+    """Yield a new temporary path beside `path`; if the block succeeds it is flushed to disk and renamed to `path`.
+
+    The temporary file is created with mode 0o666, so the process's umask applies as for any new file (without
+    touching the process-wide umask); its name is unique per call, so threads and processes never share one.
+    After the rename the folder is flushed too, so the new name survives a power loss.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def save_pickle(obj: Any, path: str | Path) -> None:
