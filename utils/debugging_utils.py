@@ -39,6 +39,12 @@ def record_differences(a: list[dict], b: list[dict]) -> list[str]:
             for key in ra if not np.array_equal(ra[key], rb.get(key))]
 
 
+def is_record(saved) -> bool:
+    """Whether an unpickled file has the shape of what verify_batch_consistency writes."""
+    return (isinstance(saved, dict) and isinstance(saved.get("args"), dict) and isinstance(saved.get("batches"), list)
+            and all(isinstance(record, dict) for record in saved["batches"]))
+
+
 def verify_batch_consistency(loader: Iterable, folder: Path, timestamp: str, seed: int,
                              key_args: dict, count: int = 3) -> str:
     """Record the first `count` batches; compare with the newest earlier record of the same arguments."""
@@ -47,8 +53,7 @@ def verify_batch_consistency(loader: Iterable, folder: Path, timestamp: str, see
     earlier = None
     for candidate in sorted(folder.glob(f"train_batches_*_seed{seed}.pkl"), key=lambda p: p.stat().st_mtime):
         saved = load_pickle(candidate)
-        if not (isinstance(saved, dict) and isinstance(saved.get("args"), dict) and isinstance(saved.get("batches"), list)
-                and all(isinstance(record, dict) for record in saved["batches"])):
+        if not is_record(saved):
             raise InputError(f"{candidate}: not a batch-consistency record of this project")
         if saved["args"] == key_args:
             earlier = (candidate, saved)
