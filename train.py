@@ -181,10 +181,14 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
     """The run's own arguments from its checkpoint, with the few flags a resumed run may change."""
     try:
         path = newest_checkpoint(args.resume, "--resume")
-        saved = load_checkpoint(path, "--resume", ("args",))["args"]
+        checkpoint = load_checkpoint(path, "--resume", ("args", "epoch"))
     except InputError as exc:
         parser.error(str(exc))
+    saved, done = checkpoint["args"], checkpoint["epoch"]
     given = explicit_args(argv)
+    if given.get("epochs", done) < done:
+        parser.error(f"--epochs {given['epochs']}: the run in {path} has already trained {done} epochs; "
+                     "give at least that many")
     for key, value in given.items():
         if key not in RESUME_OVERRIDES and value != saved.get(key, value):
             parser.error(f"--{key.replace('_', '-')} {value}: the run in {path} was trained with {saved[key]}; "
@@ -424,11 +428,20 @@ def check_batches(args: argparse.Namespace, frequency: str, run: RunPaths) -> No
 
 
 def final_evaluation(model: nn.Module, recordings: SpectrogramDatasetWithMaterial, val_loader: DataLoader,
-                     device: torch.device, run: RunPaths) -> dict:
-    """evaluate.py's measures on the validation recordings, each scored once; report in <run>/eval/."""
+                     device: torch.device, run: RunPaths) -> dict | None:
+    """evaluate.py's measures on the validation recordings, each scored once; report in <run>/eval/.
+
+    None if SIGINT/SIGTERM stopped it: the caller's agreed stop check then stops every process together.
+    """
     indices = validation_indices(val_loader)
     labels = recordings.labels[indices].numpy()
-    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
+    try:
+        scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device,
+                                              between=interrupt.check)
+    except interrupt.TrainingInterrupted as exc:
+        if exc.aborted:
+            raise
+        return None
     write_evaluation(run.checkpoints / "eval", [recordings.paths[i] for i in indices], labels, scores, metrics,
                      recordings.classes, f"{run.name} (validation)", {"split": "val", "epoch": "final"})
     print(f"final model on the validation recordings: {headline(metrics)}", flush=True)
@@ -479,7 +492,12 @@ def resumed_run(path: Path, checkpoint: dict) -> RunPaths:
 
 def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[DataLoader, DataLoader],
                      val_paths: list[str]) -> RunState:
-    """Load weights, optimizer, scheduler, GHM state and every random state; clear errors for mismatches."""
+    """Load weights, optimizer, scheduler, GHM state and every random state; clear errors for mismatches.
+
+    The run keeps a copy of the checkpoint to write back if it stops before its next epoch ends: the optimizer
+    and scheduler keep references into the dict they load, and training must not change the saved state.
+    """
+    saved = copy.deepcopy(checkpoint)
     if checkpoint["val_recordings"] != val_paths:
         raise InputError(f"--resume {path}: the recordings are not the ones the run used (the data folder changed?)")
     parts = [("model", t.model, checkpoint["model_state_dict"]), ("GHM state", t.ghm, checkpoint["ghm_state_dict"])]
@@ -499,7 +517,7 @@ def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[D
     for loader, state in zip(loaders, checkpoint["loader_rng"]):
         loader.generator.set_state(state)
     restore_rng(checkpoint["rng"])
-    return RunState(checkpoint["epoch"], checkpoint["history"], checkpoint["elapsed_s"], checkpoint)
+    return RunState(saved["epoch"], saved["history"], saved["elapsed_s"], saved)
 
 
 def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWithMaterial,
@@ -547,8 +565,8 @@ def start_run(args: argparse.Namespace, frequency: str, t: Training, recordings:
         path = Path(args.resume)
         checkpoint = load_checkpoint(path, "--resume", RESUME_KEYS)
         run = resumed_run(path, checkpoint)
+        checkpoint["history"]["args"]["epochs"] = args.epochs
         state = restore_training(path, checkpoint, t, loaders, val_paths)
-        state.history["args"]["epochs"] = args.epochs
         print(f"resuming run {run.name} after epoch {state.epoch} of {args.epochs}", flush=True)
         return run, state
     prefix = run_name_prefix(args.material, frequency, args.loss_type, args.ghm_alpha, args.seed)
@@ -581,9 +599,12 @@ def train_frequency(args: argparse.Namespace, frequency: str, device: torch.devi
         fit(args, training, recordings, (train_loader, val_loader), device, run, state, started)
         stop_check(device)
         metrics = final_evaluation(training.model, recordings, val_loader, device, run) if main_process else None
+        metrics = distributed.broadcast_from_main(metrics)
+        stop_check(device)
     except interrupt.TrainingInterrupted as exc:
         how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
-        note = f"{exc} in epoch {state.epoch + 1}: {how}. Resume with: python train.py --resume {run.checkpoints}"
+        where = "the final evaluation" if state.epoch == args.epochs else f"epoch {state.epoch + 1}"
+        note = f"{exc} in {where}: {how}. Resume with: python train.py --resume {run.checkpoints}"
         if main_process:
             write_summary(run, history, "interrupted", started, error=note)
             print(note, file=sys.stderr, flush=True)
@@ -592,7 +613,6 @@ def train_frequency(args: argparse.Namespace, frequency: str, device: torch.devi
         if main_process:
             write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
-    metrics = distributed.broadcast_from_main(metrics)
     headline_metrics = {key: metrics[key] for key in ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")}
     if main_process:
         write_summary(run, history, "completed", started, evaluation=headline_metrics)

@@ -84,10 +84,72 @@ def test_an_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, mo
     assert stats == expected_stats
 
 
-def test_more_epochs_continue_a_finished_run(tiny_data, tmp_path, uninterrupted):
+def assert_same(a, b) -> None:
+    """Equal nested checkpoint content, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b
+
+
+def signal_in_final_evaluation(monkeypatch) -> None:
+    real = train.evaluate_recordings
+
+    def evaluate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(train, "evaluate_recordings", evaluate)
+
+
+def test_interruptions_right_after_each_resume_and_in_the_final_evaluation_change_nothing(
+        tiny_data, tmp_path, monkeypatch, uninterrupted, capsys):
+    signal_at_step(monkeypatch, 20)
+    assert train.main(tiny_train_args(tiny_data, tmp_path, *RUN)) == 130
+    folder = run_folder(tmp_path)
+    (path,) = folder.glob("model_epoch_*.pt")
+    saved = torch.load(path, weights_only=True)
+    for step in (3, 1):  # twice in a row in the first epoch after a resume
+        monkeypatch.undo()
+        signal_at_step(monkeypatch, step)
+        assert train.main(["--resume", str(folder), "--no-progress"]) == 130
+        assert [p.name for p in folder.glob("model_epoch_*.pt")] == [path.name]
+        assert_same(torch.load(path, weights_only=True), saved)
+    monkeypatch.undo()
+    signal_in_final_evaluation(monkeypatch)
+    assert train.main(["--resume", str(folder), "--no-progress"]) == 143
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "in the final evaluation" in summary["error"]
+    assert summary["epochs_done"] == 3 and not (folder / "eval").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train.main(["--resume", str(folder), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming run" in out and "epoch 3/3" not in out and "final model on the validation" in out
+    assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
+    assert (folder / "eval" / "metrics.json").is_file()
+    history, weights, ghm_state, stats = outcome(tmp_path)
+    assert history == uninterrupted[0]
+    assert all(torch.equal(weights[k], uninterrupted[1][k]) for k in weights)
+    assert all(torch.equal(ghm_state[k], uninterrupted[2][k]) for k in ghm_state)
+    assert stats == uninterrupted[3]
+
+
+def test_more_epochs_continue_a_finished_run_and_fewer_are_refused(tiny_data, tmp_path, uninterrupted, capsys):
     first = [a if a != "3" else "2" for a in RUN]
     assert train.main(tiny_train_args(tiny_data, tmp_path, *first)) == 0
     folder = run_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--resume", str(folder), "--epochs", "1"])
+    assert exit_info.value.code == 2 and "--epochs 1: the run in" in capsys.readouterr().err
+    assert train.parse_args(["--resume", str(folder), "--epochs", "2"]).epochs == 2
     assert train.main(["--resume", str(folder / "model_epoch_2.pt"), "--epochs", "3", "--no-progress"]) == 0
     history, weights, _, _ = outcome(tmp_path)
     assert history == uninterrupted[0]

@@ -2,6 +2,7 @@
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +18,21 @@ from utils.ranking_metrics import ranking_metrics  # noqa: E402
 
 
 @torch.inference_mode()
-def score_recordings(model: nn.Module, data: torch.Tensor, device: torch.device, batch_size: int = 16) -> np.ndarray:
-    """One score per spectrogram, in eval mode, each recording once."""
+def score_recordings(model: nn.Module, data: torch.Tensor, device: torch.device, batch_size: int = 16,
+                     between: Callable[[], None] = lambda: None) -> np.ndarray:
+    """One score per spectrogram, in eval mode, each recording once; `between` runs before each batch (it may
+    raise to stop, as train.py's signal check does)."""
     model.eval()
-    return torch.cat([model(data[i:i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(data), batch_size)]).numpy().astype(np.float64)
+    scores = []
+    for i in range(0, len(data), batch_size):
+        between()
+        scores.append(model(data[i:i + batch_size].to(device)).float().cpu())
+    return torch.cat(scores).numpy().astype(np.float64)
 
 
 def evaluate_recordings(model: nn.Module, data: torch.Tensor, labels: np.ndarray, classes: list[str],
-                        device: torch.device) -> tuple[np.ndarray, dict]:
-    scores = score_recordings(model, data, device)
+                        device: torch.device, between: Callable[[], None] = lambda: None) -> tuple[np.ndarray, dict]:
+    scores = score_recordings(model, data, device, between=between)
     return scores, ranking_metrics(scores, labels, classes)
 
 
