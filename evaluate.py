@@ -14,7 +14,7 @@ import torch
 import config
 from datasets import SpectrogramDatasetWithMaterial
 from models import MODELS, build_model
-from train import load_recordings, split_recordings
+from train import load_recordings, saved_args_problem, split_recordings
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
@@ -32,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["val", "all"], default="val",
                    help="val: the run's validation recordings, rebuilt from its seed; all: every recording found "
                         "(default: %(default)s)")
-    p.add_argument("--out", help="output folder (default: eval/ beside the checkpoint)")
+    p.add_argument("--out", help="output folder (default: eval_<checkpoint name>_<split>/ beside the checkpoint; "
+                                 "the run's own final evaluation in eval/ is replaced only when --out names it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     return p
 
@@ -41,7 +42,7 @@ def load_model(checkpoint: dict, name: str, path: Path, device: torch.device) ->
     model = build_model(name)
     try:
         model.load_state_dict(checkpoint["model_state_dict"])
-    except RuntimeError:
+    except Exception:  # a foreign state dict fails in several ways
         raise InputError(f"--checkpoint {path}: its weights do not fit model {name!r} "
                          f"(trained as {checkpoint['args'].get('model')!r})") from None
     return model.to(device)
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         path = newest_checkpoint(args.checkpoint, "--checkpoint")
         checkpoint = load_checkpoint(path, "--checkpoint")
         run_args = checkpoint["args"]
+        if problem := saved_args_problem(run_args):
+            raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
         device = choose_device(args.device)
         model = load_model(checkpoint, args.model or run_args.get("model", "simple_cnn"), path, device)
         overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     labels = recordings.labels[indices].numpy()
     scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
-    out = Path(args.out) if args.out else path.parent / "eval"
+    out = Path(args.out) if args.out else path.parent / f"eval_{path.stem}_{args.split}"
     write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics, recordings.classes,
                      f"{path.parent.name} ({args.split})",
                      {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split})

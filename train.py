@@ -35,10 +35,10 @@ from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution, stats_batch_rule
-from utils.history import new_history, plot_history
+from utils.history import history_problem, new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
 from utils.memory import retain_freed_memory
-from utils.run_paths import RunPaths, reserve_run, run_name_prefix
+from utils.run_paths import NAME_PART, RunPaths, reserve_run, run_name_prefix, run_problem
 from utils.run_summary import write_summary
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
@@ -133,6 +133,8 @@ def valid_stats_batches(spec: str) -> bool:
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject bad flag values before any data is loaded."""
     rules = [("--frequency", args.frequency is not None, "is required"),
+             ("--material", NAME_PART.fullmatch(args.material) is not None,
+              "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
              ("--epochs", args.epochs >= 1, "must be >= 1"),
              ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
              ("--batch-size", args.batch_size >= 1, "must be >= 1"),
@@ -177,6 +179,27 @@ def explicit_args(argv: list[str] | None) -> dict:
     return vars(parser.parse_args(argv))
 
 
+def saved_args_problem(saved: dict) -> str | None:
+    """What makes a checkpoint's `args` unusable: a run's core arguments missing, or a flag's value of a type
+    (or outside the choices) that the flag itself does not allow."""
+    missing = [key for key in ("data_root", "material", "frequency", "seed") if key not in saved]
+    if missing:
+        return f"its args lack {', '.join(missing)}"
+    for action in get_args_parser()._actions:
+        if action.dest not in saved or action.dest == "help":
+            continue
+        value, kind = saved[action.dest], action.type or (str if action.default is None else type(action.default))
+        if value is None and (action.default is None or action.dest == "data_root"):
+            continue
+        if kind is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not fits or (action.choices is not None and value not in action.choices):
+            return f"its args hold {action.dest} = {value!r}"
+    return None
+
+
 def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace) -> dict:
     """The run's own arguments from its checkpoint, with the few flags a resumed run may change."""
     try:
@@ -185,6 +208,8 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
     except InputError as exc:
         parser.error(str(exc))
     saved, done = checkpoint["args"], checkpoint["epoch"]
+    if problem := saved_args_problem(saved):
+        parser.error(f"--resume {path}: not a checkpoint this program can resume ({problem})")
     given = explicit_args(argv)
     if given.get("epochs", done) < done:
         parser.error(f"--epochs {given['epochs']}: the run in {path} has already trained {done} epochs; "
@@ -398,9 +423,9 @@ def ghm_stats_recorder(t: Training, loss_type: str, rule: Callable, recordings: 
         stats = ghm_batch_stats(t.ghm, last, loss_type, run.name, epoch, batch, (epoch - 1) * batches + batch,
                                 [(recordings.paths[a], recordings.paths[b]) for a, b in pairs],
                                 [(int(recordings.labels[a]), int(recordings.labels[b])) for a, b in pairs])
-        save_pickle(stats, run.stats / f"epoch{epoch}_batch{batch}_{run.timestamp}_ghm_stats.pkl")
+        save_pickle(stats, run.ghm_stats(epoch, batch))
         if batch in (1, batches):
-            plot_grad_distribution(stats, run.plots / f"grad_dist_epoch{epoch}_batch{batch}_{run.timestamp}.png")
+            plot_grad_distribution(stats, run.grad_plot(epoch, batch))
     return record
 
 
@@ -442,7 +467,7 @@ def final_evaluation(model: nn.Module, recordings: SpectrogramDatasetWithMateria
         if exc.aborted:
             raise
         return None
-    write_evaluation(run.checkpoints / "eval", [recordings.paths[i] for i in indices], labels, scores, metrics,
+    write_evaluation(run.evaluation, [recordings.paths[i] for i in indices], labels, scores, metrics,
                      recordings.classes, f"{run.name} (validation)", {"split": "val", "epoch": "final"})
     print(f"final model on the validation recordings: {headline(metrics)}", flush=True)
     return metrics
@@ -482,12 +507,14 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 
 
 def resumed_run(path: Path, checkpoint: dict) -> RunPaths:
-    """The run folder a checkpoint belongs to; it must still sit in it."""
-    name = checkpoint["run"]["name"]
+    """The run folder a checkpoint belongs to; it must still sit in it, under the name pattern we write."""
+    name, timestamp = checkpoint["run"].get("name"), checkpoint["run"].get("timestamp")
+    if problem := run_problem(name, timestamp):
+        raise InputError(f"--resume {path}: not a checkpoint this program wrote ({problem})")
     if path.parent.name != name or path.parent.parent.name != "model_checkpoints":
         raise InputError(f"--resume {path}: a run resumes in its own folder, model_checkpoints/{name}/; "
                          "this checkpoint is not there")
-    return RunPaths(path.parent.parent.parent, name, checkpoint["run"]["timestamp"])
+    return RunPaths(path.parent.parent.parent, name, timestamp)
 
 
 def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[DataLoader, DataLoader],
@@ -500,24 +527,33 @@ def restore_training(path: Path, checkpoint: dict, t: Training, loaders: tuple[D
     saved = copy.deepcopy(checkpoint)
     if checkpoint["val_recordings"] != val_paths:
         raise InputError(f"--resume {path}: the recordings are not the ones the run used (the data folder changed?)")
-    parts = [("model", t.model, checkpoint["model_state_dict"]), ("GHM state", t.ghm, checkpoint["ghm_state_dict"])]
-    for what, module, state in parts:
-        if (module is None) != (state is None):
-            raise InputError(f"--resume {path}: the checkpoint {'lacks' if state is None else 'has'} a {what}")
-        if module is None:
+    if problem := history_problem(checkpoint["history"]):
+        raise InputError(f"--resume {path}: its history is damaged ({problem})")
+    if (t.ghm is None) != (checkpoint["ghm_state_dict"] is None):
+        raise InputError(f"--resume {path}: the checkpoint {'lacks' if t.ghm else 'has'} a GHM state")
+    parts = [("model", t.model.load_state_dict, checkpoint["model_state_dict"]),
+             ("GHM state", t.ghm and t.ghm.load_state_dict, checkpoint["ghm_state_dict"]),
+             ("optimizer state", t.optimizer.load_state_dict, checkpoint["optimizer_state_dict"]),
+             ("scheduler state", t.scheduler.load_state_dict, checkpoint["scheduler_state_dict"]),
+             ("gradient scaler state", t.scaler.load_state_dict, checkpoint["scaler_state_dict"]),
+             ("loaders' random states", lambda states: restore_loader_rng(loaders, states), checkpoint["loader_rng"]),
+             ("random states", restore_rng, checkpoint["rng"])]
+    for what, load, state in parts:
+        if load is None:
             continue
         try:
-            module.load_state_dict(state)
-        except RuntimeError as exc:
+            load(state)
+        except Exception as exc:  # a foreign state fails in many ways; each is this one error
             raise InputError(f"--resume {path}: its {what} does not fit this run "
-                             f"({str(exc).splitlines()[-1].strip()})") from None
-    t.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    t.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
-    t.scaler.load_state_dict(checkpoint["scaler_state_dict"])
-    for loader, state in zip(loaders, checkpoint["loader_rng"]):
-        loader.generator.set_state(state)
-    restore_rng(checkpoint["rng"])
+                             f"({str(exc).strip().splitlines()[-1].strip() or type(exc).__name__})") from None
     return RunState(saved["epoch"], saved["history"], saved["elapsed_s"], saved)
+
+
+def restore_loader_rng(loaders: tuple[DataLoader, DataLoader], states: list) -> None:
+    if len(states) != len(loaders):
+        raise ValueError(f"{len(states)} states for {len(loaders)} loaders")
+    for loader, state in zip(loaders, states):
+        loader.generator.set_state(state)
 
 
 def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWithMaterial,

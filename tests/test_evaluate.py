@@ -74,3 +74,46 @@ def test_clear_errors(trained_run, tmp_path, capsys):
         assert evaluate.main(argv + ["--out", str(tmp_path / "o")]) == 1
         errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_the_default_output_is_per_checkpoint_and_split_and_keeps_the_runs_own_evaluation(trained_run):
+    final = (trained_run / "eval" / "metrics.json").read_bytes()
+    for split in ("val", "all"):
+        assert evaluate.main(["--checkpoint", str(trained_run / "model_epoch_1.pt"), "--split", split]) == 0
+        assert json.loads((trained_run / f"eval_model_epoch_1_{split}" / "metrics.json").read_text())["split"] == split
+    assert (trained_run / "eval" / "metrics.json").read_bytes() == final
+
+
+class Foreign:
+    pass
+
+
+MALFORMED = {
+    "not a dict": lambda c: [c],
+    "args not a dict": lambda c: {**c, "args": ["x"]},
+    "args without seed": lambda c: {**c, "args": {k: v for k, v in c["args"].items() if k != "seed"}},
+    "seed a string": lambda c: {**c, "args": {**c["args"], "seed": "42"}},
+    "unknown model": lambda c: {**c, "args": {**c["args"], "model": "vgg"}},
+    "weights a list": lambda c: {**c, "model_state_dict": [1, 2]},
+    "weights not tensors": lambda c: {**c, "model_state_dict": {k: 1.0 for k in c["model_state_dict"]}},
+    "paths not strings": lambda c: {**c, "val_recordings": [1, 2]},
+    "epoch a string": lambda c: {**c, "epoch": "1"},
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_a_loadable_but_malformed_checkpoint_is_one_error_line(trained_run, tmp_path, capsys, kind):
+    checkpoint = torch.load(trained_run / "model_epoch_1.pt", weights_only=True)
+    path = tmp_path / "model_epoch_1.pt"
+    torch.save(MALFORMED[kind](checkpoint), path)
+    assert evaluate.main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --checkpoint {path}: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_checkpoint_of_foreign_objects_is_named_in_one_line(tmp_path, capsys):
+    path = tmp_path / "foreign.pt"
+    torch.save({"model_state_dict": Foreign(), "args": {}}, path)
+    assert evaluate.main(["--checkpoint", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Foreign" in err and "Weights only load failed" not in err

@@ -221,6 +221,22 @@ def test_a_checkpoint_that_does_not_fit_gives_one_clear_error(finished_run, tmp_
     assert len(errors) == 1 and message in errors[0] and "--resume" in errors[0], errors
 
 
+@pytest.mark.parametrize("timestamp", ["20260101_000000/../../../../escape", "../x", 7])
+def test_a_crafted_run_name_or_timestamp_writes_nothing_outside_the_run(finished_run, tmp_path, timestamp, capsys):
+    folder = tampered(finished_run, tmp_path, {"run": {"name": finished_run.name, "timestamp": timestamp}})
+    before = sorted(tmp_path.parent.rglob("*"))
+    assert train.main(["--resume", str(folder), "--epochs", "2", "--no-progress"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not a checkpoint this program wrote" in errors[0], errors
+    assert sorted(tmp_path.parent.rglob("*")) == before
+
+
+def test_a_material_with_a_path_is_refused(tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "../x"))
+    assert "--material must be a folder name" in capsys.readouterr().err
+
+
 def test_resume_errors_for_missing_or_foreign_files(tmp_path, capsys):
     (tmp_path / "empty_run").mkdir()
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -30,6 +30,41 @@ def newest_checkpoint(path: str | Path, flag: str) -> Path:
     return epochs[max(epochs)]
 
 
+# The type of every top-level entry a train.py checkpoint may hold.
+KINDS = {"epoch": int, "model_state_dict": dict, "optimizer_state_dict": dict, "scheduler_state_dict": dict,
+         "scaler_state_dict": dict, "ghm_state_dict": (dict, type(None)), "args": dict, "val_recordings": list,
+         "history": dict, "rng": dict, "loader_rng": list, "run": dict, "elapsed_s": (int, float)}
+
+
+def first_sentence(exc: BaseException) -> str:
+    """torch's load errors run over several lines; the part that says what is wrong, without terminal codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    match = re.search(r"WeightsUnpickler error: (.*)", text)
+    line = (match.group(1) if match else text.strip().split("\n")[0]).strip()
+    return line.split(". ")[0].rstrip(".") or type(exc).__name__
+
+
+def checkpoint_problem(checkpoint: object, required: tuple[str, ...]) -> str | None:
+    """What makes a loaded file not a checkpoint of this kind (None if its entries have the right types)."""
+    if not isinstance(checkpoint, dict):
+        return f"holds a {type(checkpoint).__name__}, not a dict"
+    missing = sorted(set(required) - set(checkpoint))
+    if missing:
+        return f"missing {', '.join(missing)}"
+    wrong = [key for key, kind in KINDS.items() if key in checkpoint and not isinstance(checkpoint[key], kind)]
+    epoch = checkpoint.get("epoch", 0)
+    if "epoch" not in wrong and (isinstance(epoch, bool) or epoch < 0):
+        wrong.append("epoch")
+    if wrong:
+        return f"{', '.join(wrong)} of the wrong type"
+    state = checkpoint.get("model_state_dict", {})
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        return "model_state_dict is not a dict of named tensors"
+    if not all(isinstance(p, str) for p in checkpoint.get("val_recordings", [])):
+        return "val_recordings is not a list of paths"
+    return None
+
+
 def load_checkpoint(path: Path, flag: str, required: tuple[str, ...] = ("model_state_dict", "args")) -> dict:
     """A train.py checkpoint, loaded with weights_only=True; one clear InputError for anything else."""
     if not path.is_file():
@@ -37,10 +72,9 @@ def load_checkpoint(path: Path, flag: str, required: tuple[str, ...] = ("model_s
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise InputError(f"{flag} {path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(checkpoint, dict) or not set(required) <= set(checkpoint):
-        missing = ", ".join(sorted(set(required) - set(checkpoint if isinstance(checkpoint, dict) else ())))
-        raise InputError(f"{flag} {path}: not a train.py checkpoint of this kind (missing {missing})")
+        raise InputError(f"{flag} {path}: cannot be read as a checkpoint ({first_sentence(exc)})") from None
+    if problem := checkpoint_problem(checkpoint, required):
+        raise InputError(f"{flag} {path}: not a train.py checkpoint of this kind ({problem})")
     return checkpoint
 
 

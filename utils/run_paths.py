@@ -1,17 +1,36 @@
-"""Run names and where a run's outputs go under `--save-dir`."""
+"""Run names and where a run's outputs go under `--save-dir`; no output path leaves the run's folders."""
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from utils.errors import InputError
 
+TIMESTAMP = re.compile(r"\d{8}_\d{6}(-\d+)?")
+# One folder name: word characters, dots, plus and minus signs; never a separator, never "." or "..".
+NAME_PART = re.compile(r"\w[\w.+-]*")
+
+
+def run_problem(name: object, timestamp: object) -> str | None:
+    """What is wrong with a run name and timestamp read from a file (None if they are ones we write)."""
+    if not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp):
+        return f"run timestamp {timestamp!r} is not of the form YYYYMMDD_HHMMSS[-N]"
+    if not isinstance(name, str) or not NAME_PART.fullmatch(name) or not name.endswith(f"_{timestamp}"):
+        return f"run name {name!r} is not <material>_<frequency>_<loss>…_<timestamp>"
+    return None
+
 
 @dataclass(frozen=True)
 class RunPaths:
+    """A run's folders under `save_dir` and every file name in them; name and timestamp are checked on creation."""
     save_dir: Path
     name: str
     timestamp: str
+
+    def __post_init__(self):
+        if problem := run_problem(self.name, self.timestamp):
+            raise InputError(problem)
 
     @property
     def checkpoints(self) -> Path:
@@ -33,8 +52,23 @@ class RunPaths:
     def history_plot(self) -> Path:
         return self.plots / f"training_history_{self.timestamp}.png"
 
+    @property
+    def summary(self) -> Path:
+        return self.checkpoints / "summary.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """The final model's evaluation on the validation recordings."""
+        return self.checkpoints / "eval"
+
     def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoints / f"model_epoch_{epoch}.pt"
+        return self.checkpoints / f"model_epoch_{int(epoch)}.pt"
+
+    def ghm_stats(self, epoch: int, batch: int) -> Path:
+        return self.stats / f"epoch{int(epoch)}_batch{int(batch)}_{self.timestamp}_ghm_stats.pkl"
+
+    def grad_plot(self, epoch: int, batch: int) -> Path:
+        return self.plots / f"grad_dist_epoch{int(epoch)}_batch{int(batch)}_{self.timestamp}.png"
 
 
 def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int) -> str:

@@ -31,5 +31,5 @@ def write_summary(run: RunPaths, history: dict, status: str, started: float, err
         "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
                     "history": str(run.history), "history_plot": str(run.history_plot),
                     "stats": str(run.stats) if run.stats.is_dir() else None,
-                    "evaluation": str(run.checkpoints / "eval") if evaluation else None},
-    }, run.checkpoints / "summary.json")
+                    "evaluation": str(run.evaluation) if evaluation else None},
+    }, run.summary)
