@@ -13,7 +13,7 @@ import torch
 
 import config
 from datasets import SpectrogramDatasetWithMaterial
-from models import MODELS, build_model
+from models import MODELS, build_model, check_input_size
 from train import load_recordings, saved_args_problem, split_recordings
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
                      if value}
         recordings = load_recordings({**run_args, **overrides}, args.frequency or run_args["frequency"])
+        check_input_size(args.model or run_args.get("model", "simple_cnn"), tuple(recordings.data.shape[1:]))
         indices = select_recordings(recordings, run_args, checkpoint, args.split)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ import config
 from datasets import RankingPairDataset, SpectrogramDatasetWithMaterial
 from datasets.synthetic import ensure_demo_data
 from losses import LOSS_TYPES, GHMRankingLoss, build_loss
-from models import MODELS, build_model
+from models import MODELS, build_model, check_input_size
 from models.pair_forward import PAIR_FORWARD, PairScorer
 from utils import distributed, interrupt
 from utils.checkpoints import capture_rng, load_checkpoint, newest_checkpoint, restore_rng
@@ -136,23 +136,27 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--material", NAME_PART.fullmatch(args.material) is not None,
               "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
              ("--epochs", args.epochs >= 1, "must be >= 1"),
+             ("--seed", 0 <= args.seed <= 2**32 - 1, "must be between 0 and 2**32 - 1"),
              ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
              ("--batch-size", args.batch_size >= 1, "must be >= 1"),
-             ("--learning-rate", args.learning_rate > 0, "must be > 0"),
-             ("--weight-decay", args.weight_decay >= 0, "must be >= 0"),
+             ("--learning-rate", math.isfinite(args.learning_rate) and args.learning_rate > 0,
+              "must be > 0 and finite"),
+             ("--weight-decay", math.isfinite(args.weight_decay) and args.weight_decay >= 0,
+              "must be >= 0 and finite"),
              ("--ghm-bins", args.ghm_bins >= 1, "must be >= 1"),
              ("--ghm-alpha", args.ghm_alpha >= 0, "must be >= 0"),
              ("--ghm-momentum", 0 <= args.ghm_momentum < 1, "must be >= 0 and < 1"),
              ("--ghm-temperature", args.ghm_temperature is None or args.ghm_temperature > 0, "must be > 0"),
-             ("--margin", args.margin > 0 or args.ghm_temperature is not None,
-              "must be > 0 (the default GHM temperature is margin / 4)"),
+             ("--margin", math.isfinite(args.margin) and args.margin > 0,
+              "must be > 0 and finite"),
              ("--ghm-max-weight", args.ghm_max_weight >= 1, "must be >= 1 (weights average 1)"),
              ("--ghm-stats-batches", valid_stats_batches(args.ghm_stats_batches),
               "must be a comma list of first, last, all, every:N (N >= 1)"),
              ("--n-fft", args.n_fft >= 2, "must be >= 2"),
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
-             ("--duration", args.duration is None or args.duration > 0, "must be > 0"),
+             ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
+              "must be > 0 and finite"),
              ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
              ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)")]
     for flag, ok, problem in rules:
@@ -262,6 +266,7 @@ def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
 def build_data(args: argparse.Namespace, frequency: str) -> tuple:
     """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
     recordings = load_recordings(vars(args), frequency)
+    check_input_size(args.model, tuple(recordings.data.shape[1:]))
     train_set, val_set = split_recordings(recordings, args.seed)
     train_pairs = RankingPairDataset(train_set, seed=args.seed)
     val_pairs = RankingPairDataset(val_set, seed=args.seed + 1)
@@ -621,17 +626,19 @@ def train_frequency(args: argparse.Namespace, frequency: str, device: torch.devi
     recordings, train_loader, val_loader = build_data(args, frequency)
     training = build_training(args, device)
     run, state = start_run(args, frequency, training, recordings, (train_loader, val_loader))
+    started = time.time() - state.elapsed
+    history = state.history
+    main_process = distributed.is_main()
+    if main_process:
+        write_summary(run, history, "running", started)
     print(f"run {run.name}: {len(recordings)} recordings ({recordings.data.shape[2]}x{recordings.data.shape[3]} "
           f"spectrograms), {len(train_loader.dataset)} train / {len(val_loader.dataset)} val pairs, "
           f"batch {train_loader.batch_size}, device {device}{' (--device auto)' if args.device == 'auto' else ''}"
           f"{'' if args.amp == 'off' else ', mixed precision ' + args.amp}"
           f"{f', {distributed.world_size()} processes' if distributed.active() else ''}", flush=True)
-    if args.verify_consistency and not args.resume and distributed.is_main():
-        check_batches(args, frequency, run)
-    started = time.time() - state.elapsed
-    history = state.history
-    main_process = distributed.is_main()
     try:
+        if args.verify_consistency and not args.resume and main_process:
+            check_batches(args, frequency, run)
         fit(args, training, recordings, (train_loader, val_loader), device, run, state, started)
         stop_check(device)
         metrics = final_evaluation(training.model, recordings, val_loader, device, run) if main_process else None

@@ -1,5 +1,6 @@
 """Reading WAV recordings as mono float samples."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,15 @@ import soundfile as sf
 from utils.errors import InputError
 
 WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+
+
+def _check_name(path: str | Path) -> None:
+    """A name that is not UTF-8 could be neither printed nor stored in our files: it is a bad recording."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise InputError(f"{shown}: the file name is not valid UTF-8 (rename the file)") from None
 
 
 def _check_wav(path: str | Path, audio_format: str) -> None:
@@ -20,6 +30,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
     soundfile decodes every PCM width (unsigned 8-bit included) and float WAVs to the same scale.
     """
+    _check_name(path)
     try:
         with sf.SoundFile(str(path)) as f:
             _check_wav(path, f.format)
@@ -33,6 +44,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
 def wav_info(path: str | Path) -> tuple[int, int]:
     """(number of samples, sample rate) from the file's header, without decoding it."""
+    _check_name(path)
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, OSError, RuntimeError) as exc:

@@ -1,15 +1,21 @@
 """Spectrograms computed once and kept on disk, one `.npy` entry per recording, read memory-mapped.
 
-An entry's name hashes the recording's absolute path, size and modification time and the STFT
-parameters, so a changed or added file gets a new entry and the others stay valid; a `.json` beside
-each entry records those (the cache's index). Entries are written to a temporary name and renamed, so
-concurrent runs (and the processes of a torchrun job) never read a half-written one. A dataset on a cache
-holds only the entries' names: each item maps its entry, copies it and unmaps it, so resident memory follows
-what the batches touch, not the size of the dataset.
+An entry is named by a hash of the recording's bytes and the STFT parameters, so a changed recording gets
+a new entry whatever its size and modification time, and the others stay valid. A `.json` index beside each
+entry records where it came from and a CRC-32 of its values. An entry is checked once, when a dataset opens
+it (float32, the expected shape, the checksum, finite values); a bad one is computed again with one warning.
+Index and entry are each written to a temporary name and renamed, index first, so concurrent runs (and the
+processes of a torchrun job) never read a half-written file. A dataset on a cache holds only the entries'
+names: each item maps its entry, copies it and unmaps it, so resident memory follows what the batches touch,
+not the size of the dataset.
+
+The checks find damage, not forgery: whoever can write to the cache folder can replace a spectrogram.
 """
 
 import hashlib
 import json
+import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +27,7 @@ from datasets.spectrogram import spectrogram_db
 from utils.errors import InputError
 from utils.io_utils import atomic_path
 
-VERSION = 1  # bump when the spectrogram definition changes
+VERSION = 2  # bump when the spectrogram definition or the entry format changes
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
@@ -43,28 +49,51 @@ def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fi
     return spectrogram_db(samples, n_fft, hop_length)
 
 
-def entry_name(path: Path, n_fft: int, hop_length: int, length: int, fit: bool) -> str:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{n_fft}|{hop_length}|{length}|{fit}|{VERSION}"
-    return hashlib.sha1(key.encode()).hexdigest() + ".npy"
+def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool) -> str:
+    """SHA-256 of the recording's bytes and of everything else that decides its spectrogram."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    digest.update(f"|{n_fft}|{hop_length}|{length}|{fit}|{VERSION}".encode())
+    return digest.hexdigest()[:40]
+
+
+def entry_problem(entry: Path, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with an existing entry (None if it is sound): read once in full, when a dataset opens it."""
+    try:
+        checksum = json.loads(entry.with_suffix(".json").read_text())["crc32"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its index (.json) is missing or damaged"
+    try:
+        values = np.load(entry, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        return f"cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if values.dtype != np.float32 or values.shape != shape:
+        return f"holds {values.dtype} {values.shape}, not float32 {shape}"
+    if zlib.crc32(np.ascontiguousarray(values)) != checksum:
+        return "its values do not match the checksum in its index"
+    if not np.isfinite(values).all():
+        return "holds NaN or infinite values"
+    return None
 
 
 def cache_entry(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, cache_dir: Path) -> Path:
-    """The cache entry of this exact recording, computed and written first if missing or damaged."""
-    entry = Path(cache_dir) / entry_name(path, n_fft, hop_length, length, fit)
-    try:
-        np.load(entry, mmap_mode="r")
-        return entry
-    except (OSError, ValueError):  # missing, or damaged by something other than us: compute it again
-        pass
-    spectrogram = compute_spectrogram(path, n_fft, hop_length, length, fit)
-    with atomic_path(entry) as tmp, open(tmp, "wb") as f:
-        np.save(f, spectrogram.numpy())
-    stat = path.stat()
-    source = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "n_fft": n_fft,
-              "hop_length": hop_length, "length": length, "fit": fit, "version": VERSION}
+    """The sound cache entry of this exact recording, computed and written first if missing or bad."""
+    entry = Path(cache_dir) / (content_key(path, n_fft, hop_length, length, fit) + ".npy")
+    shape = (1, n_fft // 2 + 1, 1 + length // hop_length)
+    if entry.exists():
+        problem = entry_problem(entry, shape)
+        if problem is None:
+            return entry
+        warnings.warn(f"cache entry {entry} of {path}: {problem}; computing it again")
+    values = np.ascontiguousarray(compute_spectrogram(path, n_fft, hop_length, length, fit).numpy())
+    index = {"path": str(path.resolve()), "n_fft": n_fft, "hop_length": hop_length, "length": length, "fit": fit,
+             "version": VERSION, "shape": list(values.shape), "crc32": zlib.crc32(values)}
     with atomic_path(entry.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(source) + "\n")
+        tmp.write_text(json.dumps(index) + "\n")
+    with atomic_path(entry) as tmp, open(tmp, "wb") as f:
+        np.save(f, values)
     return entry
 
 

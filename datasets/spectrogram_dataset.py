@@ -86,17 +86,22 @@ def check_headers(found: list[Path], bad: BadFiles, duration: float | None) -> t
     paths = list(headers)
     if not paths:
         raise InputError(f"none of the {len(found)} recordings could be read, e.g. {found[0]}")
-    rates = [headers[path][1] for path in paths]
-    if bad.skip:
-        sample_rate, odd = odd_ones(paths, rates)
-        for path in odd:
-            bad.add(path, InputError(f"{path}: sample rate {headers[path][1]} Hz, most have {sample_rate} Hz"))
-    else:
-        sample_rate = check_all_equal(paths, rates, "sample rate (Hz)")
-    paths = [path for path in paths if headers[path][1] == sample_rate]
+    paths, sample_rate = common_value(paths, [headers[path][1] for path in paths], bad, "sample rate", "Hz")
     if duration is not None:
         return paths, sample_rate, int(round(duration * sample_rate))
-    return paths, sample_rate, check_all_equal(paths, [headers[path][0] for path in paths], "length (samples)")
+    paths, length = common_value(paths, [headers[path][0] for path in paths], bad, "length", "samples")
+    return paths, sample_rate, length
+
+
+def common_value(paths: list[Path], values: list[int], bad: BadFiles, what: str, unit: str) -> tuple[list[Path], int]:
+    """The most common value and the paths that have it; every other path is an error, or with skip a skip."""
+    if not bad.skip:
+        return paths, check_all_equal(paths, values, f"{what} ({unit})")
+    common, odd = odd_ones(paths, values)
+    by_path = dict(zip(paths, values))
+    for path in odd:
+        bad.add(path, InputError(f"{path}: {what} {by_path[path]} {unit}, most have {common} {unit}"))
+    return [path for path in paths if by_path[path] == common], common
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
@@ -106,7 +111,8 @@ class SpectrogramDatasetWithMaterial(Dataset):
 
     `duration` (seconds) crops or zero-pads every recording to that length; otherwise all must have the
     same length. With `skip_bad_files`, unreadable, empty, silent or non-finite recordings and those at
-    another sample rate are skipped with a warning each; otherwise they are errors naming the file.
+    another sample rate or (without `duration`) of another length than most are skipped with a warning each;
+    otherwise they are errors naming the file.
     """
 
     def __init__(self, data_dir: str | Path, classes: list[str], selected_seqs: list[str] | None,

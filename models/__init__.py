@@ -1,8 +1,10 @@
 """Ranking models, selected by name."""
 
+import torch
 from torch import nn
 
 from models.resnet_ranker import ResNetAudioRanker, SimpleCNNAudioRanker
+from utils.errors import InputError
 
 MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker}
 
@@ -11,3 +13,18 @@ def build_model(name: str) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name]()
+
+
+def check_input_size(name: str, shape: tuple[int, ...]) -> None:
+    """InputError unless model `name` can score spectrograms of `shape` [1, F, T].
+
+    The check is a forward pass on the meta device: shapes only, no arithmetic and no memory.
+    """
+    with torch.device("meta"):
+        model = build_model(name).eval()
+    try:
+        model(torch.empty(1, *shape, device="meta"))
+    except RuntimeError as exc:
+        raise InputError(f"spectrograms of {shape[-2]} × {shape[-1]} are too small for model {name} "
+                         f"({str(exc).splitlines()[0]}): use a larger --n-fft, a smaller --hop-length or longer "
+                         "recordings") from None

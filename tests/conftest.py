@@ -32,3 +32,10 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 8000, subtype: str = 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), samples, rate, subtype=subtype, format="WAV")
     return path
+
+
+def flip_bit(path: Path, position: int, bit: int) -> None:
+    """Flip one bit of a file in place, as a failing disk or a bad copy would."""
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1 << bit
+    path.write_bytes(bytes(data))

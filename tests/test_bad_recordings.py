@@ -1,5 +1,6 @@
 """--duration and --skip-bad-files: every kind of bad recording is an error naming it, or a skip."""
 
+import os
 import signal
 
 import numpy as np
@@ -81,13 +82,14 @@ def test_each_bad_recording_is_an_error_or_a_skip(tmp_path, kind):
     assert len(ds) == 6 and str(bad) not in ds.paths
 
 
-def test_a_truncated_recording_is_an_odd_length_error_unless_duration_fits_it(tmp_path):
+def test_a_truncated_recording_is_an_odd_length_error_or_skip_unless_duration_fits_it(tmp_path):
     good_layout(tmp_path)
     path = write_wav(tmp_path / CLASSES[0] / "box" / "box_deg000_500hz_05.wav", np.full(600, 0.1))
     path.write_bytes(path.read_bytes()[:-500])
-    for skip in (False, True):
-        with pytest.raises(InputError, match=r"differ in length .*box_deg000_500hz_05.wav \(350\)"):
-            load(tmp_path, skip_bad_files=skip)
+    with pytest.raises(InputError, match=r"differ in length .*box_deg000_500hz_05.wav \(350\)"):
+        load(tmp_path)
+    with pytest.warns(UserWarning, match=r"box_deg000_500hz_05.wav: length 350 samples, most have 600"):
+        assert str(path) not in load(tmp_path, skip_bad_files=True).paths
     assert len(load(tmp_path, duration=0.075)) == 7
 
 
@@ -118,3 +120,13 @@ def test_cli_skips_bad_files_with_the_flag(tiny_data, tmp_path, capsys):
                                           "--skip-bad-files")) == 0
     messages = [str(w.message) for w in warned]
     assert "skipped 1 of 19 recordings" in messages and any("silent" in m for m in messages)
+
+
+def test_a_file_name_that_is_not_utf8_is_a_bad_recording(tmp_path):
+    good_layout(tmp_path)
+    folder = tmp_path / CLASSES[1] / "box"
+    os.rename(folder / "box_deg036_500hz_02.wav", os.fsencode(folder) + b"/box_deg036_500hz_\xff2.wav")
+    with pytest.raises(InputError, match=r"box_deg036_500hz_\\xff2.wav: the file name is not valid UTF-8"):
+        load(tmp_path)
+    with pytest.warns(UserWarning, match="not valid UTF-8"):
+        assert len(load(tmp_path, skip_bad_files=True)) == 5

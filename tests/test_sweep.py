@@ -3,8 +3,11 @@
 import csv
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 
 from conftest import ROOT, tiny_train_args
 
@@ -58,3 +61,54 @@ def test_summarize_lists_failed_runs_and_groups(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failed_run: failed: RuntimeError: boom" in out and "1/2" in out
     assert summarize.main([str(tmp_path / "empty")]) == 1
+
+
+def rows_by_run(save_dir) -> dict[str, dict]:
+    return {row["run"]: row for row in summarize.read_rows(save_dir)}
+
+
+def test_a_run_killed_in_its_first_epoch_has_a_summary_and_shows_as_stale(tiny_data, tmp_path):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "500")
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    first_line = process.stdout.readline()  # printed once summary.json is written
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first_line.startswith("run ")
+    (run,) = (tmp_path / "model_checkpoints").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "running" and summary["pid"] == process.pid and summary["epochs_done"] <= 1
+    assert abs(summary["heartbeat"] - time.time()) < 3600
+    assert rows_by_run(tmp_path)[run.name]["status"] == "stale"
+
+
+def test_a_running_run_elsewhere_is_stale_once_its_heartbeat_is_three_epochs_old(tmp_path):
+    base = {"status": "running", "args": {"frequency": "500hz"}, "final": {}, "host": "another-host", "pid": 1}
+    cases = {"fresh": (0, 100.0, 2, "running"), "three_epochs_late": (200, 100.0, 2, "stale"),
+             "first_epoch": (500, 5.0, 0, "running"), "first_epoch_late": (700, 5.0, 0, "stale"),
+             "short_epochs": (30, 3.0, 3, "running")}
+    for name, (age, wall, epochs, _) in cases.items():
+        folder = tmp_path / "model_checkpoints" / name
+        folder.mkdir(parents=True)
+        summary = {**base, "run": name, "heartbeat": time.time() - age, "wall_time_s": wall, "epochs_done": epochs}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    rows = rows_by_run(tmp_path)
+    assert {name: rows[name]["status"] for name in cases} == {name: case[3] for name, case in cases.items()}
+
+
+def test_an_unreadable_summary_is_skipped_with_one_warning(tiny_data, tmp_path, capsys):
+    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1")) == 0
+    (run,) = (tmp_path / "model_checkpoints").iterdir()
+    good = json.loads((run / "summary.json").read_text())
+    bad = {"truncated": (run / "summary.json").read_text()[:40], "a list": "[1, 2]",
+           "args a string": json.dumps({**good, "args": "x"}), "figure a string": json.dumps({**good, "final": {
+               "val_accuracy": "high"}}), "frequency a list": json.dumps({**good, "args": {"frequency": [1]}})}
+    for name, text in bad.items():
+        (tmp_path / "model_checkpoints" / name).mkdir()
+        (tmp_path / "model_checkpoints" / name / "summary.json").write_text(text)
+    capsys.readouterr()
+    assert summarize.main([str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(bad) and all("skipped" in w for w in warnings)
+    assert run.name in captured.out and "Traceback" not in captured.err

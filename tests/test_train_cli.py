@@ -204,11 +204,25 @@ def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("flag, value, message", [("--ghm-bins", "0", "--ghm-bins must be >= 1"),
                                                    ("--learning-rate", "0", "--learning-rate must be > 0"),
-                                                   ("--ghm-alpha", "-1", "--ghm-alpha must be >= 0")])
+                                                   ("--ghm-alpha", "-1", "--ghm-alpha must be >= 0"),
+                                                   ("--seed", "-1", "--seed must be between 0 and 2**32 - 1"),
+                                                   ("--seed", "4294967296", "--seed must be between 0 and 2**32"),
+                                                   ("--duration", "inf", "--duration must be > 0 and finite"),
+                                                   ("--margin", "nan", "--margin must be > 0 and finite"),
+                                                   ("--margin", "-1 --ghm-temperature 1", "--margin must be > 0")])
 def test_flag_values_are_checked(tiny_data, flag, value, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, value])
+        train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, *value.split()])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [("--n-fft", "8"), ("--hop-length", "100000")])
+def test_a_spectrogram_the_model_cannot_take_is_an_error_before_the_run_folder_exists(tiny_data, tmp_path, flags,
+                                                                                      capsys):
+    assert train.main([*tiny_train_args(tiny_data, tmp_path / "out", "--frequency", "500hz"), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "are too small for model simple_cnn" in err and "--n-fft" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_non_finite_loss_stops_the_run_with_one_line_and_keeps_checkpoints(tiny_data, tmp_path, monkeypatch,

@@ -1,6 +1,8 @@
 """summary.json: one run's arguments, status, headline figures, wall time and outputs, for sweep tables."""
 
 import math
+import os
+import socket
 import time
 
 from utils.io_utils import save_json
@@ -17,7 +19,11 @@ def _best(values: list[float], pick) -> tuple[float | None, int | None]:
 
 def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
                   evaluation: dict | None = None) -> None:
-    """Write `<run>/summary.json`; status is running, completed or failed."""
+    """Write `<run>/summary.json`; status is running, completed, failed or interrupted.
+
+    `pid`, `host` and `heartbeat` (Unix time of this write; a running run writes at its start and after every
+    epoch) let `utils.summarize` tell a run that still runs from one whose process was killed.
+    """
     best_acc, best_acc_epoch = _best(history["val_accuracy"], max)
     best_loss, best_loss_epoch = _best(history["val_loss_main"], min)
     last = {key: history[key][-1] if history[key] else None
@@ -28,6 +34,7 @@ def write_summary(run: RunPaths, history: dict, status: str, started: float, err
         "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
         "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
         "evaluation": evaluation, "wall_time_s": round(time.time() - started, 3),
+        "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
         "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
                     "history": str(run.history), "history_plot": str(run.history_plot),
                     "stats": str(run.stats) if run.stats.is_dir() else None,

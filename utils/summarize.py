@@ -7,8 +7,11 @@ headline figures over the completed runs of each group, and the rows as CSV.
 import argparse
 import csv
 import json
+import os
+import socket
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from utils.io_utils import atomic_path
@@ -16,26 +19,90 @@ from utils.io_utils import atomic_path
 COLUMNS = ("run", "status", "frequency", "material", "loss_type", "ghm_alpha", "seed", "epochs_done",
            "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch", "final_val_loss",
            "pairwise_accuracy", "kendall_tau_b", "wall_time_s", "error")
+NUMERIC = ("ghm_alpha", "epochs_done", "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch",
+           "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "wall_time_s")
+STALE_BEFORE_FIRST_EPOCH_S = 600
 FIGURES = ("final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b")
 
 
+def process_gone(pid: object) -> bool:
+    """Whether no process of this number runs on this machine (a process of another user counts as running)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def run_status(summary: dict, now: float) -> str:
+    """The status a summary states, or `stale` for a `running` run that is not: its process is gone (same host),
+    or its heartbeat is older than three of its epochs (ten minutes before its first epoch ends; never less than
+    a minute, so that a pause between short epochs is not taken for a dead run)."""
+    if summary["status"] != "running":
+        return summary["status"]
+    if summary.get("host") == socket.gethostname() and process_gone(summary.get("pid")):
+        return "stale"
+    beat, epochs = summary.get("heartbeat"), summary["epochs_done"]
+    limit = 3 * summary["wall_time_s"] / epochs if epochs else STALE_BEFORE_FIRST_EPOCH_S
+    if isinstance(beat, (int, float)) and now - beat > max(limit, 60.0):
+        return "stale"
+    return "running"
+
+
+def summary_problem(summary: object) -> str | None:
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    kinds = {"run": str, "status": str, "args": dict, "epochs_done": int, "final": dict, "wall_time_s": (int, float)}
+    wrong = [key for key, kind in kinds.items() if not isinstance(summary.get(key), kind)]
+    if wrong:
+        return f"{', '.join(wrong)} missing or of the wrong type"
+    if not isinstance(summary.get("evaluation") or {}, dict):
+        return "evaluation is not a JSON object"
+    return None
+
+
 def read_rows(save_dir: Path) -> list[dict]:
-    rows = []
+    """One row per readable summary.json; an unreadable one is skipped with a warning naming it."""
+    rows, now = [], time.time()
     for path in sorted(save_dir.glob("model_checkpoints/*/summary.json")):
-        summary = json.loads(path.read_text())
-        args, evaluation = summary["args"], summary.get("evaluation") or {}
-        rows.append({"run": summary["run"], "status": summary["status"],
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            summary = f"cannot be read as JSON ({str(exc).splitlines()[0]})"
+        problem = summary if isinstance(summary, str) else summary_problem(summary)
+        if problem:
+            print(f"warning: {path}: {problem}; skipped", file=sys.stderr)
+            continue
+        args, evaluation, final = summary["args"], summary.get("evaluation") or {}, summary["final"]
+        row = {"run": summary["run"], "status": run_status(summary, now),
                      **{key: args.get(key) for key in ("frequency", "material", "loss_type", "seed")},
                      "ghm_alpha": args.get("ghm_alpha") if args.get("loss_type") == "ghm" else None,
                      "epochs_done": summary["epochs_done"],
-                     "final_val_accuracy": summary["final"]["val_accuracy"],
-                     "best_val_accuracy": summary["best_val_accuracy"],
-                     "best_val_accuracy_epoch": summary["best_val_accuracy_epoch"],
-                     "final_val_loss": summary["final"]["val_loss_main"],
+                     "final_val_accuracy": final.get("val_accuracy"),
+                     "best_val_accuracy": summary.get("best_val_accuracy"),
+                     "best_val_accuracy_epoch": summary.get("best_val_accuracy_epoch"),
+                     "final_val_loss": final.get("val_loss_main"),
                      "pairwise_accuracy": evaluation.get("pairwise_accuracy"),
                      "kendall_tau_b": evaluation.get("kendall_tau_b"),
-                     "wall_time_s": summary["wall_time_s"], "error": summary.get("error")})
+                     "wall_time_s": summary["wall_time_s"], "error": summary.get("error")}
+        if problem := row_problem(row):
+            print(f"warning: {path}: {problem}; skipped", file=sys.stderr)
+            continue
+        rows.append(row)
     return rows
+
+
+def row_problem(row: dict) -> str | None:
+    """Values a table cannot hold: anything but text and numbers, or text where a figure belongs."""
+    for column, value in row.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not (number or isinstance(value, str) and column not in NUMERIC):
+            return f"{column} holds {value!r}"
+    return None
 
 
 def mean_std(values: list[float]) -> str:
