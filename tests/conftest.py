@@ -1,6 +1,9 @@
 """Shared fixtures: tiny WAV datasets made by the project's own generator, and tiny training flags."""
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +42,20 @@ def flip_bit(path: Path, position: int, bit: int) -> None:
     data = bytearray(path.read_bytes())
     data[position] ^= 1 << bit
     path.write_bytes(bytes(data))
+
+
+@contextmanager
+def hang_guard(what: str, seconds: int = 60) -> Iterator[None]:
+    """Fail instead of stalling the suite if one small operation (decoding one file, say) hangs.
+
+    Only ever around one such operation: a limit on a whole training run would make the test depend on the
+    machine's speed."""
+    def hung(*_):
+        raise TimeoutError(f"{what} did not finish in {seconds} s")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
