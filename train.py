@@ -39,7 +39,7 @@ from utils.history import history_problem, new_history, plot_history
 from utils.io_utils import atomic_path, save_pickle
 from utils.memory import retain_freed_memory
 from utils.run_paths import NAME_PART, RunPaths, reserve_run, run_name_prefix, run_problem
-from utils.run_summary import write_summary
+from utils.run_summary import Heartbeat, write_summary
 
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
@@ -571,9 +571,16 @@ def fit(args: argparse.Namespace, t: Training, recordings: SpectrogramDatasetWit
     progress = not args.no_progress and sys.stderr.isatty() and distributed.is_main()
     rule = stats_batch_rule(args.ghm_stats_batches)
     val_paths = validation_paths(recordings, loaders[1])
+    heartbeat = Heartbeat(lambda: write_summary(run, state.history, "running", started))
     for epoch in range(state.epoch + 1, args.epochs + 1):
         epoch_started = time.perf_counter()
-        on_batch = ghm_stats_recorder(t, args.loss_type, rule, recordings, run, epoch) if t.ghm else None
+        record = ghm_stats_recorder(t, args.loss_type, rule, recordings, run, epoch) if t.ghm else None
+
+        def on_batch(*batch) -> None:
+            if record is not None:
+                record(*batch)
+            if distributed.is_main():
+                heartbeat()
         try:
             stop_check(device)
             train = train_one_epoch(t, loaders[0], device, epoch, progress, on_batch)

@@ -105,8 +105,11 @@ def ensure_demo_data(out: str | Path) -> Path:
     out = Path(out)
     marker = out / MARKER
     wanted = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQUENCIES)
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
-        return out
+    try:
+        if json.loads(marker.read_text()) == wanted:
+            return out
+    except (OSError, ValueError):  # missing or damaged: write the dataset (again)
+        pass
     print(f"Generating the demo dataset in {out} ...", flush=True)
     return generate(out)
 

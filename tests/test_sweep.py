@@ -13,6 +13,7 @@ from conftest import ROOT, tiny_train_args
 
 import train
 from utils import summarize
+from utils.run_summary import Heartbeat
 
 
 def sweep_flags(data, save_dir):
@@ -112,3 +113,13 @@ def test_an_unreadable_summary_is_skipped_with_one_warning(tiny_data, tmp_path, 
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == len(bad) and all("skipped" in w for w in warnings)
     assert run.name in captured.out and "Traceback" not in captured.err
+
+
+def test_the_heartbeat_writes_at_most_once_per_interval():
+    writes = []
+    often, never = Heartbeat(lambda: writes.append("often"), interval=0.0), Heartbeat(lambda: writes.append("x"),
+                                                                                        interval=1e9)
+    for _ in range(5):
+        often()
+        never()
+    assert writes == ["often"] * 5

@@ -5,6 +5,7 @@ import soundfile as sf
 
 import config
 from datasets import SpectrogramDatasetWithMaterial
+from datasets import synthetic
 from datasets.synthetic import MARKER, generate, main
 
 
@@ -44,3 +45,10 @@ def test_angle_lowers_the_direct_sound_against_the_noise(tmp_path):
     floor = ds.data.flatten(1).median(dim=1).values
     by_class = [float(floor[ds.labels == c].mean()) for c in range(len(config.CLASSES))]
     assert by_class[0] < by_class[2] < by_class[4]
+
+
+def test_a_damaged_marker_means_the_demo_data_is_written_again(tmp_path, monkeypatch):
+    (tmp_path / synthetic.MARKER).write_bytes(b'{"seed": 4\xff')
+    written = []
+    monkeypatch.setattr(synthetic, "generate", lambda out: written.append(out) or out)
+    assert synthetic.ensure_demo_data(tmp_path) == tmp_path and written == [tmp_path]

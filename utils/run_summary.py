@@ -4,9 +4,26 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths
+
+
+HEARTBEAT_S = 60.0
+
+
+class Heartbeat:
+    """Calls `write` (which rewrites a running run's summary.json) at most every `interval` seconds; called
+    after every training step, so that a long first epoch is not taken for a dead run."""
+
+    def __init__(self, write: Callable[[], None], interval: float = HEARTBEAT_S):
+        self.write, self.interval, self.last = write, interval, time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= self.interval:
+            self.write()
+            self.last = time.monotonic()
 
 
 def _best(values: list[float], pick) -> tuple[float | None, int | None]:
