@@ -76,7 +76,9 @@ def train_steps(data: Path, cache: Path, steps: int, batch_size: int) -> dict:
     retain_freed_memory()
     args = train.parse_args(train_args(data, cache, batch_size))
     torch.manual_seed(args.seed)
-    _, loader, _ = train.build_data(args, "1000hz")
+    opening = time.perf_counter()
+    _, loader, _ = train.build_data(args, "1000hz")  # hashes every recording and checks every entry once
+    opened = time.perf_counter() - opening
     t = train.build_training(args, torch.device("cpu"))
     t.model.train()
     started, done = time.perf_counter(), 0
@@ -90,7 +92,7 @@ def train_steps(data: Path, cache: Path, steps: int, batch_size: int) -> dict:
             done += 1
             if done == steps:
                 break
-    return {"steps": steps, "seconds_per_step": (time.perf_counter() - started) / steps,
+    return {"steps": steps, "seconds_per_step": (time.perf_counter() - started) / steps, "open_seconds": opened,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
@@ -126,6 +128,8 @@ def main() -> None:
     print(f"cache of {built['recordings']} spectrograms, {size / 1e9:.1f} GB on disk, built in "
           f"{built['seconds']:.0f} s; that process's peak RSS {built['peak_rss_gb']:.2f} GB", flush=True)
     trained = in_subprocess("train", args)
+    print(f"opening the cache (hash each recording, check each entry once): {trained['open_seconds']:.0f} s",
+          flush=True)
     print(f"training: {trained['steps']} steps of {args.batch_size} pairs (default settings, GHM), "
           f"{trained['seconds_per_step']:.2f} s per step; peak RSS {trained['peak_rss_gb']:.2f} GB = "
           f"{trained['peak_rss_gb'] * 1e9 / size:.0%} of the dataset's {size / 1e9:.1f} GB")
