@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         if problem := saved_args_problem(run_args):
             raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
         device = choose_device(args.device)
-        model = load_model(checkpoint, args.model or run_args.get("model", "simple_cnn"), path, device)
+        model_name = args.model or run_args.get("model", "simple_cnn")
+        model = load_model(checkpoint, model_name, path, device)
         overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
                      if value}
         recordings = load_recordings({**run_args, **overrides}, args.frequency or run_args["frequency"])
-        check_input_size(args.model or run_args.get("model", "simple_cnn"), tuple(recordings.data.shape[1:]))
+        check_input_size(model_name, tuple(recordings.data.shape[1:]))
         indices = select_recordings(recordings, run_args, checkpoint, args.split)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -52,9 +52,12 @@ def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fi
 def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool) -> str:
     """SHA-256 of the recording's bytes and of everything else that decides its spectrogram."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     digest.update(f"|{n_fft}|{hop_length}|{length}|{fit}|{VERSION}".encode())
     return digest.hexdigest()[:40]
 
