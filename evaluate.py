@@ -13,12 +13,14 @@ import torch
 
 import config
 from datasets import SpectrogramDatasetWithMaterial
+from datasets.loading import load_recordings, split_recordings
 from models import MODELS, build_model, check_input_size
-from train import load_recordings, saved_args_problem, split_recordings
+from training.cli import saved_args_problem
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from utils.evaluation import evaluate_recordings, headline, write_evaluation
+from utils.run_paths import evaluation_folder
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     labels = recordings.labels[indices].numpy()
     scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
-    out = Path(args.out) if args.out else path.parent / f"eval_{path.stem}_{args.split}"
+    out = Path(args.out) if args.out else evaluation_folder(path, args.split)
     write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics, recordings.classes,
                      f"{path.parent.name} ({args.split})",
                      {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split})

@@ -8,6 +8,7 @@ import sys
 
 import config
 import train
+from datasets.loading import build_data
 from utils.debugging_utils import first_batches, record_differences
 
 NOTICE = "train_with_ghm.py is deprecated; use: python train.py --loss-type ghm [flags]"
@@ -27,7 +28,8 @@ def check_batch_consistency(argv: list[str] | None = None, batches: int = 3) -> 
     """Build the training loader twice with the same seed; report whether the first batches are identical."""
     args = train.parse_args(ghm_argv(sys.argv[1:] if argv is None else argv))
     frequency = config.FREQUENCIES[0] if args.frequency == "all" else args.frequency
-    records = [first_batches(train.build_data(args, frequency)[1], batches) for _ in range(2)]
+    run_args = {**vars(args), "frequency": frequency}
+    records = [first_batches(build_data(run_args, frequency).train_loader, batches) for _ in range(2)]
     differences = record_differences(*records)
     if differences:
         print(f"batch consistency (seed {args.seed}): NOT identical: " + "; ".join(differences))

@@ -58,10 +58,11 @@ def train_args(data: Path, cache: Path, batch_size: int) -> list[str]:
 
 
 def build_cache(data: Path, cache: Path) -> dict:
-    import train
+    from datasets.loading import load_recordings
+    from training.cli import parse_args
 
     started = time.perf_counter()
-    recordings = train.load_recordings(vars(train.parse_args(train_args(data, cache, 32))), "1000hz")
+    recordings = load_recordings(vars(parse_args(train_args(data, cache, 32))), "1000hz")
     return {"recordings": len(recordings), "seconds": time.perf_counter() - started,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
@@ -70,25 +71,23 @@ def train_steps(data: Path, cache: Path, steps: int, batch_size: int) -> dict:
     """The trainer's own loader, model, GHM loss and step, for `steps` batches."""
     import torch
 
-    import train
+    from datasets.loading import build_data
+    from training.cli import parse_args
+    from training.loop import build_training, train_step
     from utils.memory import retain_freed_memory
 
     retain_freed_memory()
-    args = train.parse_args(train_args(data, cache, batch_size))
-    torch.manual_seed(args.seed)
+    run_args = vars(parse_args(train_args(data, cache, batch_size)))
+    torch.manual_seed(run_args["seed"])
     opening = time.perf_counter()
-    _, loader, _ = train.build_data(args, "1000hz")  # hashes every recording and checks every entry once
+    loader = build_data(run_args, "1000hz").train_loader  # hashes every recording and checks every entry once
     opened = time.perf_counter() - opening
-    t = train.build_training(args, torch.device("cpu"))
+    t = build_training(run_args, torch.device("cpu"))
     t.model.train()
     started, done = time.perf_counter(), 0
     while done < steps:
-        for x1, x2, target, _, _, index1, index2 in loader:
-            s1, s2 = t.scorer(x1, x2, index1, index2)
-            loss = t.criterion(s1, s2, target)
-            t.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            t.optimizer.step()
+        for batch in loader:
+            train_step(t, batch, torch.device("cpu"))
             done += 1
             if done == steps:
                 break

@@ -1,6 +1,16 @@
-"""Recordings, spectrograms and ranking pairs."""
+"""Recordings, spectrograms and ranking pairs.
 
-from datasets.pairs import RankingPairDataset
-from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+The datasets are imported on first use, so that `datasets.naming` (which the torch-free analysis reads)
+does not pull in torch.
+"""
 
-__all__ = ["RankingPairDataset", "SpectrogramDatasetWithMaterial"]
+import importlib
+
+_LAZY = {"RankingPairDataset": "datasets.pairs", "SpectrogramDatasetWithMaterial": "datasets.spectrogram_dataset"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'datasets' has no attribute {name!r}")

@@ -9,12 +9,9 @@ from torch.utils.data import Dataset
 
 import config
 from datasets.audio import wav_info
+from datasets.naming import SUFFIX, recording_name, recording_prefix
 from datasets.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from utils.errors import InputError
-
-
-def recording_name(material: str, class_name: str, frequency: str, seq: str) -> str:
-    return f"{material}_{class_name}_{frequency}_{seq}.wav"
 
 
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
@@ -29,8 +26,8 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
         if not folder.is_dir():
             missing.append(folder)
             continue
-        prefix = recording_name(material, class_name, frequency, "")[:-len(".wav")]
-        for path in sorted(folder.glob(f"{prefix}*.wav")):
+        prefix = recording_prefix(material, class_name, frequency)
+        for path in sorted(folder.glob(f"{prefix}*{SUFFIX}")):
             if wanted is None or path.stem[len(prefix):] in wanted:
                 paths.append(path)
                 labels.append(label)

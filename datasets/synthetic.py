@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 import config
-from datasets.spectrogram_dataset import recording_name
+from datasets.naming import recording_name
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20240611

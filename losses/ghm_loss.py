@@ -57,6 +57,19 @@ def cap_weights(weights: torch.Tensor, counts: torch.Tensor, max_weight: float) 
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
+# What each GHM option must be; the loss's constructor and train.py's flag checks both use these rules.
+RULES = {"bins": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "must be an integer >= 1"),
+         "alpha": (lambda v: v >= 0, "must be >= 0"),
+         "momentum": (lambda v: 0 <= v < 1, "must be >= 0 and < 1"),
+         "temperature": (lambda v: v > 0, "must be > 0"),
+         "max_weight": (lambda v: v is None or v >= 1, "must be >= 1 (weights average 1)")}
+
+
+def option_problems(**options) -> dict[str, str]:
+    """The given GHM options that break their rule, each with what it must be (NaN breaks every rule)."""
+    return {name: RULES[name][1] for name, value in options.items() if not RULES[name][0](value)}
+
+
 class GHMRankingLoss(nn.Module):
     """Margin ranking loss re-weighted by the density of pair difficulty (see module docstring).
 
@@ -68,16 +81,11 @@ class GHMRankingLoss(nn.Module):
     def __init__(self, margin: float = 1.0, bins: int = 10, alpha: float = 0.75, momentum: float = 0.0,
                  temperature: float = 1.0, max_weight: float | None = None):
         super().__init__()
-        if not isinstance(bins, int) or bins < 1:
-            raise ValueError(f"GHM bins must be an integer >= 1, got {bins!r}")
-        if not alpha >= 0:
-            raise ValueError(f"GHM alpha must be >= 0, got {alpha!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"GHM momentum must be in [0, 1), got {momentum!r}")
-        if not temperature > 0:
-            raise ValueError(f"GHM temperature must be > 0, got {temperature!r}")
-        if max_weight is not None and not max_weight >= 1:
-            raise ValueError(f"GHM max weight must be >= 1 (weights average 1), got {max_weight!r}")
+        problems = option_problems(bins=bins, alpha=alpha, momentum=momentum, temperature=temperature,
+                                   max_weight=max_weight)
+        if problems:
+            name, problem = next(iter(problems.items()))
+            raise ValueError(f"GHM {name.replace('_', ' ')} {problem}, got {locals()[name]!r}")
         self.margin = float(margin)
         self.bins = bins
         self.alpha = float(alpha)

@@ -14,6 +14,7 @@ from conftest import ROOT, hang_guard, tiny_train_args
 
 import train
 from models import build_model
+from models.pair_forward import PAIR_FORWARD
 
 # GHM with momentum, so that the GHM state must survive the interruption too.
 RUN = ("--frequency", "1000hz", "--epochs", "3", "--checkpoint-interval", "5", "--ghm-momentum", "0.7",
@@ -41,7 +42,7 @@ def outcome(save_dir: Path) -> tuple[dict, dict, dict, list]:
 
 def signal_at_step(monkeypatch, step: int, times: int = 1) -> None:
     """Send SIGINT to this process `times` times in the forward pass of a (1-based, train and val) step."""
-    real = train.PAIR_FORWARD["separate"]
+    real = PAIR_FORWARD["separate"]
     calls = {"n": 0}
 
     def forward(*args):
@@ -49,7 +50,7 @@ def signal_at_step(monkeypatch, step: int, times: int = 1) -> None:
         for _ in range(times if calls["n"] == step else 0):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args)
-    monkeypatch.setitem(train.PAIR_FORWARD, "separate", forward)
+    monkeypatch.setitem(PAIR_FORWARD, "separate", forward)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from conftest import ROOT, tiny_train_args
 
 import train
 import train_with_ghm
+from losses import GHMRankingLoss
 
 LOAD_WITHOUT_TORCH = """
 import pickle, sys
@@ -202,7 +203,7 @@ def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
     assert len(errors) == 1 and "cannot read audio" in errors[0]
 
 
-@pytest.mark.parametrize("flag, value, message", [("--ghm-bins", "0", "--ghm-bins must be >= 1"),
+@pytest.mark.parametrize("flag, value, message", [("--ghm-bins", "0", "--ghm-bins must be an integer >= 1"),
                                                    ("--learning-rate", "0", "--learning-rate must be > 0"),
                                                    ("--ghm-alpha", "-1", "--ghm-alpha must be >= 0"),
                                                    ("--seed", "-1", "--seed must be between 0 and 2**32 - 1"),
@@ -228,19 +229,13 @@ def test_a_spectrogram_the_model_cannot_take_is_an_error_before_the_run_folder_e
 def test_a_non_finite_loss_stops_the_run_with_one_line_and_keeps_checkpoints(tiny_data, tmp_path, monkeypatch,
                                                                             capsys):
     calls = {"n": 0}
-    real = train.build_loss
+    real = GHMRankingLoss.forward
 
-    def poisoned(*args, **kwargs):
-        criterion = real(*args, **kwargs)
-        forward = criterion.forward
-
-        def forward_nan_in_epoch_2(s1, s2, target):
-            calls["n"] += 1
-            loss = forward(s1, s2, target)
-            return loss * float("nan") if calls["n"] > 20 else loss
-        criterion.forward = forward_nan_in_epoch_2
-        return criterion
-    monkeypatch.setattr(train, "build_loss", poisoned)
+    def forward_nan_in_epoch_2(self, s1, s2, target):
+        calls["n"] += 1
+        loss = real(self, s1, s2, target)
+        return loss * float("nan") if calls["n"] > 20 else loss
+    monkeypatch.setattr(GHMRankingLoss, "forward", forward_nan_in_epoch_2)
     code = train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "3"))
     assert code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

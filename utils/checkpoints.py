@@ -2,6 +2,7 @@
 
 import random
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,30 @@ def newest_checkpoint(path: str | Path, flag: str) -> Path:
     return epochs[max(epochs)]
 
 
-# The type of every top-level entry a train.py checkpoint may hold.
-KINDS = {"epoch": int, "model_state_dict": dict, "optimizer_state_dict": dict, "scheduler_state_dict": dict,
-         "scaler_state_dict": dict, "ghm_state_dict": (dict, type(None)), "args": dict, "val_recordings": list,
-         "history": dict, "rng": dict, "loader_rng": list, "run": dict, "elapsed_s": (int, float)}
+# 1: checkpoints without a format_version entry; 2: with it (2026-11-26). Readers take every version up to this.
+CHECKPOINT_FORMAT = 2
+
+
+@dataclass
+class ResumeState:
+    """Everything a bit-identical resume needs: the entries of a checkpoint besides its per-epoch figures."""
+    epoch: int
+    model_state_dict: dict
+    optimizer_state_dict: dict
+    scheduler_state_dict: dict
+    scaler_state_dict: dict
+    ghm_state_dict: dict | None
+    args: dict
+    val_recordings: list
+    history: dict
+    rng: dict
+    loader_rng: list
+    run: dict
+    elapsed_s: float
+
+
+RESUME_KEYS = tuple(field.name for field in fields(ResumeState))
+KINDS = {field.name: field.type for field in fields(ResumeState)}
 
 
 def first_sentence(exc: BaseException) -> str:
@@ -48,6 +69,9 @@ def checkpoint_problem(checkpoint: object, required: tuple[str, ...]) -> str | N
     """What makes a loaded file not a checkpoint of this kind (None if its entries have the right types)."""
     if not isinstance(checkpoint, dict):
         return f"holds a {type(checkpoint).__name__}, not a dict"
+    version = checkpoint.get("format_version", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
+        return f"format version {version!r}, written by a newer train.py (this one reads up to {CHECKPOINT_FORMAT})"
     missing = sorted(set(required) - set(checkpoint))
     if missing:
         return f"missing {', '.join(missing)}"

@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from datasets.naming import recording_labels  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from utils.ghm_utils import load_ghm_stats  # noqa: E402
 from utils.history import history_problem  # noqa: E402
@@ -79,15 +80,6 @@ def epoch_summary(stats: list[dict], hard_bins: int) -> list[dict]:
                      "effective_examples_per_batch": float(np.mean(ess)),
                      "effective_share": float(np.mean([e / len(s["g"]) for e, s in zip(ess, records)]))})
     return rows
-
-
-def recording_labels(path: str) -> dict[str, str]:
-    """class, material and frequency from `<material>_<class>_<freq>_<seq>.wav` (else from the folders)."""
-    p = Path(path)
-    parts = p.stem.split("_")
-    if len(parts) == 4:
-        return {"class": parts[1], "material": parts[0], "frequency": parts[2]}
-    return {"class": p.parent.parent.name, "material": p.parent.name, "frequency": ""}
 
 
 def hard_recordings(stats: list[dict], hard_bins: int) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Run names and where a run's outputs go under `--save-dir`; no output path leaves the run's folders."""
+"""Run names and the layout of everything under `--save-dir`: every path of the README's Outputs table is
+built here and nowhere else, and no output path leaves the run's folders."""
 
 import re
 import time
@@ -7,6 +8,8 @@ from pathlib import Path
 
 from utils.errors import InputError
 
+CHECKPOINTS, PLOTS, STATS = "model_checkpoints", "plots", "stats"
+STATS_GLOB = "*_ghm_stats.pkl"
 TIMESTAMP = re.compile(r"\d{8}_\d{6}(-\d+)?")
 # One folder name: word characters, dots, plus and minus signs; never a separator, never "." or "..".
 NAME_PART = re.compile(r"\w[\w.+-]*")
@@ -32,17 +35,39 @@ class RunPaths:
         if problem := run_problem(self.name, self.timestamp):
             raise InputError(problem)
 
+    @classmethod
+    def named(cls, save_dir: str | Path, name: str) -> "RunPaths":
+        """An existing run under `save_dir` by its name (which ends in its timestamp)."""
+        match = re.search(r"_(\d{8}_\d{6}(-\d+)?)$", name)
+        return cls(Path(save_dir), name, match.group(1) if match else "")
+
+    @classmethod
+    def of_checkpoint(cls, path: Path, run: dict) -> "RunPaths":
+        """The run a checkpoint belongs to, from its `run` entry; the checkpoint must still sit in the run's folder."""
+        name, timestamp = run.get("name"), run.get("timestamp")
+        if problem := run_problem(name, timestamp):
+            raise InputError(f"{path}: not a checkpoint this program wrote ({problem})")
+        if path.parent.name != name or path.parent.parent.name != CHECKPOINTS:
+            raise InputError(f"{path}: a run resumes in its own folder, {CHECKPOINTS}/{name}/; "
+                             "this checkpoint is not there")
+        return cls(path.parent.parent.parent, name, timestamp)
+
     @property
     def checkpoints(self) -> Path:
-        return self.save_dir / "model_checkpoints" / self.name
+        return self.save_dir / CHECKPOINTS / self.name
 
     @property
     def plots(self) -> Path:
-        return self.save_dir / "plots" / self.name
+        return self.save_dir / PLOTS / self.name
 
     @property
     def stats(self) -> Path:
-        return self.save_dir / "stats" / self.name
+        return self.save_dir / STATS / self.name
+
+    @property
+    def analysis(self) -> Path:
+        """`python -m utils.ghm_utils analyze`'s default output folder."""
+        return self.save_dir / "analysis" / self.name
 
     @property
     def history(self) -> Path:
@@ -69,6 +94,21 @@ class RunPaths:
 
     def grad_plot(self, epoch: int, batch: int) -> Path:
         return self.plots / f"grad_dist_epoch{int(epoch)}_batch{int(batch)}_{self.timestamp}.png"
+
+
+def evaluation_folder(checkpoint: Path, split: str) -> Path:
+    """evaluate.py's default output: beside the checkpoint, one folder per checkpoint and split."""
+    return checkpoint.parent / f"eval_{checkpoint.stem}_{split}"
+
+
+def consistency_folder(save_dir: str | Path, material: str, frequency: str, loss_type: str) -> Path:
+    """Where --verify-consistency keeps its batch records, shared by the runs of one data and loss setting."""
+    return Path(save_dir) / "batch_consistency" / f"{material}_{frequency}_{loss_type}"
+
+
+def summaries(save_dir: str | Path) -> list[Path]:
+    """Every run's summary.json under `save_dir`."""
+    return sorted(Path(save_dir).glob(f"{CHECKPOINTS}/*/summary.json"))
 
 
 def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int) -> str:

@@ -1,0 +1,205 @@
+"""The command line of train.py: the parser, the checks of flag values, and a resumed run's arguments."""
+
+import argparse
+import math
+from pathlib import Path
+
+import config
+from datasets.naming import frequency_glob
+from losses import LOSS_TYPES, ghm_flag_problems
+from models import MODELS
+from models.pair_forward import PAIR_FORWARD
+from training.loop import AMP_DTYPES
+from utils.checkpoints import load_checkpoint, newest_checkpoint
+from utils.common_utils import device_available
+from utils.errors import InputError
+from utils.ghm_utils import stats_batch_rule
+from utils.run_paths import NAME_PART
+
+# What a resumed run may change; every other flag must match the run being resumed.
+RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "no_progress")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).")
+    p.add_argument("--frequency", choices=config.FREQUENCIES + ["all"],
+                   help="tone frequency to train on; 'all' trains each in turn (required unless --resume)")
+    p.add_argument("--material", default=config.MATERIAL, help="material folder (default: %(default)s)")
+    p.add_argument("--data-root", default=None,
+                   help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
+    p.add_argument("--seqs", default=",".join(config.SELECTED_SEQS),
+                   help="comma-separated sequence numbers to load, or 'all' (default: %(default)s)")
+    p.add_argument("--demo", action="store_true", help="generate the synthetic demo dataset (once) and train on it")
+    p.add_argument("--save-dir", default=config.SAVE_DIR, help="where outputs go (default: %(default)s)")
+    p.add_argument("--model", default="simple_cnn", choices=list(MODELS), help="(default: %(default)s)")
+    p.add_argument("--loss-type", default="ghm", choices=LOSS_TYPES, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=config.EPOCHS, help="(default: %(default)s)")
+    p.add_argument("--checkpoint-interval", type=int, default=config.CHECKPOINT_INTERVAL,
+                   help="save a checkpoint every N epochs and after the last (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=config.SEED, help="(default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE, help="Adam (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="pairs per batch (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=config.WEIGHT_DECAY, help="Adam (default: %(default)s)")
+    p.add_argument("--margin", type=float, default=config.MARGIN,
+                   help="margin of the ranking loss (default: %(default)s)")
+    p.add_argument("--ghm-bins", type=int, default=config.GHM_BINS,
+                   help="GHM difficulty bins (default: %(default)s)")
+    p.add_argument("--ghm-alpha", type=float, default=config.GHM_ALPHA,
+                   help="GHM density exponent, bin weight ∝ density^-alpha; 0 is the standard loss, "
+                        "1 the GHM paper's weighting (not the paper's α = 0.75, which is --ghm-momentum) "
+                        "(default: %(default)s)")
+    p.add_argument("--ghm-momentum", type=float, default=config.GHM_MOMENTUM,
+                   help="moving average of the bin counts, S = M·S + (1−M)·count, started from the first batch; "
+                        "the GHM paper's α (0.75 there); 0: each batch's own counts (default: %(default)s)")
+    p.add_argument("--ghm-temperature", type=float,
+                   help="difficulty g = sigmoid((margin − t·(s1 − s2)) / T) (default: margin / 4)")
+    p.add_argument("--ghm-max-weight", type=float, default=config.GHM_MAX_WEIGHT,
+                   help="no pair weighs more than this (weights average 1 per batch); inf: no cap "
+                        "(default: %(default)s)")
+    p.add_argument("--ghm-stats", action="store_true",
+                   help="with --loss-type standard: record the GHM statistics (and the weights GHM would give) "
+                        "without changing training")
+    p.add_argument("--ghm-stats-batches", default="first,last",
+                   help="which training batches of each epoch get a statistics file: a comma list of first, last, "
+                        "all, every:N (default: %(default)s)")
+    p.add_argument("--duration", type=float,
+                   help="crop or zero-pad every recording to this many seconds (default: all must be equally long)")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="skip unreadable, empty, silent or non-finite recordings and those at another sample rate, "
+                        "with a warning each (default: they are errors)")
+    p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording), reuse them in "
+                                        "later runs and read them memory-mapped instead of holding the dataset in "
+                                        "memory; a changed recording gets a new entry (default: no cache)")
+    p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
+    p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
+    p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
+                   help="separate: model(x1), model(x2); unique: each distinct recording of a batch once, "
+                        "BatchNorm then sees each once (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over all processes' batches (CUDA only)")
+    p.add_argument("--amp", default="off", choices=list(AMP_DTYPES),
+                   help="mixed precision for the model (autocast); fp16 with gradient scaling; the losses and "
+                        "GHM statistics stay float32 (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data loader worker processes (default: %(default)s)")
+    p.add_argument("--resume", metavar="PATH",
+                   help="continue a run from a checkpoint, or from a run folder's newest one, in that run's folder; "
+                        "only --epochs, --checkpoint-interval, --device, --num-workers and --no-progress may change")
+    p.add_argument("--verify-consistency", action="store_true",
+                   help="record the first three training batches and compare with an earlier record")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def valid_stats_batches(spec: str) -> bool:
+    try:
+        stats_batch_rule(spec)
+    except ValueError:
+        return False
+    return True
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject bad flag values before any data is loaded."""
+    rules = [("--frequency", args.frequency is not None, "is required"),
+             ("--material", NAME_PART.fullmatch(args.material) is not None,
+              "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
+             ("--epochs", args.epochs >= 1, "must be >= 1"),
+             ("--seed", 0 <= args.seed <= 2**32 - 1, "must be between 0 and 2**32 - 1"),
+             ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
+             ("--batch-size", args.batch_size >= 1, "must be >= 1"),
+             ("--learning-rate", math.isfinite(args.learning_rate) and args.learning_rate > 0,
+              "must be > 0 and finite"),
+             ("--weight-decay", math.isfinite(args.weight_decay) and args.weight_decay >= 0,
+              "must be >= 0 and finite"),
+             ("--margin", math.isfinite(args.margin) and args.margin > 0,
+              "must be > 0 and finite"),
+             ("--ghm-stats-batches", valid_stats_batches(args.ghm_stats_batches),
+              "must be a comma list of first, last, all, every:N (N >= 1)"),
+             ("--n-fft", args.n_fft >= 2, "must be >= 2"),
+             ("--hop-length", args.hop_length >= 1, "must be >= 1"),
+             ("--num-workers", args.num_workers >= 0, "must be >= 0"),
+             ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
+              "must be > 0 and finite"),
+             ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
+             ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)")]
+    for flag, ok, problem in rules:
+        if not ok:
+            parser.error(f"{flag} {problem}")
+    for flag, problem in ghm_flag_problems(vars(args)).items():  # the GHM loss's own rules
+        parser.error(f"{flag} {problem}")
+    if args.demo:
+        return
+    root = Path(args.data_root)
+    if not root.is_dir():
+        parser.error(f"--data-root {root}: folder not found (use --demo for the demo dataset)")
+    folders = [root / c / args.material for c in config.CLASSES if (root / c / args.material).is_dir()]
+    if not folders:
+        parser.error(f"--material {args.material}: no <class>/{args.material} folder under {root}")
+    if args.frequency != "all" and not any(next(f.glob(frequency_glob(args.frequency)), None) for f in folders):
+        parser.error(f"--frequency {args.frequency}: no {args.frequency} recordings under "
+                     f"{root}/<class>/{args.material}")
+
+
+def explicit_args(argv: list[str] | None) -> dict:
+    """Only the flags given on the command line."""
+    parser = get_args_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def saved_args_problem(saved: dict) -> str | None:
+    """What makes a checkpoint's `args` unusable: a run's core arguments missing, or a flag's value of a type
+    (or outside the choices) that the flag itself does not allow."""
+    missing = [key for key in ("data_root", "material", "frequency", "seed") if key not in saved]
+    if missing:
+        return f"its args lack {', '.join(missing)}"
+    for action in get_args_parser()._actions:
+        if action.dest not in saved or action.dest == "help":
+            continue
+        value, kind = saved[action.dest], action.type or (str if action.default is None else type(action.default))
+        if value is None and (action.default is None or action.dest == "data_root"):
+            continue
+        if kind is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not fits or (action.choices is not None and value not in action.choices):
+            return f"its args hold {action.dest} = {value!r}"
+    return None
+
+
+def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace) -> dict:
+    """The run's own arguments from its checkpoint, with the few flags a resumed run may change."""
+    try:
+        path = newest_checkpoint(args.resume, "--resume")
+        checkpoint = load_checkpoint(path, "--resume", ("args", "epoch"))
+    except InputError as exc:
+        parser.error(str(exc))
+    saved, done = checkpoint["args"], checkpoint["epoch"]
+    if problem := saved_args_problem(saved):
+        parser.error(f"--resume {path}: not a checkpoint this program can resume ({problem})")
+    given = explicit_args(argv)
+    if given.get("epochs", done) < done:
+        parser.error(f"--epochs {given['epochs']}: the run in {path} has already trained {done} epochs; "
+                     "give at least that many")
+    for key, value in given.items():
+        if key not in RESUME_OVERRIDES and value != saved.get(key, value):
+            parser.error(f"--{key.replace('_', '-')} {value}: the run in {path} was trained with {saved[key]}; "
+                         f"a resumed run keeps its arguments (it may change {', '.join(RESUME_OVERRIDES[1:])})")
+    overrides = {key: given[key] for key in RESUME_OVERRIDES if key in given}
+    return {**vars(args), **saved, **overrides, "resume": str(path)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.resume:
+        args = argparse.Namespace(**resumed_args(parser, argv, args))
+    if args.data_root is None:
+        args.data_root = config.DEMO_DATA_ROOT if args.demo else config.DATA_ROOT
+    check_args(parser, args)
+    return args

@@ -1,0 +1,48 @@
+"""The training callback that records GHM statistics: a pickle for the batches `--ghm-stats-batches` selects,
+and the gradient-distribution plot of each epoch's first and last batch."""
+
+import numpy as np
+
+from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from losses import RunLosses
+from training.loop import Step
+from utils import distributed
+from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution, stats_batch_rule
+from utils.io_utils import save_pickle
+from utils.run_paths import RunPaths
+
+PER_PAIR = ("g", "bin", "weight")
+
+
+class GHMStatsRecorder:
+    """Called after every training step (`on_batch`); `epoch` is set by the loop before each epoch.
+
+    In a standard run it first feeds the step's scores to the GHM monitor, whose weights are recorded, not
+    applied. Under torchrun the statistics cover the global batch, gathered rank by rank; rank 0 writes.
+    """
+
+    def __init__(self, losses: RunLosses, loss_type: str, batches_spec: str,
+                 recordings: SpectrogramDatasetWithMaterial, run: RunPaths):
+        self.losses, self.loss_type, self.rule = losses, loss_type, stats_batch_rule(batches_spec)
+        self.recordings, self.run, self.epoch = recordings, run, 0
+
+    def __call__(self, batch: int, batches: int, step: Step, index1, index2) -> None:
+        if self.losses.monitor is not None:
+            self.losses.monitor(step.s1, step.s2, step.target)
+        if not self.rule(batch, batches):
+            return
+        ghm = self.losses.ghm
+        last = {key: value.detach().cpu().numpy() for key, value in ghm.last_stats.items()}
+        shares = distributed.gather_to_main(([last[key] for key in PER_PAIR], index1.tolist(), index2.tolist()))
+        if shares is None:
+            return
+        for i, key in enumerate(PER_PAIR):
+            last[key] = np.concatenate([share[0][i] for share in shares])
+        pairs = [pair for share in shares for pair in zip(share[1], share[2])]
+        paths, labels = self.recordings.paths, self.recordings.labels
+        stats = ghm_batch_stats(ghm, last, self.loss_type, self.run.name, self.epoch, batch,
+                                (self.epoch - 1) * batches + batch, [(paths[a], paths[b]) for a, b in pairs],
+                                [(int(labels[a]), int(labels[b])) for a, b in pairs])
+        save_pickle(stats, self.run.ghm_stats(self.epoch, batch))
+        if batch in (1, batches):
+            plot_grad_distribution(stats, self.run.grad_plot(self.epoch, batch))

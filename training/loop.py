@@ -1,0 +1,151 @@
+"""What a run trains with, one training step, and one pass over a loader."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from losses import RunLosses, build_losses
+from models import build_model
+from models.pair_forward import PairScorer
+from utils import distributed, interrupt
+from utils.errors import TrainingStopped
+
+AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Training:
+    """What one run trains with. `scorer` gives the pair scores (the model, wrapped for DistributedDataParallel
+    under torchrun)."""
+    model: nn.Module
+    scorer: nn.Module
+    losses: RunLosses
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+
+
+def build_training(run_args: dict, device: torch.device) -> Training:
+    model = build_model(run_args["model"])
+    if run_args["sync_bn"] and distributed.active():
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    scorer = PairScorer(model, run_args["pair_forward"])
+    if distributed.active():
+        scorer = DistributedDataParallel(scorer, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run_args["learning_rate"],
+                                 weight_decay=run_args["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    # fp16 needs its gradients scaled against underflow; a disabled scaler is a plain backward and step
+    scaler = torch.amp.GradScaler(device.type, enabled=run_args["amp"] == "fp16")
+    return Training(model, scorer, build_losses(run_args).to(device), optimizer, scheduler,
+                    AMP_DTYPES[run_args["amp"]], scaler)
+
+
+@dataclass
+class Step:
+    """What a step leaves: the loss's value and the detached pair scores and targets."""
+    loss: float
+    s1: torch.Tensor
+    s2: torch.Tensor
+    target: torch.Tensor
+
+
+def train_step(t: Training, batch: tuple, device: torch.device, update: bool = True) -> Step:
+    """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
+    backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update."""
+    x1, x2, target, _, _, index1, index2 = batch
+    x1, x2, target = x1.to(device), x2.to(device), target.to(device)
+    with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+        s1, s2 = t.scorer(x1, x2, index1, index2)
+    s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32
+    loss = t.losses.criterion(s1, s2, target)
+    value = loss.item()
+    if distributed.any_rank([not math.isfinite(value)], device)[0]:
+        raise TrainingStopped(f"the loss is {value}; training stopped before this step, earlier checkpoints are kept")
+    if update:
+        t.optimizer.zero_grad(set_to_none=True)
+        t.scaler.scale(loss).backward()
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+    return Step(value, s1.detach(), s2.detach(), target)
+
+
+def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pairs ordered as the target says; a tie counts as wrong."""
+    return (target * (s1 - s2) > 0).sum()
+
+
+def stop_check(device: torch.device) -> None:
+    """interrupt.check, agreed by all processes under torchrun so that all stop after the same step."""
+    interrupt.check(lambda flag: distributed.any_rank([flag], device)[0])
+
+
+def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool, desc: str, progress: bool,
+              on_batch: Callable | None = None) -> dict:
+    """One pass over `loader`, with optimizer steps when `train`. Returns mean losses and accuracy.
+
+    `on_batch(batch, batches, step, index1, index2)` follows every step. Stops between steps
+    (TrainingInterrupted) once SIGINT or SIGTERM has arrived. Under torchrun the figures are over all
+    processes' pairs, and every stop is decided by all processes together.
+    """
+    sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for batch_number, batch in enumerate(bar, start=1):
+        try:
+            step = train_step(t, batch, device, update=train)
+        except TrainingStopped as exc:
+            raise TrainingStopped(f"{desc}, batch {batch_number}: {exc}") from None
+        with torch.no_grad():
+            margin_log = t.losses.margin_log
+            margin = step.loss if margin_log is None else margin_log(step.s1, step.s2, step.target).item()
+            n = len(step.target)
+            sums["loss_main"] += step.loss * n
+            sums["loss_standard_log"] += margin * n
+            sums["correct"] += int(pairwise_correct(step.s1, step.s2, step.target))
+            sums["pairs"] += n
+        if on_batch is not None:
+            on_batch(batch_number, len(loader), step, batch[5], batch[6])
+        bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
+                        acc=f"{sums['correct'] / sums['pairs']:.3f}")
+        stop_check(device)
+    loss_main, loss_standard, correct, pairs = distributed.sum_over_ranks(list(sums.values()), device)
+    return {"loss_main": loss_main / pairs, "loss_standard_log": loss_standard / pairs, "accuracy": correct / pairs}
+
+
+def train_one_epoch(t: Training, loader: DataLoader, device: torch.device, epoch: int, progress: bool,
+                    on_batch: Callable | None = None) -> dict:
+    t.model.train()
+    t.losses.criterion.train()
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    return run_epoch(t, loader, device, True, f"epoch {epoch} train", progress, on_batch)
+
+
+@torch.no_grad()
+def evaluate(t: Training, loader: DataLoader, device: torch.device, epoch: int, progress: bool) -> dict:
+    t.model.eval()
+    t.losses.criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
+    return run_epoch(t, loader, device, False, f"epoch {epoch} val", progress)
+
+
+def record_epoch(history: dict, epoch: int, train: dict, val: dict) -> None:
+    history["epoch"].append(epoch)
+    for split, metrics in (("train", train), ("val", val)):
+        for key, value in metrics.items():
+            history[f"{split}_{key}"].append(value)
+
+
+def epoch_line(epoch: int, epochs: int, train: dict, val: dict, lr: float, seconds: float) -> str:
+    parts = [f"epoch {epoch}/{epochs}"]
+    for split, m in (("train", train), ("val", val)):
+        parts.append(f"{split} loss {m['loss_main']:.4f} (margin {m['loss_standard_log']:.4f}) "
+                     f"acc {m['accuracy']:.3f}")
+    return "  ".join(parts + [f"lr {lr:.2e}", f"{seconds:.1f}s"])

@@ -1,0 +1,110 @@
+"""A run's state between epochs: the checkpoint built from it, written, and restored on --resume."""
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from datasets.loading import RunData
+from training.loop import Training
+from utils import distributed
+from utils.checkpoints import (CHECKPOINT_FORMAT, RESUME_KEYS, ResumeState, capture_rng, load_checkpoint,
+                               restore_rng)
+from utils.errors import InputError
+from utils.history import history_problem, new_history
+from utils.io_utils import atomic_path
+from utils.run_paths import RunPaths, reserve_run, run_name_prefix
+
+
+@dataclass
+class RunState:
+    """Where a run stands: the last complete epoch, its history, wall time so far, and its checkpoint."""
+    epoch: int
+    history: dict
+    elapsed: float
+    checkpoint: dict
+
+
+def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPaths, train: dict | None = None,
+                        val: dict | None = None) -> dict:
+    """The resume state and the epoch's figures, copied so that training can go on: a plain dict."""
+    resume = ResumeState(
+        epoch=state.epoch, model_state_dict=t.model.state_dict(), optimizer_state_dict=t.optimizer.state_dict(),
+        scheduler_state_dict=t.scheduler.state_dict(), scaler_state_dict=t.scaler.state_dict(),
+        ghm_state_dict=None if t.losses.ghm is None else t.losses.ghm.state_dict(), args=state.history["args"],
+        val_recordings=data.val_paths, history=state.history, rng=capture_rng(),
+        loader_rng=[loader.generator.get_state() for loader in data.loaders],
+        run={"name": run.name, "timestamp": run.timestamp}, elapsed_s=state.elapsed)
+    return copy.deepcopy({"format_version": CHECKPOINT_FORMAT,
+                          **{field.name: getattr(resume, field.name) for field in fields(resume)},
+                          "train_loss": train and train["loss_main"], "train_accuracy": train and train["accuracy"],
+                          "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"]})
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def restore_training(path: Path, checkpoint: dict, t: Training, data: RunData) -> RunState:
+    """Load weights, optimizer, scheduler, GHM state and every random state; clear errors for mismatches.
+
+    The run keeps a copy of the checkpoint to write back if it stops before its next epoch ends: the optimizer
+    and scheduler keep references into the dict they load, and training must not change the saved state.
+    """
+    saved = copy.deepcopy(checkpoint)
+    if checkpoint["val_recordings"] != data.val_paths:
+        raise InputError(f"--resume {path}: the recordings are not the ones the run used (the data folder changed?)")
+    if problem := history_problem(checkpoint["history"]):
+        raise InputError(f"--resume {path}: its history is damaged ({problem})")
+    ghm = t.losses.ghm
+    if (ghm is None) != (checkpoint["ghm_state_dict"] is None):
+        raise InputError(f"--resume {path}: the checkpoint {'lacks' if ghm else 'has'} a GHM state")
+    parts = [("model", t.model.load_state_dict, checkpoint["model_state_dict"]),
+             ("GHM state", ghm and ghm.load_state_dict, checkpoint["ghm_state_dict"]),
+             ("optimizer state", t.optimizer.load_state_dict, checkpoint["optimizer_state_dict"]),
+             ("scheduler state", t.scheduler.load_state_dict, checkpoint["scheduler_state_dict"]),
+             ("gradient scaler state", t.scaler.load_state_dict, checkpoint["scaler_state_dict"]),
+             ("loaders' random states", lambda states: restore_loader_rng(data.loaders, states),
+              checkpoint["loader_rng"]),
+             ("random states", restore_rng, checkpoint["rng"])]
+    for what, load, state in parts:
+        if load is None:
+            continue
+        try:
+            load(state)
+        except Exception as exc:  # a foreign state fails in many ways; each is this one error
+            raise InputError(f"--resume {path}: its {what} does not fit this run "
+                             f"({str(exc).strip().splitlines()[-1].strip() or type(exc).__name__})") from None
+    return RunState(saved["epoch"], saved["history"], saved["elapsed_s"], saved)
+
+
+def restore_loader_rng(loaders: tuple[DataLoader, DataLoader], states: list) -> None:
+    if len(states) != len(loaders):
+        raise ValueError(f"{len(states)} states for {len(loaders)} loaders")
+    for loader, state in zip(loaders, states):
+        loader.generator.set_state(state)
+
+
+def start_run(run_args: dict, t: Training, data: RunData) -> tuple[RunPaths, RunState]:
+    """A new run folder and state at epoch 0, or the run and state that --resume names."""
+    if run_args["resume"]:
+        path = Path(run_args["resume"])
+        checkpoint = load_checkpoint(path, "--resume", RESUME_KEYS)
+        try:
+            run = RunPaths.of_checkpoint(path, checkpoint["run"])
+        except InputError as exc:
+            raise InputError(f"--resume {exc}") from None
+        checkpoint["history"]["args"]["epochs"] = run_args["epochs"]
+        state = restore_training(path, checkpoint, t, data)
+        print(f"resuming run {run.name} after epoch {state.epoch} of {run_args['epochs']}", flush=True)
+        return run, state
+    prefix = run_name_prefix(run_args["material"], run_args["frequency"], run_args["loss_type"],
+                             run_args["ghm_alpha"], run_args["seed"])
+    run = distributed.broadcast_from_main(reserve_run(run_args["save_dir"], prefix) if distributed.is_main()
+                                          else None)
+    state = RunState(0, new_history(run_args), 0.0, {})
+    state.checkpoint = training_checkpoint(t, state, data, run)
+    return run, state
