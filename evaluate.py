@@ -19,7 +19,7 @@ from training.cli import saved_args_problem
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
-from utils.evaluation import evaluate_recordings, headline, write_evaluation
+from analysis.evaluation import evaluate_recordings, headline, write_evaluation
 from utils.run_paths import evaluation_folder
 
 

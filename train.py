@@ -28,7 +28,7 @@ from utils import distributed, interrupt
 from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
-from utils.evaluation import evaluate_recordings, headline, write_evaluation
+from analysis.evaluation import evaluate_recordings, headline, write_evaluation
 from utils.history import plot_history
 from utils.io_utils import save_pickle
 from utils.memory import retain_freed_memory

@@ -10,7 +10,7 @@ from conftest import tiny_train_args
 
 import evaluate
 import train
-from utils.ranking_metrics import pairwise_accuracy
+from analysis.ranking_metrics import pairwise_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import evaluate
 import train
 from datasets.audio import read_wav, wav_info
 from datasets.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
-from utils import summarize
+from analysis import sweep as summarize
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError
-from utils.ghm_analysis import epoch_summary, hard_recordings, run_history
+from analysis.ghm_runs import epoch_summary, hard_recordings, run_history
 from utils.ghm_utils import ghm_stats_table, load_ghm_stats
 
 CASES = 60  # per kind of file

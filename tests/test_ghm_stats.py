@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, tiny_train_args
 
 import train
-from utils.ghm_analysis import main as analyze_main
+from analysis.ghm_runs import main as analyze_main
 from utils.ghm_utils import TABLE_COLUMNS, ghm_stats_table, load_ghm_stats, stats_batch_rule
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from utils.ranking_metrics import class_pair_accuracy, kendall_tau_b, pairwise_accuracy, ranking_metrics, \
+from analysis.ranking_metrics import class_pair_accuracy, kendall_tau_b, pairwise_accuracy, ranking_metrics, \
     spearman_rho
 
 # Scores with ties (within and across classes), labels with ties.

@@ -11,7 +11,7 @@ from conftest import tiny_train_args
 
 import train
 from utils.errors import InputError
-from utils.ghm_analysis import main as analyze_main
+from analysis.ghm_runs import main as analyze_main
 from utils.ghm_utils import load_ghm_stats
 from utils.safe_pickle import load_pickle, loads
 

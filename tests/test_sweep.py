@@ -12,7 +12,7 @@ import time
 from conftest import ROOT, tiny_train_args
 
 import train
-from utils import summarize
+from analysis import sweep as summarize
 from utils.run_summary import Heartbeat
 
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from utils.errors import InputError
 from utils.io_utils import save_pickle
+from utils.run_paths import consistency_record, consistency_records
 from utils.safe_pickle import load_pickle
 
 
@@ -49,9 +50,9 @@ def verify_batch_consistency(loader: Iterable, folder: Path, timestamp: str, see
                              key_args: dict, count: int = 3) -> str:
     """Record the first `count` batches; compare with the newest earlier record of the same arguments."""
     records = first_batches(loader, count)
-    path = folder / f"train_batches_{timestamp}_seed{seed}.pkl"
+    path = consistency_record(folder, timestamp, seed)
     earlier = None
-    for candidate in sorted(folder.glob(f"train_batches_*_seed{seed}.pkl"), key=lambda p: p.stat().st_mtime):
+    for candidate in consistency_records(folder, seed):
         saved = load_pickle(candidate)
         if not is_record(saved):
             raise InputError(f"{candidate}: not a batch-consistency record of this project")

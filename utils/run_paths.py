@@ -65,11 +65,6 @@ class RunPaths:
         return self.save_dir / STATS / self.name
 
     @property
-    def analysis(self) -> Path:
-        """`python -m utils.ghm_utils analyze`'s default output folder."""
-        return self.save_dir / "analysis" / self.name
-
-    @property
     def history(self) -> Path:
         return self.checkpoints / f"training_history_{self.timestamp}.pkl"
 
@@ -96,6 +91,11 @@ class RunPaths:
         return self.plots / f"grad_dist_epoch{int(epoch)}_batch{int(batch)}_{self.timestamp}.png"
 
 
+def analysis_folder(save_dir: str | Path, name: str) -> Path:
+    """`python -m utils.ghm_utils analyze`'s default output: a run's name, or `<A>_vs_<B>` for --compare."""
+    return Path(save_dir) / "analysis" / name
+
+
 def evaluation_folder(checkpoint: Path, split: str) -> Path:
     """evaluate.py's default output: beside the checkpoint, one folder per checkpoint and split."""
     return checkpoint.parent / f"eval_{checkpoint.stem}_{split}"
@@ -104,6 +104,15 @@ def evaluation_folder(checkpoint: Path, split: str) -> Path:
 def consistency_folder(save_dir: str | Path, material: str, frequency: str, loss_type: str) -> Path:
     """Where --verify-consistency keeps its batch records, shared by the runs of one data and loss setting."""
     return Path(save_dir) / "batch_consistency" / f"{material}_{frequency}_{loss_type}"
+
+
+def consistency_record(folder: Path, timestamp: str, seed: int) -> Path:
+    return folder / f"train_batches_{timestamp}_seed{seed}.pkl"
+
+
+def consistency_records(folder: Path, seed: int) -> list[Path]:
+    """The batch records of one seed in a consistency folder, oldest first."""
+    return sorted(folder.glob(consistency_record(Path(), "*", seed).name), key=lambda p: p.stat().st_mtime)
 
 
 def summaries(save_dir: str | Path) -> list[Path]:

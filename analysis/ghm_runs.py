@@ -21,9 +21,11 @@ import numpy as np  # noqa: E402
 
 from datasets.naming import recording_labels  # noqa: E402
 from utils.errors import InputError  # noqa: E402
-from utils.ghm_utils import load_ghm_stats  # noqa: E402
+from analysis.ghm_stats import load_ghm_stats  # noqa: E402
+from utils.ghm_utils import before_after_bars  # noqa: E402
 from utils.history import history_problem  # noqa: E402
 from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
+from utils.run_paths import RunPaths, analysis_folder  # noqa: E402
 from utils.safe_pickle import load_pickle  # noqa: E402
 
 TOP_RECORDINGS = 20
@@ -31,10 +33,14 @@ TOP_RECORDINGS = 20
 
 def stats_folder(run: str, save_dir: str) -> Path:
     """A stats folder given directly, or `<save_dir>/stats/<run name>`."""
-    path = Path(run)
-    folder = path if path.is_dir() else Path(save_dir) / "stats" / run
-    if not folder.is_dir():
-        raise InputError(f"{run}: neither a stats folder nor a run with statistics under {Path(save_dir) / 'stats'}")
+    if Path(run).is_dir():
+        return Path(run)
+    try:
+        folder = RunPaths.named(save_dir, run).stats
+    except InputError:
+        folder = None
+    if folder is None or not folder.is_dir():
+        raise InputError(f"{run}: neither a stats folder nor a run with statistics under {save_dir}")
     return folder
 
 
@@ -166,13 +172,15 @@ def analyze(folder: Path, out: Path, hard_bins: int) -> None:
 
 def run_history(folder: Path) -> dict:
     """The training history of the run whose stats folder this is (`<save_dir>/stats/<run>`)."""
-    checkpoints = folder.parent.parent / "model_checkpoints" / folder.name
-    found = sorted(checkpoints.glob("training_history_*.pkl"))
-    if not found:
-        raise InputError(f"{checkpoints}: no training history for run {folder.name}")
-    history = load_pickle(found[-1])
+    try:
+        path = RunPaths.named(folder.parent.parent, folder.name).history
+    except InputError as exc:
+        raise InputError(f"{folder}: not the stats folder of a run ({exc})") from None
+    if not path.is_file():
+        raise InputError(f"{path}: no training history for run {folder.name}")
+    history = load_pickle(path)
     if problem := history_problem(history):
-        raise InputError(f"{found[-1]}: not a training history of this project ({problem})")
+        raise InputError(f"{path}: not a training history of this project ({problem})")
     return history
 
 
@@ -180,14 +188,10 @@ def plot_final_distribution(ax, stats: list[dict], name: str) -> None:
     last = [s for s in stats if s["epoch"] == stats[-1]["epoch"]]
     counts = sum(s["bin_counts"] for s in last).astype(np.float64)
     effective = sum(s["effective_counts"] for s in last)
-    edges = last[0]["bin_edges"]
-    centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    ax.bar(centers - width / 5, counts / counts.sum(), width=0.4 * width, label="before weighting")
-    ax.bar(centers + width / 5, effective / effective.sum(), width=0.4 * width,
-           label="after" if last[0]["weights_applied"] else "after (would be; not applied)")
+    before_after_bars(ax, last[0]["bin_edges"], counts / counts.sum(), effective / effective.sum(),
+                      "before weighting", "after" if last[0]["weights_applied"] else "after (would be; not applied)")
     ax.set(xlabel="difficulty g", ylabel="share of pairs", xlim=(0, 1),
            title=f"{name}\nepoch {last[0]['epoch']}, {len(last)} recorded batches")
-    ax.legend()
 
 
 def compare(folders: list[Path], out: Path) -> None:
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folders = [stats_folder(run, args.save_dir) for run in (args.compare or [args.run])]
         name = "_vs_".join(folder.name for folder in folders)
-        out = Path(args.out) if args.out else folders[0].parent.parent / "analysis" / name
+        out = Path(args.out) if args.out else analysis_folder(folders[0].parent.parent, name)
         if args.compare:
             compare(folders, out)
         else:

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
-from utils.ranking_metrics import ranking_metrics  # noqa: E402
+from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 
 
 @torch.inference_mode()
