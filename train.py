@@ -29,7 +29,7 @@ from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from analysis.evaluation import evaluate_recordings, headline, write_evaluation
-from utils.history import plot_history
+from utils.history import best_epoch, plot_history
 from utils.io_utils import save_pickle
 from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, consistency_folder
@@ -165,8 +165,8 @@ def train_frequency(run_args: dict, device: torch.device) -> dict:
     if main_process:
         write_summary(run, history, "completed", started, evaluation=headline_metrics)
     return {"frequency": run_args["frequency"], "status": "ok", "run": run.name, "epochs": run_args["epochs"],
-            "final_val_accuracy": history["val_accuracy"][-1], "best_val_accuracy": max(history["val_accuracy"]),
-            **headline_metrics}
+            "final_val_accuracy": history["val_accuracy"][-1],
+            "best_val_accuracy": best_epoch(history["val_accuracy"])[0], **headline_metrics}
 
 
 def print_summary(results: list[dict]) -> None:

@@ -9,11 +9,20 @@ def _pair_signs(values: np.ndarray) -> np.ndarray:
     return np.sign(values[i] - values[j])
 
 
+def ordered_correctly(difference, target):
+    """Whether each pair's score difference s1 − s2 has the sign of its target (±1): the one definition of a
+    correctly ordered pair, for numpy arrays and torch tensors alike. A tie (or NaN) counts as wrong."""
+    return target * difference > 0
+
+
 def pairwise_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Share of pairs from different classes whose scores are ordered as their classes; a tie is wrong."""
-    score_sign, label_sign = _pair_signs(np.asarray(scores, float)), _pair_signs(np.asarray(labels, float))
+    scores, labels = np.asarray(scores, float), np.asarray(labels, float)
+    i, j = np.triu_indices(len(scores), k=1)
+    label_sign = np.sign(labels[i] - labels[j])
     different = label_sign != 0
-    return float(np.mean(score_sign[different] == label_sign[different])) if different.any() else float("nan")
+    correct = ordered_correctly(scores[i] - scores[j], label_sign)
+    return float(np.mean(correct[different])) if different.any() else float("nan")
 
 
 def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:

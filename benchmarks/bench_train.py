@@ -55,7 +55,7 @@ def time_loss(criterion, s1, s2, target, repeats: int = 20) -> float:
 
 def plain_step(model, optimizer, criterion, batch) -> tuple:
     """The straightforward step: model(x1), model(x2) through the plain modules, the loss, backward, Adam."""
-    from models.fused_block import standardize
+    from models.common import standardize
 
     x1, x2, target = batch[:3]
     s1, s2 = (model.head(model.features(standardize(x))).squeeze(1) for x in (x1, x2))

@@ -33,23 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EPS = 1e-5
-CHUNK_BYTES = 32 * 2**20  # convolution output per chunk: one recording of the small CNN's first layer at 6 s
-
-
-def _std_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample standard deviation and mean, `[B, 1, 1, 1]` each; two passes, eight times faster than
-    torch.std_mean on one spectrogram (2 cores)."""
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    var = (x - mean).square_().sum(dim=(1, 2, 3), keepdim=True) / max(x[0].numel() - 1, 1)
-    return var.sqrt_(), mean
-
-
-def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Zero mean and unit variance per spectrogram, so a score never depends on the rest of the batch."""
-    std, mean = _std_mean(x)
-    return (x - mean) / (std + eps)
-
+from models.common import EPS, std_mean, conv_output_size, rows_per_chunk
 
 def _padding_buffer(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> torch.Tensor:
     """Zeros for `rows` padded inputs plus `stride[1]` spare elements, so that every phase's input is a dense
@@ -180,7 +164,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                            memory_format=torch.channels_last)  # the pooled y, each window's y at its maximum
         buffer = _padding_buffer(x, rows, conv)
         for start, xc in zip(range(0, len(x), rows), x.split(rows)):
-            std, x_mean = _std_mean(xc)
+            std, x_mean = std_mean(xc)
             x_means.append(x_mean)
             x_scales.append(std + EPS)
             xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
@@ -228,17 +212,6 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         grad_gamma = (invstd.double() * d).to(gamma.dtype)
         return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, s.to(gamma.dtype), None,
                 None, None)
-
-
-def conv_output_size(x: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
-    return tuple((x.shape[2 + d] + 2 * conv.padding[d] - conv.dilation[d] * (conv.kernel_size[d] - 1) - 1)
-                 // conv.stride[d] + 1 for d in (0, 1))
-
-
-def rows_per_chunk(x: torch.Tensor, conv: nn.Conv2d) -> int:
-    """Recordings per chunk: about CHUNK_BYTES of `conv`'s output, at least one."""
-    out_h, out_w = conv_output_size(x, conv)
-    return max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
 
 
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:

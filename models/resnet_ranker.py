@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from models.fused_block import rows_per_chunk, standardize, std_conv_bn_relu_pool
+from models.common import rows_per_chunk, standardize
+from models.fused_block import std_conv_bn_relu_pool
 
 
 def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d

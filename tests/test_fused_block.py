@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+import models.common as common
 import models.fused_block as fused_block
 from models import build_model
-from models.fused_block import standardize, std_conv_bn_relu_pool
+from models.common import standardize
+from models.fused_block import std_conv_bn_relu_pool
 
 
 def assert_grads_close(a: nn.Module, b: nn.Module, zero: tuple[str, ...], rtol: float = 1e-5) -> None:
@@ -24,9 +26,9 @@ def assert_grads_close(a: nn.Module, b: nn.Module, zero: tuple[str, ...], rtol: 
         assert diff <= rtol * max(pb.grad.norm(), 0.1 * scale), f"{name}: {diff} vs {pb.grad.norm()}"
 
 
-@pytest.mark.parametrize("chunk_bytes", [fused_block.CHUNK_BYTES, 40_000, 4_000])
+@pytest.mark.parametrize("chunk_bytes", [common.CHUNK_BYTES, 40_000, 4_000])
 def test_block_equals_the_module_sequence(monkeypatch, chunk_bytes):
-    monkeypatch.setattr(fused_block, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(common, "CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     conv, bn = nn.Conv2d(1, 8, 5, stride=(2, 4), padding=2), nn.BatchNorm2d(8)
     with torch.no_grad():
@@ -44,6 +46,43 @@ def test_block_equals_the_module_sequence(monkeypatch, chunk_bytes):
     torch.testing.assert_close(bn.running_mean, reference[1].running_mean)
     torch.testing.assert_close(bn.running_var, reference[1].running_var)
     assert bn.num_batches_tracked == reference[1].num_batches_tracked == 1
+
+
+CONVS = {"strided": dict(stride=(2, 3), padding=2), "no bias": dict(stride=(1, 2), padding=1, bias=False),
+         "dilated": dict(stride=1, padding=2, dilation=2)}
+
+
+@pytest.mark.parametrize("kind", list(CONVS))
+def test_block_gradients_pass_a_float64_gradcheck(kind):
+    """Finite differences against the hand-written backward, for every input the block has a gradient for."""
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(1, 3, 3, **CONVS[kind]).double(), nn.BatchNorm2d(3).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.5, -0.7, 0.9]))  # one negative gamma: the min-pool path
+        bn.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 1, 13, 17, dtype=torch.float64)
+    params = [p.detach().clone().requires_grad_() for p in (conv.weight, conv.bias, bn.weight, bn.bias)
+              if p is not None]
+
+    def block(weight, *rest):
+        bias = rest[0] if conv.bias is not None else None
+        return fused_block._StdConvBNReLUPool.apply(x, weight, bias, rest[-2], rest[-1], conv, bn, 1)
+    assert torch.autograd.gradcheck(block, tuple(params), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["no bias", "dilated"])
+def test_block_without_bias_or_with_dilation_equals_the_module_sequence(kind):
+    torch.manual_seed(2)
+    conv, bn = nn.Conv2d(1, 4, 3, **CONVS[kind]), nn.BatchNorm2d(4)
+    reference = nn.Sequential(copy.deepcopy(conv), copy.deepcopy(bn), nn.ReLU(), nn.MaxPool2d(2))
+    x = torch.randn(4, 1, 21, 30) * 10 - 40
+    out, expected = std_conv_bn_relu_pool(x, conv, bn), reference(standardize(x))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(expected)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    zero = ("0.bias",) if conv.bias is not None else ()
+    assert_grads_close(nn.ModuleList([conv, bn]), nn.ModuleList([reference[0], reference[1]]), zero=zero)
 
 
 def plain_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import models.fused_block as fused_block
+import models.common as common
 from models import build_model
 
 
@@ -31,7 +31,7 @@ def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
 
 @pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
 def test_eval_on_cpu_scores_one_recording_at_a_time_as_the_whole_batch(monkeypatch, name):
-    monkeypatch.setattr(fused_block, "CHUNK_BYTES", 1)  # one recording per chunk
+    monkeypatch.setattr(common, "CHUNK_BYTES", 1)  # one recording per chunk
     torch.manual_seed(0)
     model = build_model(name).eval()
     x = torch.randn(5, 1, 65, 40) * 10 - 40

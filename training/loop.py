@@ -10,6 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from analysis.ranking_metrics import ordered_correctly
 from losses import RunLosses, build_losses
 from models import build_model
 from models.pair_forward import PairScorer
@@ -78,11 +79,6 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
     return Step(value, s1.detach(), s2.detach(), target)
 
 
-def pairwise_correct(s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pairs ordered as the target says; a tie counts as wrong."""
-    return (target * (s1 - s2) > 0).sum()
-
-
 def stop_check(device: torch.device) -> None:
     """interrupt.check, agreed by all processes under torchrun so that all stop after the same step."""
     interrupt.check(lambda flag: distributed.any_rank([flag], device)[0])
@@ -109,7 +105,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
             n = len(step.target)
             sums["loss_main"] += step.loss * n
             sums["loss_standard_log"] += margin * n
-            sums["correct"] += int(pairwise_correct(step.s1, step.s2, step.target))
+            sums["correct"] += int(ordered_correctly(step.s1 - step.s2, step.target).sum())
             sums["pairs"] += n
         if on_batch is not None:
             on_batch(batch_number, len(loader), step, batch[5], batch[6])

@@ -1,5 +1,7 @@
 """The training history: per-epoch losses and accuracies, and their plot."""
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,6 +17,15 @@ def new_history(args: dict) -> dict:
     history = {key: [] for key in HISTORY_KEYS}
     history["args"] = args
     return history
+
+
+def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]:
+    """The best value (`pick`: max or min) and its 1-based epoch, NaN epochs skipped; (None, None) if none."""
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    if not finite:
+        return None, None
+    value, index = pick(finite)
+    return value, index + 1
 
 
 def history_problem(history) -> str | None:

@@ -1,11 +1,11 @@
 """summary.json: one run's arguments, status, headline figures, wall time and outputs, for sweep tables."""
 
-import math
 import os
 import socket
 import time
 from collections.abc import Callable
 
+from utils.history import best_epoch
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths
 
@@ -26,14 +26,6 @@ class Heartbeat:
             self.last = time.monotonic()
 
 
-def _best(values: list[float], pick) -> tuple[float | None, int | None]:
-    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
-    if not finite:
-        return None, None
-    value, index = pick(finite)
-    return value, index + 1
-
-
 def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
                   evaluation: dict | None = None) -> None:
     """Write `<run>/summary.json`; status is running, completed, failed or interrupted.
@@ -41,8 +33,8 @@ def write_summary(run: RunPaths, history: dict, status: str, started: float, err
     `pid`, `host` and `heartbeat` (Unix time of this write; a running run writes at its start and after every
     epoch) let `utils.summarize` tell a run that still runs from one whose process was killed.
     """
-    best_acc, best_acc_epoch = _best(history["val_accuracy"], max)
-    best_loss, best_loss_epoch = _best(history["val_loss_main"], min)
+    best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
+    best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
     last = {key: history[key][-1] if history[key] else None
             for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
     save_json({

@@ -1,0 +1,33 @@
+"""What both rankers share: per-spectrogram standardisation, and the chunk size for working through a batch
+a few recordings at a time (the fused block in training, eval-mode scoring on the CPU)."""
+
+import torch
+from torch import nn
+
+EPS = 1e-5
+CHUNK_BYTES = 32 * 2**20  # convolution output per chunk: one recording of the small CNN's first layer at 6 s
+
+
+def std_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample standard deviation and mean, `[B, 1, 1, 1]` each; two passes, eight times faster than
+    torch.std_mean on one spectrogram (2 cores)."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    var = (x - mean).square_().sum(dim=(1, 2, 3), keepdim=True) / max(x[0].numel() - 1, 1)
+    return var.sqrt_(), mean
+
+
+def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Zero mean and unit variance per spectrogram, so a score never depends on the rest of the batch."""
+    std, mean = std_mean(x)
+    return (x - mean) / (std + eps)
+
+
+def conv_output_size(x: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
+    return tuple((x.shape[2 + d] + 2 * conv.padding[d] - conv.dilation[d] * (conv.kernel_size[d] - 1) - 1)
+                 // conv.stride[d] + 1 for d in (0, 1))
+
+
+def rows_per_chunk(x: torch.Tensor, conv: nn.Conv2d) -> int:
+    """Recordings per chunk: about CHUNK_BYTES of `conv`'s output, at least one."""
+    out_h, out_w = conv_output_size(x, conv)
+    return max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
