@@ -101,6 +101,7 @@ def test_duration_crops_and_pads(tmp_path):
     assert torch.equal(load(tmp_path, duration=0.05, cache_dir=tmp_path / "cache").data[:], short.data)
 
 
+@pytest.mark.slow
 def test_cli_skips_bad_files_with_the_flag(tiny_data, tmp_path, capsys):
     data = tmp_path / "data"
     for wav in tiny_data.rglob("*_500hz_*.wav"):

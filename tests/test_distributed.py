@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import ROOT, tiny_train_args
 
 from losses.ghm_loss import GHMRankingLoss
+
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

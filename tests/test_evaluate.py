@@ -12,6 +12,8 @@ import evaluate
 import train
 from analysis.ranking_metrics import pairwise_accuracy
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
+
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_data, tmp_path_factory):

@@ -22,6 +22,8 @@ from utils.errors import InputError
 from analysis.ghm_runs import epoch_summary, hard_recordings, run_history
 from utils.ghm_utils import ghm_stats_table, load_ghm_stats
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
+
 CASES = 60  # per kind of file
 N_FFT, HOP = 128, 64
 

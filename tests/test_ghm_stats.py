@@ -15,6 +15,8 @@ import train
 from analysis.ghm_runs import main as analyze_main
 from utils.ghm_utils import TABLE_COLUMNS, ghm_stats_table, load_ghm_stats, stats_batch_rule
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
+
 
 def only_run(save_dir: Path, kind: str) -> Path:
     (folder,) = (save_dir / kind).iterdir()

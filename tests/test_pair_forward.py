@@ -1,3 +1,4 @@
+import pytest
 import torch
 from conftest import tiny_train_args
 from torch import nn
@@ -45,6 +46,7 @@ def test_unique_equals_separate_in_eval_mode():
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_trains_with_unique_pair_forward(tiny_data, tmp_path):
     assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1",
                                       "--pair-forward", "unique")) == 0

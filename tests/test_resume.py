@@ -16,6 +16,8 @@ import train
 from models import build_model
 from models.pair_forward import PAIR_FORWARD
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
+
 # GHM with momentum, so that the GHM state must survive the interruption too.
 RUN = ("--frequency", "1000hz", "--epochs", "3", "--checkpoint-interval", "5", "--ghm-momentum", "0.7",
        "--ghm-stats-batches", "all")

@@ -73,6 +73,7 @@ def one_error(capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_analyze_and_load_ghm_stats_refuse_a_planted_statistics_file(ghm_run, tmp_path, capsys):
     marker = tmp_path / "executed"
     folder = tmp_path / "stats"
@@ -85,6 +86,7 @@ def test_analyze_and_load_ghm_stats_refuse_a_planted_statistics_file(ghm_run, tm
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_analyze_compare_refuses_a_planted_history(ghm_run, tmp_path, capsys):
     marker = tmp_path / "executed"
     save_dir = tmp_path / "save"
@@ -97,6 +99,7 @@ def test_analyze_compare_refuses_a_planted_history(ghm_run, tmp_path, capsys):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_verify_consistency_refuses_a_planted_record(ghm_run, tiny_data, tmp_path, capsys):
     marker = tmp_path / "executed"
     save_dir = tmp_path / "save"
@@ -109,6 +112,7 @@ def test_verify_consistency_refuses_a_planted_record(ghm_run, tiny_data, tmp_pat
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_pickle_of_other_plain_content_is_one_clear_error(ghm_run, tmp_path):
     path = tmp_path / "epoch1_batch1_x_ghm_stats.pkl"
     for content in ([1, 2], {"epoch": 1}, {**load_ghm_stats(next((ghm_run / "stats").iterdir()))[0], "g": "x"}):

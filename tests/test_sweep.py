@@ -9,11 +9,14 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import ROOT, tiny_train_args
 
 import train
 from analysis import sweep as summarize
 from utils.run_summary import Heartbeat
+
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
 
 
 def sweep_flags(data, save_dir):

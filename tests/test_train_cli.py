@@ -14,6 +14,8 @@ import train
 import train_with_ghm
 from losses import GHMRankingLoss
 
+pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
+
 LOAD_WITHOUT_TORCH = """
 import pickle, sys
 sys.modules["torch"] = None  # any attempt to import torch now fails
