@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from utils.errors import InputError
+from utils.io_utils import format_problem
 from utils.run_paths import STATS_GLOB
 from utils.safe_pickle import load_pickle
 
+STATS_FORMAT = 2  # 1: files without a format_version entry; 2: with it (2026-11-26); utils/ghm_utils.py writes it
 STATS_SCALARS = {"loss_type": str, "weights_applied": bool, "run_name": str, "epoch": int, "batch": int,
                  "global_step": int, "bins": int, "alpha": float, "margin": float, "momentum": float,
                  "temperature": float}
@@ -22,6 +24,8 @@ def stats_problem(s) -> str | None:
     """What makes `s` not a statistics record this module can use (None if it is one)."""
     if not isinstance(s, dict):
         return f"holds a {type(s).__name__}, not a statistics dict"
+    if problem := format_problem(s, STATS_FORMAT):
+        return problem
     missing = [key for key in (*STATS_SCALARS, "bin_edges", *PER_BIN, *PER_PAIR, "pair_paths", "pair_labels")
                if key not in s]
     if missing:

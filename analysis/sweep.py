@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from utils.io_utils import atomic_path
+from utils.io_utils import atomic_path, format_problem
 from utils.run_paths import summaries
+from utils.run_summary import SUMMARY_FORMAT
 
 COLUMNS = ("run", "status", "frequency", "material", "loss_type", "ghm_alpha", "seed", "epochs_done",
            "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch", "final_val_loss",
@@ -57,6 +58,8 @@ def run_status(summary: dict, now: float) -> str:
 def summary_problem(summary: object) -> str | None:
     if not isinstance(summary, dict):
         return "not a JSON object"
+    if problem := format_problem(summary, SUMMARY_FORMAT):
+        return problem
     kinds = {"run": str, "status": str, "args": dict, "epochs_done": int, "final": dict, "wall_time_s": (int, float)}
     wrong = [key for key, kind in kinds.items() if not isinstance(summary.get(key), kind)]
     if wrong:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from utils.errors import InputError
+from utils.io_utils import format_problem
 
 CHECKPOINT_NAME = re.compile(r"model_epoch_(\d+)\.pt")
 
@@ -69,9 +70,8 @@ def checkpoint_problem(checkpoint: object, required: tuple[str, ...]) -> str | N
     """What makes a loaded file not a checkpoint of this kind (None if its entries have the right types)."""
     if not isinstance(checkpoint, dict):
         return f"holds a {type(checkpoint).__name__}, not a dict"
-    version = checkpoint.get("format_version", 1)
-    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
-        return f"format version {version!r}, written by a newer train.py (this one reads up to {CHECKPOINT_FORMAT})"
+    if problem := format_problem(checkpoint, CHECKPOINT_FORMAT):
+        return problem
     missing = sorted(set(required) - set(checkpoint))
     if missing:
         return f"missing {', '.join(missing)}"

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 if TYPE_CHECKING:  # reading statistics back must not need torch
     from losses.ghm_loss import GHMRankingLoss
-from analysis.ghm_stats import TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: E402, F401
+from analysis.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: E402, F401
 from utils.io_utils import save_figure  # noqa: E402
 
 
@@ -49,6 +49,7 @@ def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], lo
     counts = last["bin_counts"].astype(np.int64)
     bin_weights = last["bin_weights"].astype(np.float64)
     return {
+        "format_version": STATS_FORMAT,
         "loss_type": loss_type,
         "weights_applied": loss_type == "ghm",
         "run_name": run_name,

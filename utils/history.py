@@ -7,15 +7,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from utils.io_utils import save_figure  # noqa: E402
+from utils.io_utils import format_problem, save_figure  # noqa: E402
 
 HISTORY_KEYS = ("epoch", "train_loss_main", "train_loss_standard_log", "train_accuracy",
                 "val_loss_main", "val_loss_standard_log", "val_accuracy")
 
 
+HISTORY_FORMAT = 2  # 1: histories without a format_version entry; 2: with it (2026-11-26)
+
+
 def new_history(args: dict) -> dict:
     history = {key: [] for key in HISTORY_KEYS}
     history["args"] = args
+    history["format_version"] = HISTORY_FORMAT
     return history
 
 
@@ -32,6 +36,8 @@ def history_problem(history) -> str | None:
     """What makes `history` not a training history (None if it is one): the lists, equally long, of numbers."""
     if not isinstance(history, dict) or not isinstance(history.get("args"), dict):
         return "not a dict with the run's args"
+    if problem := format_problem(history, HISTORY_FORMAT):
+        return problem
     missing = [key for key in HISTORY_KEYS if not isinstance(history.get(key), list)]
     if missing:
         return f"lacks the lists {', '.join(missing)}"

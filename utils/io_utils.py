@@ -39,6 +39,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def format_problem(record: dict, current: int) -> str | None:
+    """A file's `format_version` (1 where it has none, as before versions were written) that this program cannot
+    read: not an integer, or newer than `current`."""
+    version = record.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f"format_version {version!r} is not a version"
+    if version > current:
+        return f"format version {version}, written by a newer version of this program (this one reads up to {current})"
+    return None
+
+
 def save_pickle(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -10,6 +10,7 @@ from utils.io_utils import save_json
 from utils.run_paths import RunPaths
 
 
+SUMMARY_FORMAT = 2  # 1: summaries without a format_version entry; 2: with it (2026-11-26)
 HEARTBEAT_S = 60.0
 
 
@@ -38,7 +39,7 @@ def write_summary(run: RunPaths, history: dict, status: str, started: float, err
     last = {key: history[key][-1] if history[key] else None
             for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
     save_json({
-        "run": run.name, "status": status, "error": error, "args": history["args"],
+        "format_version": SUMMARY_FORMAT, "run": run.name, "status": status, "error": error, "args": history["args"],
         "epochs_done": len(history["epoch"]), "final": last,
         "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
         "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
