@@ -15,7 +15,7 @@ import config
 from datasets import SpectrogramDatasetWithMaterial
 from datasets.loading import load_recordings, split_recordings
 from models import MODELS, build_model, check_input_size
-from training.cli import saved_args_problem
+from training.cli import argument_defaults, saved_args_problem
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = newest_checkpoint(args.checkpoint, "--checkpoint")
         checkpoint = load_checkpoint(path, "--checkpoint")
-        run_args = checkpoint["args"]
-        if problem := saved_args_problem(run_args):
+        if problem := saved_args_problem(checkpoint["args"]):
             raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
+        run_args = {**argument_defaults(), **checkpoint["args"]}
         device = choose_device(args.device)
-        model_name = args.model or run_args.get("model", "simple_cnn")
+        model_name = args.model or run_args["model"]
         model = load_model(checkpoint, model_name, path, device)
         overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
                      if value}

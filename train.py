@@ -22,14 +22,14 @@ from datasets.synthetic import ensure_demo_data
 from models import check_input_size
 from training.cli import get_args_parser, parse_args
 from training.ghm_recorder import GHMStatsRecorder
-from training.loop import Training, build_training, epoch_line, evaluate, record_epoch, stop_check, train_one_epoch
+from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
 from training.state import RunState, save_checkpoint, start_run, training_checkpoint
 from utils import distributed, interrupt
 from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from analysis.evaluation import evaluate_recordings, headline, write_evaluation
-from utils.history import best_epoch, plot_history
+from utils.history import best_epoch, plot_history, record_epoch
 from utils.io_utils import save_pickle
 from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, consistency_folder

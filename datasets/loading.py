@@ -15,14 +15,13 @@ from utils.errors import InputError
 
 
 def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMaterial:
-    """The recordings that a run with these arguments uses."""
-    seqs = run_args.get("seqs", ",".join(config.SELECTED_SEQS))
+    """The recordings that a run with these arguments (every flag of train.py, defaults included) uses."""
+    seqs = run_args["seqs"]
     selected = None if seqs == "all" else [s.strip() for s in seqs.split(",") if s.strip()]
     return SpectrogramDatasetWithMaterial(
-        run_args["data_root"], config.CLASSES, selected, frequency, run_args["material"],
-        n_fft=run_args.get("n_fft", config.N_FFT), hop_length=run_args.get("hop_length", config.HOP_LENGTH),
-        cache_dir=run_args.get("cache_dir"),
-        duration=run_args.get("duration"), skip_bad_files=run_args.get("skip_bad_files", False))
+        run_args["data_root"], config.CLASSES, selected, frequency, run_args["material"], n_fft=run_args["n_fft"],
+        hop_length=run_args["hop_length"], cache_dir=run_args["cache_dir"], duration=run_args["duration"],
+        skip_bad_files=run_args["skip_bad_files"])
 
 
 def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:

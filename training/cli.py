@@ -143,6 +143,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
                      f"{root}/<class>/{args.material}")
 
 
+def argument_defaults() -> dict:
+    """Every flag's default: what a checkpoint written before a flag existed trained with."""
+    return {action.dest: action.default for action in get_args_parser()._actions if action.dest != "help"}
+
+
 def explicit_args(argv: list[str] | None) -> dict:
     """Only the flags given on the command line."""
     parser = get_args_parser()

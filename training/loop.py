@@ -16,6 +16,7 @@ from models import build_model
 from models.pair_forward import PairScorer
 from utils import distributed, interrupt
 from utils.errors import TrainingStopped
+from utils.history import EPOCH_METRICS
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -113,7 +114,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
                         acc=f"{sums['correct'] / sums['pairs']:.3f}")
         stop_check(device)
     loss_main, loss_standard, correct, pairs = distributed.sum_over_ranks(list(sums.values()), device)
-    return {"loss_main": loss_main / pairs, "loss_standard_log": loss_standard / pairs, "accuracy": correct / pairs}
+    return dict(zip(EPOCH_METRICS, (loss_main / pairs, loss_standard / pairs, correct / pairs)))
 
 
 def train_one_epoch(t: Training, loader: DataLoader, device: torch.device, epoch: int, progress: bool,
@@ -130,13 +131,6 @@ def evaluate(t: Training, loader: DataLoader, device: torch.device, epoch: int, 
     t.model.eval()
     t.losses.criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
     return run_epoch(t, loader, device, False, f"epoch {epoch} val", progress)
-
-
-def record_epoch(history: dict, epoch: int, train: dict, val: dict) -> None:
-    history["epoch"].append(epoch)
-    for split, metrics in (("train", train), ("val", val)):
-        for key, value in metrics.items():
-            history[f"{split}_{key}"].append(value)
 
 
 def epoch_line(epoch: int, epochs: int, train: dict, val: dict, lr: float, seconds: float) -> str:

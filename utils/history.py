@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.io_utils import format_problem, save_figure  # noqa: E402
 
-HISTORY_KEYS = ("epoch", "train_loss_main", "train_loss_standard_log", "train_accuracy",
-                "val_loss_main", "val_loss_standard_log", "val_accuracy")
+# What run_epoch returns for a split, recorded per epoch as `<split>_<metric>`.
+EPOCH_METRICS = ("loss_main", "loss_standard_log", "accuracy")
+HISTORY_KEYS = ("epoch", *(f"{split}_{metric}" for split in ("train", "val") for metric in EPOCH_METRICS))
 
 
 HISTORY_FORMAT = 2  # 1: histories without a format_version entry; 2: with it (2026-11-26)
@@ -21,6 +22,13 @@ def new_history(args: dict) -> dict:
     history["args"] = args
     history["format_version"] = HISTORY_FORMAT
     return history
+
+
+def record_epoch(history: dict, epoch: int, train: dict, val: dict) -> None:
+    history["epoch"].append(epoch)
+    for split, metrics in (("train", train), ("val", val)):
+        for metric in EPOCH_METRICS:
+            history[f"{split}_{metric}"].append(metrics[metric])
 
 
 def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]:
