@@ -31,6 +31,15 @@ def tiny_train_args(data_root: Path, save_dir: Path, *extra: str) -> list[str]:
             "--checkpoint-interval", "1", "--margin", "1.0", "--no-progress", *extra]
 
 
+def one_epoch_run(data_root: Path, save_dir: Path, frequency: str) -> Path:
+    """Train one epoch on the tiny data through train.main; the run's checkpoint folder."""
+    import train
+
+    assert train.main(tiny_train_args(data_root, save_dir, "--frequency", frequency, "--epochs", "1")) == 0
+    (run,) = (save_dir / "model_checkpoints").iterdir()
+    return run
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int = 8000, subtype: str = "PCM_16") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), samples, rate, subtype=subtype, format="WAV")

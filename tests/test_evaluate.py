@@ -6,10 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_args
+from conftest import one_epoch_run
 
 import evaluate
-import train
 from analysis.ranking_metrics import pairwise_accuracy
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
@@ -17,10 +16,7 @@ pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them ou
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_data, tmp_path_factory):
-    save_dir = tmp_path_factory.mktemp("eval_run")
-    assert train.main(tiny_train_args(tiny_data, save_dir, "--frequency", "1000hz", "--epochs", "1")) == 0
-    (run,) = (save_dir / "model_checkpoints").iterdir()
-    return run
+    return one_epoch_run(tiny_data, tmp_path_factory.mktemp("eval_run"), "1000hz")
 
 
 def read_scores(folder):

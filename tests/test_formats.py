@@ -5,10 +5,9 @@ import pickle
 
 import pytest
 import torch
-from conftest import tiny_train_args
+from conftest import one_epoch_run
 
 import evaluate
-import train
 from analysis.ghm_runs import run_history
 from analysis.ghm_stats import load_ghm_stats
 from analysis.sweep import read_rows
@@ -20,9 +19,7 @@ pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them ou
 @pytest.fixture(scope="module")
 def run(tiny_data, tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("formats")
-    assert train.main(tiny_train_args(tiny_data, save_dir, "--frequency", "500hz", "--epochs", "1")) == 0
-    (folder,) = (save_dir / "model_checkpoints").iterdir()
-    return save_dir, folder
+    return save_dir, one_epoch_run(tiny_data, save_dir, "500hz")
 
 
 def versioned(value: dict, version: int | None) -> dict:
