@@ -24,15 +24,16 @@ from training.cli import get_args_parser, parse_args
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
 from training.state import RunState, save_checkpoint, start_run, training_checkpoint
-from utils import distributed, interrupt
+from utils import distributed, interrupt, run_log
 from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from analysis.evaluation import evaluate_recordings, headline, write_evaluation
-from utils.history import best_epoch, plot_history, record_epoch
-from utils.io_utils import save_pickle
+from utils.history import best_epoch, plot_history, record_epoch, write_metrics
+from utils.io_utils import save_pickle, save_yaml
 from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, consistency_folder
+from utils.run_log import RunLog
 from utils.run_summary import Heartbeat, write_summary
 
 __all__ = ["get_args_parser", "main", "parse_args"]
@@ -111,8 +112,9 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
         if epoch % run_args["checkpoint_interval"] == 0 or epoch == run_args["epochs"]:
             save_checkpoint(run.checkpoint(epoch), state.checkpoint)
         write_summary(run, state.history, "running", started)
-        print(epoch_line(epoch, run_args["epochs"], train, val, t.optimizer.param_groups[0]["lr"],
-                         time.perf_counter() - epoch_started), flush=True)
+        lr, seconds = t.optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_started
+        write_metrics(run.metrics, state.history, lr, seconds)
+        print(epoch_line(epoch, run_args["epochs"], train, val, lr, seconds), flush=True)
 
 
 def describe(run: RunPaths, data: RunData, run_args: dict, device: torch.device) -> str:
@@ -125,10 +127,11 @@ def describe(run: RunPaths, data: RunData, run_args: dict, device: torch.device)
             f"{f', {distributed.world_size()} processes' if distributed.active() else ''}")
 
 
-def train_frequency(run_args: dict, device: torch.device) -> dict:
+def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
     """One complete training run (or the rest of a resumed one) of `run_args["frequency"]`; returns its summary.
 
-    Under torchrun every process trains; rank 0 alone prints and writes files.
+    Under torchrun every process trains; rank 0 alone writes files. What this thread prints goes to `log`, which
+    becomes the run's train.log once the run folder exists.
     """
     set_seed(run_args["seed"])
     data = build_data(run_args, run_args["frequency"])
@@ -139,6 +142,8 @@ def train_frequency(run_args: dict, device: torch.device) -> dict:
     history = state.history
     main_process = distributed.is_main()
     if main_process:
+        log.attach(run.log)
+        save_yaml(run_args, run.config)
         write_summary(run, history, "running", started)
     print(describe(run, data, run_args, device), flush=True)
     try:
@@ -183,17 +188,19 @@ def train_all(args, device: torch.device) -> int:
     frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]
     results = []
     for frequency in frequencies:
-        try:
-            results.append(train_frequency({**vars(args), "frequency": frequency}, device))
-        except (InputError, TrainingStopped) as exc:
-            if distributed.is_main():
-                print(f"error: {exc}", file=sys.stderr)
-            results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
-        except Exception as exc:  # an unexpected failure of one frequency must not stop the others
-            if len(frequencies) == 1:
-                raise
-            traceback.print_exc()
-            results.append({"frequency": frequency, "status": "failed", "error": repr(exc)})
+        with run_log.capture() as log:
+            try:
+                results.append(train_frequency({**vars(args), "frequency": frequency}, device, log))
+            except (InputError, TrainingStopped) as exc:
+                if distributed.is_main():
+                    print(f"error: {exc}", file=sys.stderr)
+                results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
+            except Exception as exc:  # an unexpected failure of one frequency must not stop the others
+                if len(frequencies) == 1:
+                    log.write(traceback.format_exc())  # the log keeps it; the interpreter prints it once
+                    raise
+                traceback.print_exc()
+                results.append({"frequency": frequency, "status": "failed", "error": repr(exc)})
     if len(frequencies) > 1:
         print_summary(results)
     return 0 if all(r["status"] == "ok" for r in results) else 1

@@ -45,7 +45,8 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")
     timestamp = run[len("plastic_1000hz_ghm_alpha0.75_seed42_"):]
     assert sorted(p.name for p in checkpoints.iterdir()) == [
-        "eval", "model_epoch_1.pt", "model_epoch_2.pt", "summary.json", f"training_history_{timestamp}.pkl"]
+        "config.yaml", "eval", "metrics.csv", "model_epoch_1.pt", "model_epoch_2.pt", "summary.json", "train.log",
+        f"training_history_{timestamp}.pkl"]
     summary = json.loads((checkpoints / "summary.json").read_text())
     assert (summary["run"], summary["status"], summary["epochs_done"], summary["error"]) == (run, "completed", 2, None)
     assert summary["args"]["frequency"] == "1000hz" and summary["wall_time_s"] > 0

@@ -1,13 +1,15 @@
-"""The training history: per-epoch losses and accuracies, and their plot."""
+"""The training history: per-epoch losses and accuracies, their plot and their table (metrics.csv)."""
 
+import csv
 import math
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from utils.io_utils import format_problem, save_figure  # noqa: E402
+from utils.io_utils import atomic_path, format_problem, save_figure  # noqa: E402
 
 # What run_epoch returns for a split, recorded per epoch as `<split>_<metric>`.
 EPOCH_METRICS = ("loss_main", "loss_standard_log", "accuracy")
@@ -29,6 +31,30 @@ def record_epoch(history: dict, epoch: int, train: dict, val: dict) -> None:
     for split, metrics in (("train", train), ("val", val)):
         for metric in EPOCH_METRICS:
             history[f"{split}_{metric}"].append(metrics[metric])
+
+
+METRICS_COLUMNS = (*HISTORY_KEYS, "lr", "seconds")
+
+
+def write_metrics(path: Path, history: dict, lr: float, seconds: float) -> None:
+    """metrics.csv, one row per epoch of `history`: its figures, and the learning rate and seconds of the epoch
+    (this epoch's given; earlier ones kept from the file, blank where it has none, as after resuming a run
+    from before metrics.csv existed). Written atomically."""
+    earlier = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            earlier = {row.get("epoch"): row for row in csv.DictReader(f)}
+    except (OSError, csv.Error, UnicodeDecodeError, ValueError):
+        pass
+    rows = []
+    for i, epoch in enumerate(history["epoch"]):
+        old = earlier.get(str(epoch), {})
+        timing = (lr, round(seconds, 3)) if i == len(history["epoch"]) - 1 else (old.get("lr"), old.get("seconds"))
+        rows.append([*(history[key][i] for key in HISTORY_KEYS), *timing])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(METRICS_COLUMNS)
+        writer.writerows(rows)
 
 
 def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]:

@@ -60,6 +60,14 @@ def save_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def save_yaml(obj: Any, path: str | Path) -> None:
+    """Plain values as YAML (PyYAML's safe dumper), in the order given."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
 def save_figure(fig: Any, path: str | Path) -> None:
     """Save a matplotlib figure as PNG and close it."""
     import matplotlib.pyplot as plt

@@ -77,6 +77,20 @@ class RunPaths:
         return self.checkpoints / "summary.json"
 
     @property
+    def log(self) -> Path:
+        return self.checkpoints / "train.log"
+
+    @property
+    def metrics(self) -> Path:
+        """One row per epoch, for spreadsheets and pandas."""
+        return self.checkpoints / "metrics.csv"
+
+    @property
+    def config(self) -> Path:
+        """The run's arguments as YAML."""
+        return self.checkpoints / "config.yaml"
+
+    @property
     def evaluation(self) -> Path:
         """The final model's evaluation on the validation recordings."""
         return self.checkpoints / "eval"
