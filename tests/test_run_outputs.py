@@ -66,3 +66,37 @@ def test_metrics_and_config_cover_every_epoch_across_a_resume(tiny_data, tmp_pat
     assert (config["frequency"], config["epochs"], config["seed"]) == ("1000hz", 3, 42)
     log = (folder / "train.log").read_text().splitlines()  # the resumed run appends to its log
     assert sum(line.startswith("run ") for line in log) == 2 and any(line.startswith("resuming run") for line in log)
+
+
+def test_a_runs_own_config_yaml_starts_the_same_run_again(tiny_data, tmp_path):
+    assert train.main(tiny_train_args(tiny_data, tmp_path / "a", "--frequency", "500hz", "--ghm-momentum", "0.5")) == 0
+    first = run_folder(tmp_path / "a")
+    assert train.main(["--config", str(first / "config.yaml"), "--save-dir", str(tmp_path / "b")]) == 0
+    histories = [pickle.loads(next(folder.glob("training_history_*.pkl")).read_bytes())
+                 for folder in (first, run_folder(tmp_path / "b"))]
+    for history in histories:
+        history["args"].pop("save_dir")
+    assert histories[0] == histories[1]
+
+
+def test_config_values_replace_defaults_and_flags_override_them(tiny_data, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("frequency: 1000hz\nlearning-rate: 0.01\nghm_bins: 7\nepochs: 4\n")
+    args = train.parse_args(["--config", str(path), "--data-root", str(tiny_data), "--epochs", "2"])
+    assert (args.frequency, args.learning_rate, args.ghm_bins, args.epochs) == ("1000hz", 0.01, 7, 2)
+    assert not hasattr(args, "config")
+
+
+@pytest.mark.parametrize("text, message", [("epochz: 1\n", "unknown key 'epochz'"),
+                                           ("epochs: ten\n", "key 'epochs' holds 'ten'"),
+                                           ("frequency: 250hz\n", "key 'frequency' holds '250hz'"),
+                                           ("margin: true\n", "key 'margin' holds True"),
+                                           ("[1, 2\n", "cannot be read as YAML"),
+                                           ("- 1\n- 2\n", "not a mapping")])
+def test_a_bad_config_file_is_one_error_naming_the_key(tiny_data, tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--config", str(path), "--data-root", str(tiny_data), "--frequency", "500hz"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"--config {path}: {message}" in err and "Traceback" not in err

@@ -84,6 +84,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "GHM statistics stay float32 (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes (default: %(default)s)")
+    p.add_argument("--config", metavar="FILE",
+                   help="a YAML file of flag values (keys are flag names, e.g. learning_rate or learning-rate) that "
+                        "replace the defaults; flags on the command line override it; a run's own config.yaml "
+                        "starts the same run again")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run from a checkpoint, or from a run folder's newest one, in that run's folder; "
                         "only --epochs, --checkpoint-interval, --device, --num-workers and --no-progress may change")
@@ -163,18 +167,43 @@ def saved_args_problem(saved: dict) -> str | None:
     if missing:
         return f"its args lack {', '.join(missing)}"
     for action in get_args_parser()._actions:
-        if action.dest not in saved or action.dest == "help":
-            continue
-        value, kind = saved[action.dest], action.type or (str if action.default is None else type(action.default))
-        if value is None and (action.default is None or action.dest == "data_root"):
-            continue
-        if kind is float:
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-        if not fits or (action.choices is not None and value not in action.choices):
-            return f"its args hold {action.dest} = {value!r}"
+        if action.dest in saved and action.dest != "help" and not value_fits(action, saved[action.dest]):
+            return f"its args hold {action.dest} = {saved[action.dest]!r}"
     return None
+
+
+def value_fits(action: argparse.Action, value: object) -> bool:
+    """Whether `value` has the type (and lies among the choices) that the flag's own parser would give."""
+    kind = action.type or (str if action.default is None else type(action.default))
+    if value is None and (action.default is None or action.dest == "data_root"):
+        return True
+    if kind is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    return fits and (action.choices is None or value in action.choices)
+
+
+def config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
+    """The flag values of a --config YAML file; parser errors name the file and the key."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        parser.error(f"--config {path}: cannot be read as YAML ({str(exc).splitlines()[0]})")
+    if not isinstance(values, dict):
+        parser.error(f"--config {path}: not a mapping of flag names to values")
+    actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).replace("-", "_")
+        if dest not in actions:
+            parser.error(f"--config {path}: unknown key {key!r} (keys are train.py's flag names)")
+        if not value_fits(actions[dest], value):
+            parser.error(f"--config {path}: key {key!r} holds {value!r}, not a value of --{dest.replace('_', '-')}")
+        defaults[dest] = value
+    return defaults
 
 
 def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace) -> dict:
@@ -201,7 +230,13 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = get_args_parser()
+    given = explicit_args(argv)
+    if given.get("config"):
+        if given.get("resume"):
+            parser.error("--config: a resumed run keeps its own arguments; give --resume alone")
+        parser.set_defaults(**config_defaults(parser, given["config"]))
     args = parser.parse_args(argv)
+    del args.config  # the values it gave are the run's arguments; the file's name is not one
     if args.resume:
         args = argparse.Namespace(**resumed_args(parser, argv, args))
     if args.data_root is None:
