@@ -126,3 +126,14 @@ def test_the_heartbeat_writes_at_most_once_per_interval():
         often()
         never()
     assert writes == ["often"] * 5
+
+
+def test_the_sweep_takes_relative_paths_from_where_it_runs_and_save_dir_with_an_equals_sign(tiny_data, tmp_path):
+    env = {**os.environ, "JOBS": "1", "SEEDS": "1", "FREQUENCIES": "500hz", "LOSSES": "standard", "EPOCHS": "1"}
+    flags = [flag for flag in sweep_flags(tiny_data, "unused") if flag not in ("--save-dir", "unused")]
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh"), *flags, "--save-dir=runs"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    (run,) = (tmp_path / "runs" / "model_checkpoints").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert (tmp_path / "runs" / "summary.csv").is_file() and "1/1" in out.stdout
