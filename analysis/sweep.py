@@ -83,21 +83,25 @@ def read_rows(save_dir: Path) -> list[dict]:
             continue
         args, evaluation, final = summary["args"], summary.get("evaluation") or {}, summary["final"]
         row = {"run": summary["run"], "status": run_status(summary, now),
-                     **{key: args.get(key) for key in ("frequency", "material", "loss_type", "seed")},
-                     "ghm_alpha": args.get("ghm_alpha") if args.get("loss_type") == "ghm" else None,
-                     "epochs_done": summary["epochs_done"],
-                     "final_val_accuracy": final.get("val_accuracy"),
-                     "best_val_accuracy": summary.get("best_val_accuracy"),
-                     "best_val_accuracy_epoch": summary.get("best_val_accuracy_epoch"),
-                     "final_val_loss": final.get("val_loss_main"),
-                     "pairwise_accuracy": evaluation.get("pairwise_accuracy"),
-                     "kendall_tau_b": evaluation.get("kendall_tau_b"),
-                     "wall_time_s": summary["wall_time_s"], "error": summary.get("error")}
+               **{key: args.get(key) for key in ("frequency", "material", "loss_type", "seed")},
+               "ghm_alpha": args.get("ghm_alpha") if args.get("loss_type") == "ghm" else None,
+               "epochs_done": summary["epochs_done"], "final_val_accuracy": final.get("val_accuracy"),
+               "best_val_accuracy": summary.get("best_val_accuracy"),
+               "best_val_accuracy_epoch": summary.get("best_val_accuracy_epoch"),
+               "final_val_loss": final.get("val_loss_main"),
+               "pairwise_accuracy": evaluation.get("pairwise_accuracy"),
+               "kendall_tau_b": evaluation.get("kendall_tau_b"),
+               "wall_time_s": summary["wall_time_s"], "error": summary.get("error")}
         if problem := row_problem(row):
             print(f"warning: {path}: {problem}; skipped", file=sys.stderr)
             continue
-        rows.append(row)
+        rows.append({**row, "args": args})
     return rows
+
+
+def group_value(row: dict, column: str) -> str:
+    """A row's value in a table column, or else the run argument of that name (what --group-by can use)."""
+    return str(row[column] if column in COLUMNS else row["args"].get(column))
 
 
 def row_problem(row: dict) -> str | None:
@@ -118,11 +122,11 @@ def mean_std(values: list[float]) -> str:
 def group_table(rows: list[dict], group_by: list[str]) -> list[list[str]]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault(tuple(row[key] for key in group_by), []).append(row)
+        groups.setdefault(tuple(group_value(row, key) for key in group_by), []).append(row)
     table = []
     for key, members in sorted(groups.items(), key=lambda item: str(item[0])):
         done = [r for r in members if r["status"] == "completed"]
-        table.append([*map(str, key), f"{len(done)}/{len(members)}",
+        table.append([*key, f"{len(done)}/{len(members)}",
                       *(mean_std([r[f] for r in done if r[f] is not None]) for f in FIGURES)])
     return table
 
@@ -138,17 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("save_dir", help="the --save-dir of the runs")
     parser.add_argument("--group-by", default="frequency,loss_type",
-                        help="comma-separated columns to group by (default: %(default)s)")
+                        help="comma-separated table columns or run arguments (any flag stored in summary.json, "
+                             "e.g. margin,ghm_alpha) to group by (default: %(default)s)")
     parser.add_argument("--csv", help="where to write the rows (default: SAVE_DIR/summary.csv)")
     args = parser.parse_args(argv)
     save_dir = Path(args.save_dir)
-    group_by = [c for c in args.group_by.split(",") if c]
-    if unknown := [c for c in group_by if c not in COLUMNS]:
-        parser.error(f"--group-by: unknown column(s) {', '.join(unknown)}; choose from {', '.join(COLUMNS)}")
+    group_by = [c.strip().replace("-", "_") for c in args.group_by.split(",") if c.strip()]
     rows = read_rows(save_dir)
     if not rows:
         print(f"error: {save_dir}: no model_checkpoints/<run>/summary.json found", file=sys.stderr)
         return 1
+    known = set(COLUMNS).union(*(row["args"] for row in rows))
+    if unknown := [c for c in group_by if c not in known]:
+        parser.error(f"--group-by: unknown column(s) {', '.join(unknown)}; choose table columns or run arguments")
     print_table(list(COLUMNS[:-1]), [[row[c] for c in COLUMNS[:-1]] for row in rows])
     for row in rows:
         if row["error"]:
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table([*group_by, "completed", *(f"{f} (mean ± std)" for f in FIGURES)], group_table(rows, group_by))
     out = Path(args.csv) if args.csv else save_dir / "summary.csv"
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     print(f"\nwrote {out}")

@@ -65,6 +65,17 @@ def test_summarize_lists_failed_runs_and_groups(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "failed_run: failed: RuntimeError: boom" in out and "1/2" in out
     assert summarize.main([str(tmp_path / "empty")]) == 1
+    other = tmp_path / "model_checkpoints" / "margin_5_run"
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({**summary, "run": "margin_5_run", "status": "completed",
+                                                    "error": None, "args": {**summary["args"], "margin": 5.0}}))
+    assert summarize.main([str(tmp_path), "--group-by", "margin"]) == 0  # any stored argument groups
+    groups = capsys.readouterr().out.split("\n\n", 1)[1].splitlines()[1:]
+    assert sorted(line.split()[:2] for line in groups if line.strip() and not line.startswith("wrote")) == [
+        ["1.0", "1/2"], ["5.0", "1/1"]]
+    with pytest.raises(SystemExit):
+        summarize.main([str(tmp_path), "--group-by", "no_such_argument"])
+    assert "--group-by: unknown column(s) no_such_argument" in capsys.readouterr().err
 
 
 def rows_by_run(save_dir) -> dict[str, dict]:
