@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = parse_args(argv)
     retain_freed_memory()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = choose_device(args.device)
     if distributed.launched_by_torchrun():
         device = distributed.setup(device)

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import yaml
 from conftest import ROOT, tiny_train_args
 
 import train
@@ -34,6 +35,7 @@ def test_sweep_runs_jobs_in_parallel_each_in_its_own_folder(tiny_data, tmp_path)
     runs = sorted((tmp_path / "model_checkpoints").iterdir())
     assert len(runs) == 4
     assert sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs) == ["completed"] * 4
+    assert {yaml.safe_load((r / "config.yaml").read_text())["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
     with open(tmp_path / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted((r["seed"], r["loss_type"]) for r in rows) == [("1", "ghm"), ("1", "standard"),

@@ -213,7 +213,8 @@ def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
                                                    ("--seed", "4294967296", "--seed must be between 0 and 2**32"),
                                                    ("--duration", "inf", "--duration must be > 0 and finite"),
                                                    ("--margin", "nan", "--margin must be > 0 and finite"),
-                                                   ("--margin", "-1 --ghm-temperature 1", "--margin must be > 0")])
+                                                   ("--margin", "-1 --ghm-temperature 1", "--margin must be > 0"),
+                                                   ("--threads", "-1", "--threads must be >= 0")])
 def test_flag_values_are_checked(tiny_data, flag, value, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, *value.split()])

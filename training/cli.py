@@ -17,7 +17,7 @@ from utils.ghm_utils import stats_batch_rule
 from utils.run_paths import NAME_PART
 
 # What a resumed run may change; every other flag must match the run being resumed.
-RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "no_progress")
+RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "threads", "no_progress")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -82,6 +82,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", default="off", choices=list(AMP_DTYPES),
                    help="mixed precision for the model (autocast); fp16 with gradient scaling; the losses and "
                         "GHM statistics stay float32 (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for PyTorch's operations; runs side by side (a sweep with JOBS > 1) should share "
+                        "the cores instead of each taking all (default 0: PyTorch's own choice, all cores; torchrun "
+                        "sets 1 per process unless OMP_NUM_THREADS says otherwise)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes (default: %(default)s)")
     p.add_argument("--config", metavar="FILE",
@@ -90,7 +94,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "starts the same run again")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run from a checkpoint, or from a run folder's newest one, in that run's folder; "
-                        "only --epochs, --checkpoint-interval, --device, --num-workers and --no-progress may change")
+                        "only --epochs, --checkpoint-interval, --device, --num-workers, --threads and --no-progress "
+                        "may change")
     p.add_argument("--verify-consistency", action="store_true",
                    help="record the first three training batches and compare with an earlier record")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -125,6 +130,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--n-fft", args.n_fft >= 2, "must be >= 2"),
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
+             ("--threads", args.threads >= 0, "must be >= 0"),
              ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
               "must be > 0 and finite"),
              ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
