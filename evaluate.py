@@ -31,9 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frequency", choices=config.FREQUENCIES, help="(default: the checkpoint's)")
     p.add_argument("--material", help="(default: the checkpoint's)")
     p.add_argument("--model", choices=list(MODELS), help="(default: the checkpoint's)")
-    p.add_argument("--split", choices=["val", "all"], default="val",
-                   help="val: the run's validation recordings, rebuilt from its seed; all: every recording found "
-                        "(default: %(default)s)")
+    p.add_argument("--split", choices=["val", "test", "all"], default="val",
+                   help="val: the run's validation recordings, rebuilt from its seed; test: its held-out test "
+                        "recordings (a run with --test-fraction); all: every recording found (default: %(default)s)")
     p.add_argument("--out", help="output folder (default: eval_<checkpoint name>_<split>/ beside the checkpoint; "
                                  "the run's own final evaluation in eval/ is replaced only when --out names it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -52,15 +52,18 @@ def load_model(checkpoint: dict, name: str, path: Path, device: torch.device) ->
 
 def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict, checkpoint: dict,
                       split: str) -> list[int]:
-    """All indices, or the run's validation split, checked against the paths the checkpoint recorded."""
+    """All indices, or the run's validation or test split, checked against the validation paths the checkpoint
+    recorded (the test split comes from the same seed and recordings)."""
     if split == "all":
         return list(range(len(recordings)))
-    indices = list(split_recordings(recordings, run_args["seed"])[1].indices)
+    splits = split_recordings(recordings, run_args["seed"], run_args["test_fraction"])
+    if split == "test" and not splits.test:
+        raise InputError("--split test: the run held out no test split (it trained without --test-fraction)")
     expected = checkpoint.get("val_recordings")
-    if expected is not None and [recordings.paths[i] for i in indices] != list(expected):
+    if expected is not None and [recordings.paths[i] for i in splits.val] != list(expected):
         raise InputError("the validation recordings rebuilt from the checkpoint's seed are not the ones the run "
                          "used (the data folder changed?); use --split all")
-    return indices
+    return splits.test if split == "test" else splits.val
 
 
 def main(argv: list[str] | None = None) -> int:

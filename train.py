@@ -19,22 +19,24 @@ from torch import nn
 import config
 from datasets.loading import RunData, build_data
 from datasets.synthetic import ensure_demo_data
-from models import check_input_size
+from models import build_model, check_input_size
 from training.cli import get_args_parser, parse_args
-from training.ghm_recorder import GHMStatsRecorder
+from training.batch_hooks import BatchHooks
+from training.named_runs import named_run, run_folder_name
 from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
 from training.state import RunState, save_checkpoint, start_run, training_checkpoint
 from utils import distributed, interrupt, run_log
+from utils.checkpoints import load_checkpoint
 from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
-from analysis.evaluation import evaluate_recordings, headline, write_evaluation
-from utils.history import best_epoch, plot_history, record_epoch, write_metrics
+from analysis.evaluation import HEADLINE, evaluate_recordings, headline, write_evaluation
+from utils.history import early_stop_reason, monitor_best, plot_history, record_epoch, write_metrics
 from utils.io_utils import save_pickle, save_yaml
 from utils.memory import retain_freed_memory
 from utils.run_paths import RunPaths, consistency_folder
 from utils.run_log import RunLog
-from utils.run_summary import Heartbeat, write_summary
+from utils.run_summary import Heartbeat, summary_record, write_summary
 
 __all__ = ["get_args_parser", "main", "parse_args"]
 
@@ -51,70 +53,112 @@ def check_batches(run_args: dict, run: RunPaths) -> None:
     print(verify_batch_consistency(data.train_loader, folder, run.timestamp, run_args["seed"], key_args), flush=True)
 
 
-def final_evaluation(model: nn.Module, data: RunData, device: torch.device, run: RunPaths) -> dict | None:
-    """evaluate.py's measures on the validation recordings, each scored once; report in <run>/eval/.
-
-    None if SIGINT/SIGTERM stopped it: the caller's agreed stop check then stops every process together.
-    """
-    recordings, indices = data.recordings, data.val_indices
-    labels = recordings.labels[indices].numpy()
+def best_model(run_args: dict, run: RunPaths, history: dict, device: torch.device) -> tuple[nn.Module | None, int]:
+    """model_best.pt's model and epoch; (None, epoch) with a warning if it is missing or not the history's best
+    (a run killed between its checkpoints and resumed differently)."""
+    best_epoch_number = monitor_best(history)[1]
     try:
-        scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device,
-                                              between=interrupt.check)
-    except interrupt.TrainingInterrupted as exc:
-        if exc.aborted:
-            raise
-        return None
-    write_evaluation(run.evaluation, data.val_paths, labels, scores, metrics, recordings.classes,
-                     f"{run.name} (validation)", {"split": "val", "epoch": "final"})
-    print(f"final model on the validation recordings: {headline(metrics)}", flush=True)
-    return metrics
+        checkpoint = load_checkpoint(run.best_checkpoint, "model_best.pt", ("model_state_dict", "epoch"))
+    except InputError as exc:
+        warnings.warn(f"{exc}; the final evaluation reports the last model only")
+        return None, best_epoch_number
+    if checkpoint["epoch"] != best_epoch_number:
+        warnings.warn(f"{run.best_checkpoint} is from epoch {checkpoint['epoch']}, but the history's best epoch is "
+                      f"{best_epoch_number}; the final evaluation reports the last model only")
+        return None, best_epoch_number
+    model = build_model(run_args["model"])
+    model.load_state_dict(checkpoint["model_state_dict"])
+    return model.to(device), best_epoch_number
+
+
+def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: torch.device, run: RunPaths,
+                     history: dict) -> dict | None:
+    """evaluate.py's measures for the last and the best model (by --monitor) on the evaluation split (test when
+    held out, else validation), each recording scored once; reports in <run>/eval/ and <run>/eval_best/.
+
+    Returns {"split", "last", "best", "best_epoch"} ("best" None without a usable model_best.pt), or None if
+    SIGINT/SIGTERM stopped it: the caller's agreed stop check then stops every process together.
+    """
+    split, indices = data.evaluation_split
+    recordings, labels = data.recordings, data.recordings.labels[indices].numpy()
+    paths = [recordings.paths[i] for i in indices]
+    best, best_at = best_model(run_args, run, history, device)
+    report = {"split": split, "best_epoch": best_at, "last": None, "best": None}
+    models = [("last", model, run.evaluation, history["epoch"][-1]), ("best", best, run.evaluation_best, best_at)]
+    for which, candidate, folder, epoch in models:
+        if candidate is None:
+            continue
+        try:
+            scores, metrics = evaluate_recordings(candidate, recordings.data[indices], labels, recordings.classes,
+                                                  device, between=interrupt.check)
+        except interrupt.TrainingInterrupted as exc:
+            if exc.aborted:
+                raise
+            return None
+        write_evaluation(folder, paths, labels, scores, metrics, recordings.classes,
+                         f"{run.name} ({which} model, {split})", {"split": split, "model": which, "epoch": epoch})
+        print(f"{which} model (epoch {epoch}) on the {split} recordings: {headline(metrics)}", flush=True)
+        report[which] = metrics
+    return report
 
 
 def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: RunPaths, state: RunState,
         started: float) -> None:
-    """The epochs after `state.epoch`: train, validate, schedule, record, checkpoint.
+    """The epochs after `state.epoch`: train, validate, schedule, record, checkpoint; until --epochs, or until
+    --early-stop-patience ends the run (a resumed run that had stopped early trains no further).
 
     On SIGINT/SIGTERM the checkpoint of the last complete epoch is written before the run stops.
     """
     main_process = distributed.is_main()
     progress = not run_args["no_progress"] and sys.stderr.isatty() and main_process
-    recorder = (GHMStatsRecorder(t.losses, run_args["loss_type"], run_args["ghm_stats_batches"], data.recordings,
-                                 run) if t.losses.ghm else None)
     heartbeat = Heartbeat(lambda: write_summary(run, state.history, "running", started)) if main_process else None
+    hooks = BatchHooks(run_args, t, data, run, heartbeat, state.epoch)
+    try:
+        for epoch in range(state.epoch + 1, run_args["epochs"] + 1):
+            if state.epoch and early_stop_reason(state.history):
+                break
+            epoch_started, hooks.epoch = time.perf_counter(), epoch
+            try:
+                stop_check(device)
+                train = train_one_epoch(t, data.train_loader, device, epoch, progress, hooks)
+                val = evaluate(t, data.val_loader, device, epoch, progress)
+            except interrupt.TrainingInterrupted as exc:
+                if not exc.aborted and main_process:
+                    save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)
+                    save_pickle(state.history, run.history)
+                raise
+            t.scheduler.step(val["loss_main"])
+            record_epoch(state.history, epoch, train, val)
+            state.epoch, state.elapsed = epoch, time.time() - started
+            if main_process:
+                state.checkpoint = training_checkpoint(t, state, data, run, train, val)
+                save_epoch(run_args, t, run, state, started, (train, val, time.perf_counter() - epoch_started))
+                hooks.end_epoch(train, val)
+    finally:
+        hooks.close()
 
-    def on_batch(*step) -> None:
-        if recorder is not None:
-            recorder(*step)
-        if heartbeat is not None:
-            heartbeat()
-    for epoch in range(state.epoch + 1, run_args["epochs"] + 1):
-        epoch_started = time.perf_counter()
-        if recorder is not None:
-            recorder.epoch = epoch
-        try:
-            stop_check(device)
-            train = train_one_epoch(t, data.train_loader, device, epoch, progress, on_batch)
-            val = evaluate(t, data.val_loader, device, epoch, progress)
-        except interrupt.TrainingInterrupted as exc:
-            if not exc.aborted and main_process:
-                save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)
-                save_pickle(state.history, run.history)
-            raise
-        t.scheduler.step(val["loss_main"])
-        record_epoch(state.history, epoch, train, val)
-        state.epoch, state.elapsed = epoch, time.time() - started
-        if not main_process:
-            continue
-        state.checkpoint = training_checkpoint(t, state, data, run, train, val)
-        save_pickle(state.history, run.history)
-        plot_history(state.history, run.history_plot, run.name)
-        if epoch % run_args["checkpoint_interval"] == 0 or epoch == run_args["epochs"]:
-            save_checkpoint(run.checkpoint(epoch), state.checkpoint)
-        write_summary(run, state.history, "running", started)
-        lr, seconds = t.optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_started
-        write_metrics(run.metrics, state.history, lr, seconds)
-        print(epoch_line(epoch, run_args["epochs"], train, val, lr, seconds), flush=True)
+
+def save_epoch(run_args: dict, t: Training, run: RunPaths, state: RunState, started: float,
+               figures: tuple[dict, dict, float]) -> None:
+    """The main process's files after an epoch: model_best.pt when the monitor improved, the checkpoint when due
+    (and when the run stops early), history, plot, summary, metrics.csv; then the epoch's line."""
+    train, val, seconds = figures
+    epoch, history = state.epoch, state.history
+    improved = monitor_best(history)[1] == epoch
+    stopping = early_stop_reason(history)
+    if improved:
+        save_checkpoint(run.best_checkpoint, state.checkpoint)
+    if epoch % run_args["checkpoint_interval"] == 0 or epoch == run_args["epochs"] or stopping:
+        save_checkpoint(run.checkpoint(epoch), state.checkpoint)
+    save_pickle(history, run.history)
+    plot_history(history, run.history_plot, run.name)
+    write_summary(run, history, "running", started)
+    lr = t.optimizer.param_groups[0]["lr"]
+    write_metrics(run.metrics, history, lr, seconds)
+    print(epoch_line(epoch, run_args["epochs"], train, val, lr, seconds) + ("  (best)" if improved else ""),
+          flush=True)
+    if stopping:
+        print(stopping, flush=True)
 
 
 def describe(run: RunPaths, data: RunData, run_args: dict, device: torch.device) -> str:
@@ -133,6 +177,14 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
     Under torchrun every process trains; rank 0 alone writes files. What this thread prints goes to `log`, which
     becomes the run's train.log once the run folder exists.
     """
+    if run_args["run_name"] and not run_args["resume"]:
+        run_args, finished = named_run(run_args)
+        if finished is not None:
+            print(f"run {finished['run']} finished earlier ({finished['end_reason']}); not trained again: "
+                  f"{finished['evaluation']['model']} model, pairwise accuracy "
+                  f"{finished['evaluation']['pairwise_accuracy']:.3f} on the {finished['evaluation']['split']} "
+                  "recordings", flush=True)
+            return result_row(finished)
     set_seed(run_args["seed"])
     data = build_data(run_args, run_args["frequency"])
     check_input_size(run_args["model"], tuple(data.recordings.data.shape[1:]))
@@ -151,12 +203,13 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
             check_batches(run_args, run)
         fit(run_args, training, data, device, run, state, started)
         stop_check(device)
-        metrics = final_evaluation(training.model, data, device, run) if main_process else None
-        metrics = distributed.broadcast_from_main(metrics)
+        report = final_evaluation(run_args, training.model, data, device, run, history) if main_process else None
+        report = distributed.broadcast_from_main(report)
         stop_check(device)
     except interrupt.TrainingInterrupted as exc:
         how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
-        where = "the final evaluation" if state.epoch == run_args["epochs"] else f"epoch {state.epoch + 1}"
+        done = state.epoch == run_args["epochs"] or early_stop_reason(history)
+        where = "the final evaluation" if done else f"epoch {state.epoch + 1}"
         note = f"{exc} in {where}: {how}. Resume with: python train.py --resume {run.checkpoints}"
         if main_process:
             write_summary(run, history, "interrupted", started, error=note)
@@ -166,12 +219,25 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
         if main_process:
             write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
-    headline_metrics = {key: metrics[key] for key in ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")}
-    if main_process:
-        write_summary(run, history, "completed", started, evaluation=headline_metrics)
-    return {"frequency": run_args["frequency"], "status": "ok", "run": run.name, "epochs": run_args["epochs"],
-            "final_val_accuracy": history["val_accuracy"][-1],
-            "best_val_accuracy": best_epoch(history["val_accuracy"])[0], **headline_metrics}
+    completed = write_summary if main_process else summary_record
+    return result_row(completed(run, history, "completed", started, evaluation=evaluation_summary(report)))
+
+
+def result_row(summary: dict) -> dict:
+    """The line of a run in the table that --frequency all prints."""
+    return {"frequency": summary["args"]["frequency"], "status": "ok", "run": summary["run"],
+            "epochs": summary["epochs_done"], "final_val_accuracy": summary["final"]["val_accuracy"],
+            "best_val_accuracy": summary["best_val_accuracy"],
+            **{key: summary["evaluation"][key] for key in HEADLINE}}
+
+
+def evaluation_summary(report: dict) -> dict:
+    """summary.json's evaluation: the chosen model's headline figures (the best model's, or the last model's
+    without a usable model_best.pt), which model that is, and the last model's figures beside them."""
+    chosen = "best" if report["best"] is not None else "last"
+    return {"split": report["split"], "model": chosen, "best_epoch": report["best_epoch"],
+            **{key: report[chosen][key] for key in HEADLINE},
+            "last": {key: report["last"][key] for key in HEADLINE}}
 
 
 def print_summary(results: list[dict]) -> None:
@@ -190,7 +256,9 @@ def train_all(args, device: torch.device) -> int:
     for frequency in frequencies:
         with run_log.capture() as log:
             try:
-                results.append(train_frequency({**vars(args), "frequency": frequency}, device, log))
+                run_name = args.run_name and run_folder_name(args.run_name, args.frequency, frequency)
+                run_args = {**vars(args), "frequency": frequency, "run_name": run_name}
+                results.append(train_frequency(run_args, device, log))
             except (InputError, TrainingStopped) as exc:
                 if distributed.is_main():
                     print(f"error: {exc}", file=sys.stderr)

@@ -36,6 +36,9 @@ def evaluate_recordings(model: nn.Module, data: torch.Tensor, labels: np.ndarray
     return scores, ranking_metrics(scores, labels, classes)
 
 
+HEADLINE = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")  # summary.json's figures of a model
+
+
 def headline(metrics: dict) -> str:
     return (f"pairwise accuracy {metrics['pairwise_accuracy']:.3f}, Kendall tau-b {metrics['kendall_tau_b']:.3f}, "
             f"Spearman rho {metrics['spearman_rho']:.3f} ({metrics['recordings']} recordings, "

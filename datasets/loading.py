@@ -1,5 +1,5 @@
-"""A run's recordings, its seeded 70/30 split and the pair loaders, from the run's arguments as a plain dict
-(as checkpoints store them)."""
+"""A run's recordings, its seeded splits (an optional test split, then 70/30 train/validation) and the pair
+loaders, from the run's arguments as a plain dict (as checkpoints store them)."""
 
 from dataclasses import dataclass
 
@@ -24,11 +24,32 @@ def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMat
         skip_bad_files=run_args["skip_bad_files"])
 
 
-def split_recordings(recordings: Dataset, seed: int) -> tuple[Subset, Subset]:
-    """The seeded 70/30 train/validation split of the recordings."""
-    n_train = int(config.TRAIN_FRACTION * len(recordings))
-    return random_split(recordings, [n_train, len(recordings) - n_train],
-                        generator=torch.Generator().manual_seed(seed))
+@dataclass
+class Split:
+    """Indices into the recordings of each split; `test` is empty unless --test-fraction holds one out."""
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+
+def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
+    """`fraction` of each class's recordings (at least one of each class), drawn with `seed`."""
+    generator, chosen = torch.Generator().manual_seed(seed), []
+    for label in labels.unique().tolist():
+        members = (labels == label).nonzero().flatten()
+        count = max(1, round(fraction * len(members)))
+        chosen += members[torch.randperm(len(members), generator=generator)[:count]].tolist()
+    return sorted(chosen)
+
+
+def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0) -> Split:
+    """The seeded test split (none when `test_fraction` is 0), then the seeded 70/30 train/validation split of the
+    rest: with no test split, the same split as before the test split existed."""
+    test = held_out(recordings.labels, seed, test_fraction) if test_fraction else []
+    rest = sorted(set(range(len(recordings))) - set(test))
+    n_train = int(config.TRAIN_FRACTION * len(rest))
+    train, val = random_split(rest, [n_train, len(rest) - n_train], generator=torch.Generator().manual_seed(seed))
+    return Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
 
 
 def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
@@ -41,9 +62,9 @@ def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_w
 
 @dataclass
 class RunData:
-    """The recordings of a run, the indices of its validation recordings, and the two pair loaders."""
+    """The recordings of a run, its split, and the two pair loaders."""
     recordings: SpectrogramDatasetWithMaterial
-    val_indices: list[int]
+    split: Split
     train_loader: DataLoader
     val_loader: DataLoader
 
@@ -53,15 +74,20 @@ class RunData:
 
     @property
     def val_paths(self) -> list[str]:
-        return [self.recordings.paths[i] for i in self.val_indices]
+        return [self.recordings.paths[i] for i in self.split.val]
+
+    @property
+    def evaluation_split(self) -> tuple[str, list[int]]:
+        """Where the final evaluation reports: the test split when there is one, else the validation split."""
+        return ("test", self.split.test) if self.split.test else ("val", self.split.val)
 
 
 def build_data(run_args: dict, frequency: str) -> RunData:
-    """Recordings, a seeded 70/30 split into train/validation pairs, and their loaders."""
+    """Recordings, their seeded splits, the train/validation pairs, and their loaders."""
     recordings = load_recordings(run_args, frequency)
-    train_set, val_set = split_recordings(recordings, run_args["seed"])
-    train_pairs = RankingPairDataset(train_set, seed=run_args["seed"])
-    val_pairs = RankingPairDataset(val_set, seed=run_args["seed"] + 1)
+    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
+    train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=run_args["seed"])
+    val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=run_args["seed"] + 1)
     share = distributed.world_size()
     batch_size = min(run_args["batch_size"], len(train_pairs) // share, len(val_pairs) // share)
     if batch_size < 1:
@@ -69,4 +95,4 @@ def build_data(run_args: dict, frequency: str) -> RunData:
                          "validation pairs of different classes; both splits need at least one")
     loaders = [make_loader(pairs, batch_size, shuffle, run_args["seed"], run_args["num_workers"])
                for pairs, shuffle in ((train_pairs, True), (val_pairs, False))]
-    return RunData(recordings, list(val_set.indices), *loaders)
+    return RunData(recordings, split, *loaders)

@@ -10,6 +10,7 @@ from conftest import one_epoch_run
 import evaluate
 from analysis.ghm_runs import run_history
 from analysis.ghm_stats import load_ghm_stats
+from utils.run_summary import SUMMARY_FORMAT
 from analysis.sweep import read_rows
 from utils.errors import InputError
 
@@ -31,7 +32,7 @@ def versioned(value: dict, version: int | None) -> dict:
 def test_every_file_carries_the_format_version(run):
     save_dir, folder = run
     assert torch.load(folder / "model_epoch_1.pt", weights_only=True)["format_version"] == 2
-    assert json.loads((folder / "summary.json").read_text())["format_version"] == 2
+    assert json.loads((folder / "summary.json").read_text())["format_version"] == SUMMARY_FORMAT == 3
     assert pickle.loads(next(folder.glob("training_history_*.pkl")).read_bytes())["format_version"] == 2
     assert all(s["format_version"] == 2 for s in load_ghm_stats(save_dir / "stats" / folder.name))
 

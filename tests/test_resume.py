@@ -135,7 +135,7 @@ def test_interruptions_right_after_each_resume_and_in_the_final_evaluation_chang
     capsys.readouterr()
     assert train.main(["--resume", str(folder), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "resuming run" in out and "epoch 3/3" not in out and "final model on the validation" in out
+    assert "resuming run" in out and "epoch 3/3" not in out and "last model (epoch 3) on the val" in out
     assert json.loads((folder / "summary.json").read_text())["status"] == "completed"
     assert (folder / "eval" / "metrics.json").is_file()
     history, weights, ghm_state, stats = outcome(tmp_path)

@@ -26,21 +26,35 @@ def sweep_flags(data, save_dir):
     return flags[:i] + flags[i + 2:]
 
 
-def test_sweep_runs_jobs_in_parallel_each_in_its_own_folder(tiny_data, tmp_path):
-    env = {**os.environ, "JOBS": "2", "SEEDS": "1 2", "FREQUENCIES": "500hz", "LOSSES": "standard ghm",
-           "EPOCHS": "1"}
+def test_sweep_runs_a_grid_in_parallel_each_in_its_own_folder_and_log(tiny_data, tmp_path):
+    env = {**os.environ, "JOBS": "2", "SEEDS": "1 2", "FREQUENCIES": "500hz", "LOSSES": "ghm", "EPOCHS": "1",
+           "GRID": "--margin 1 2;"}
     out = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh"), *sweep_flags(tiny_data, tmp_path)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     runs = sorted((tmp_path / "model_checkpoints").iterdir())
     assert len(runs) == 4
     assert sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs) == ["completed"] * 4
-    assert {yaml.safe_load((r / "config.yaml").read_text())["threads"] for r in runs} == {max(1, os.cpu_count() // 2)}
+    configs = [yaml.safe_load((r / "config.yaml").read_text()) for r in runs]
+    assert {c["threads"] for c in configs} == {max(1, os.cpu_count() // 2)}
+    assert sorted((c["seed"], c["margin"]) for c in configs) == [(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)]
+    logs = sorted((tmp_path / "sweep_logs").iterdir())
+    assert [p.name for p in logs] == [f"seed={seed}__frequency=500hz__loss-type=ghm__margin={m}.log"
+                                      for seed in (1, 2) for m in (1, 2)]
+    assert all("epoch 1/1" in p.read_text() and "best model" in p.read_text() for p in logs)
     with open(tmp_path / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted((r["seed"], r["loss_type"]) for r in rows) == [("1", "ghm"), ("1", "standard"),
-                                                                 ("2", "ghm"), ("2", "standard")]
-    assert "2/2" in out.stdout  # two completed runs in each (frequency, loss_type) group
+    assert sorted(r["seed"] for r in rows) == ["1", "1", "2", "2"]
+    again = subprocess.run([sys.executable, "-m", "utils.summarize", str(tmp_path), "--group-by", "margin"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("2/2") == 2  # two completed runs per margin
+
+
+def test_a_grid_group_without_values_is_an_error(tmp_path):
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh"), "--save-dir", str(tmp_path)],
+                         capture_output=True, text=True, env={**os.environ, "GRID": "--margin; --seed 1"})
+    assert out.returncode == 2 and out.stderr.startswith("error: GRID: '--margin' is not a flag followed by")
+    assert not list(tmp_path.iterdir())
 
 
 def test_runs_started_at_the_same_moment_get_their_own_folders(tiny_data, tmp_path):

@@ -45,12 +45,14 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")
     timestamp = run[len("plastic_1000hz_ghm_alpha0.75_seed42_"):]
     assert sorted(p.name for p in checkpoints.iterdir()) == [
-        "config.yaml", "eval", "metrics.csv", "model_epoch_1.pt", "model_epoch_2.pt", "summary.json", "train.log",
-        f"training_history_{timestamp}.pkl"]
+        "config.yaml", "eval", "eval_best", "metrics.csv", "model_best.pt", "model_epoch_1.pt", "model_epoch_2.pt",
+        "summary.json", "train.log", f"training_history_{timestamp}.pkl"]
     summary = json.loads((checkpoints / "summary.json").read_text())
     assert (summary["run"], summary["status"], summary["epochs_done"], summary["error"]) == (run, "completed", 2, None)
     assert summary["args"]["frequency"] == "1000hz" and summary["wall_time_s"] > 0
-    assert set(summary["evaluation"]) == {"pairwise_accuracy", "kendall_tau_b", "spearman_rho"}
+    assert set(summary["evaluation"]) == {"pairwise_accuracy", "kendall_tau_b", "spearman_rho", "split", "model",
+                                          "best_epoch", "last"}
+    assert summary["end_reason"] == "trained all 2 epochs" and summary["monitor"]["name"] == "val_loss"
     assert summary["best_val_accuracy_epoch"] in (1, 2) and len(summary["outputs"]["checkpoints"]) == 2
     assert sorted(p.name for p in (checkpoints / "eval").iterdir()) == [
         "metrics.json", "pair_accuracy.png", "scores.csv", "scores_by_class.png"]

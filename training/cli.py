@@ -13,11 +13,14 @@ from training.loop import AMP_DTYPES
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import device_available
 from utils.errors import InputError
+from utils.history import MONITORS
 from utils.ghm_utils import stats_batch_rule
 from utils.run_paths import NAME_PART
+from utils.tensorboard_log import tensorboard_missing
 
 # What a resumed run may change; every other flag must match the run being resumed.
-RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "threads", "no_progress")
+RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "threads", "no_progress",
+                    "tensorboard")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,11 +34,28 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="comma-separated sequence numbers to load, or 'all' (default: %(default)s)")
     p.add_argument("--demo", action="store_true", help="generate the synthetic demo dataset (once) and train on it")
     p.add_argument("--save-dir", default=config.SAVE_DIR, help="where outputs go (default: %(default)s)")
+    p.add_argument("--run-name", metavar="NAME",
+                   help="a fixed run folder, <save-dir>/model_checkpoints/NAME (with --frequency all, NAME_<frequency> "
+                        "each); the same command again resumes the run from its newest checkpoint, or reports it "
+                        "if it has finished: for requeued cluster jobs (default: <material>_<frequency>_<loss>…_"
+                        "<timestamp>, a new folder each time)")
     p.add_argument("--model", default="simple_cnn", choices=list(MODELS), help="(default: %(default)s)")
     p.add_argument("--loss-type", default="ghm", choices=LOSS_TYPES, help="(default: %(default)s)")
     p.add_argument("--epochs", type=int, default=config.EPOCHS, help="(default: %(default)s)")
     p.add_argument("--checkpoint-interval", type=int, default=config.CHECKPOINT_INTERVAL,
                    help="save a checkpoint every N epochs and after the last (default: %(default)s)")
+    p.add_argument("--monitor", default="val_loss", choices=list(MONITORS),
+                   help="what chooses model_best.pt and the model the final evaluation reports: val_loss (the "
+                        "training loss on the validation pairs, as the learning-rate schedule uses), "
+                        "val_margin_loss (the plain margin loss, unweighted also in GHM runs) or val_accuracy "
+                        "(default: %(default)s)")
+    p.add_argument("--early-stop-patience", type=int, default=0,
+                   help="stop when --monitor has not improved for N epochs (default 0: never)")
+    p.add_argument("--test-fraction", type=float, default=0.0,
+                   help="hold out this share of each class's recordings (at least one each, seeded by --seed) as a "
+                        "test split, on which the final evaluation reports the chosen model; the rest is split "
+                        "70/30 as without it (default 0: no test split, the final evaluation uses the validation "
+                        "recordings that chose the model, an optimistic figure)")
     p.add_argument("--seed", type=int, default=config.SEED, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=config.LEARNING_RATE, help="Adam (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE, help="pairs per batch (default: %(default)s)")
@@ -94,11 +114,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "starts the same run again")
     p.add_argument("--resume", metavar="PATH",
                    help="continue a run from a checkpoint, or from a run folder's newest one, in that run's folder; "
-                        "only --epochs, --checkpoint-interval, --device, --num-workers, --threads and --no-progress "
-                        "may change")
+                        "only --epochs, --checkpoint-interval, --device, --num-workers, --threads, --no-progress and "
+                        "--tensorboard may change")
     p.add_argument("--verify-consistency", action="store_true",
                    help="record the first three training batches and compare with an earlier record")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files to <run>/tensorboard/: losses, accuracies and learning rate "
+                        "per step and per epoch, GHM bin counts and weights of the recorded batches as histograms "
+                        "(needs the tensorboard package)")
     return p
 
 
@@ -115,9 +139,14 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     rules = [("--frequency", args.frequency is not None, "is required"),
              ("--material", NAME_PART.fullmatch(args.material) is not None,
               "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
+             ("--run-name", args.run_name is None or NAME_PART.fullmatch(args.run_name) is not None,
+              "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
              ("--epochs", args.epochs >= 1, "must be >= 1"),
              ("--seed", 0 <= args.seed <= 2**32 - 1, "must be between 0 and 2**32 - 1"),
              ("--checkpoint-interval", args.checkpoint_interval >= 1, "must be >= 1"),
+             ("--early-stop-patience", args.early_stop_patience >= 0, "must be >= 0"),
+             ("--test-fraction", math.isfinite(args.test_fraction) and 0 <= args.test_fraction < 1,
+              "must be >= 0 and < 1"),
              ("--batch-size", args.batch_size >= 1, "must be >= 1"),
              ("--learning-rate", math.isfinite(args.learning_rate) and args.learning_rate > 0,
               "must be > 0 and finite"),
@@ -134,7 +163,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
               "must be > 0 and finite"),
              ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
-             ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)")]
+             ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)"),
+             ("--tensorboard", not args.tensorboard or not tensorboard_missing(),
+              "needs the tensorboard package: python -m pip install tensorboard")]
     for flag, ok, problem in rules:
         if not ok:
             parser.error(f"{flag} {problem}")

@@ -1,6 +1,8 @@
 """The training callback that records GHM statistics: a pickle for the batches `--ghm-stats-batches` selects,
 and the gradient-distribution plot of each epoch's first and last batch."""
 
+from collections.abc import Callable
+
 import numpy as np
 
 from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
@@ -15,16 +17,18 @@ PER_PAIR = ("g", "bin", "weight")
 
 
 class GHMStatsRecorder:
-    """Called after every training step (`on_batch`); `epoch` is set by the loop before each epoch.
+    """Called after every training step (`on_batch`); `epoch` is set by the loop before each epoch; `on_stats`
+    gets each recorded batch's statistics after they are written (--tensorboard's histograms).
 
     In a standard run it first feeds the step's scores to the GHM monitor, whose weights are recorded, not
     applied. Under torchrun the statistics cover the global batch, gathered rank by rank; rank 0 writes.
     """
 
     def __init__(self, losses: RunLosses, loss_type: str, batches_spec: str,
-                 recordings: SpectrogramDatasetWithMaterial, run: RunPaths):
+                 recordings: SpectrogramDatasetWithMaterial, run: RunPaths,
+                 on_stats: Callable[[dict], None] | None = None):
         self.losses, self.loss_type, self.rule = losses, loss_type, stats_batch_rule(batches_spec)
-        self.recordings, self.run, self.epoch = recordings, run, 0
+        self.recordings, self.run, self.epoch, self.on_stats = recordings, run, 0, on_stats
 
     def __call__(self, batch: int, batches: int, step: Step, index1, index2) -> None:
         if self.losses.monitor is not None:
@@ -44,5 +48,7 @@ class GHMStatsRecorder:
                                 (self.epoch - 1) * batches + batch, [(paths[a], paths[b]) for a, b in pairs],
                                 [(int(labels[a]), int(labels[b])) for a, b in pairs])
         save_pickle(stats, self.run.ghm_stats(self.epoch, batch))
+        if self.on_stats is not None:
+            self.on_stats(stats)
         if batch in (1, batches):
             plot_grad_distribution(stats, self.run.grad_plot(self.epoch, batch))

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from datasets.loading import RunData
 from training.loop import Training
+from training.named_runs import named_run_paths
 from utils import distributed
 from utils.checkpoints import (CHECKPOINT_FORMAT, RESUME_KEYS, ResumeState, capture_rng, load_checkpoint,
                                restore_rng)
@@ -88,6 +89,15 @@ def restore_loader_rng(loaders: tuple[DataLoader, DataLoader], states: list) -> 
         loader.generator.set_state(state)
 
 
+def new_run(run_args: dict) -> RunPaths:
+    """The folder --run-name names, or a new one named after the run's settings and its start time."""
+    if run_args["run_name"]:
+        return named_run_paths(run_args["save_dir"], run_args["run_name"])
+    prefix = run_name_prefix(run_args["material"], run_args["frequency"], run_args["loss_type"],
+                             run_args["ghm_alpha"], run_args["seed"])
+    return reserve_run(run_args["save_dir"], prefix)
+
+
 def start_run(run_args: dict, t: Training, data: RunData) -> tuple[RunPaths, RunState]:
     """A new run folder and state at epoch 0, or the run and state that --resume names."""
     if run_args["resume"]:
@@ -101,10 +111,7 @@ def start_run(run_args: dict, t: Training, data: RunData) -> tuple[RunPaths, Run
         state = restore_training(path, checkpoint, t, data)
         print(f"resuming run {run.name} after epoch {state.epoch} of {run_args['epochs']}", flush=True)
         return run, state
-    prefix = run_name_prefix(run_args["material"], run_args["frequency"], run_args["loss_type"],
-                             run_args["ghm_alpha"], run_args["seed"])
-    run = distributed.broadcast_from_main(reserve_run(run_args["save_dir"], prefix) if distributed.is_main()
-                                          else None)
+    run = distributed.broadcast_from_main(new_run(run_args) if distributed.is_main() else None)
     state = RunState(0, new_history(run_args), 0.0, {})
     state.checkpoint = training_checkpoint(t, state, data, run)
     return run, state

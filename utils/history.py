@@ -66,6 +66,34 @@ def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]
     return value, index + 1
 
 
+# --monitor: the history list that chooses model_best.pt, and whether lower is better.
+MONITORS = {"val_loss": ("val_loss_main", True), "val_margin_loss": ("val_loss_standard_log", True),
+            "val_accuracy": ("val_accuracy", False)}
+
+
+def monitor_best(history: dict) -> tuple[float | None, int | None]:
+    """The best value of the run's --monitor and the first epoch that reached it (None, None before any epoch).
+
+    Later epochs that only equal it are not improvements, so model_best.pt stays the earliest best model."""
+    key, lower = MONITORS[history["args"].get("monitor", "val_loss")]
+    values = [v if lower else -v for v in history[key]]
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    if not finite:
+        return None, None
+    value, index = min(finite)
+    return (value if lower else -value), history["epoch"][index]
+
+
+def early_stop_reason(history: dict) -> str | None:
+    """Why --early-stop-patience ends the run after its last recorded epoch, or None if it goes on."""
+    patience = history["args"].get("early_stop_patience", 0)
+    best, best_at = monitor_best(history)
+    if not patience or best_at is None or history["epoch"][-1] - best_at < patience:
+        return None
+    return (f"early stop: {history['args'].get('monitor', 'val_loss')} has not improved for {patience} epochs "
+            f"(best {best:.4f} at epoch {best_at})")
+
+
 def history_problem(history) -> str | None:
     """What makes `history` not a training history (None if it is one): the lists, equally long, of numbers."""
     if not isinstance(history, dict) or not isinstance(history.get("args"), dict):

@@ -16,11 +16,12 @@ NAME_PART = re.compile(r"\w[\w.+-]*")
 
 
 def run_problem(name: object, timestamp: object) -> str | None:
-    """What is wrong with a run name and timestamp read from a file (None if they are ones we write)."""
+    """What is wrong with a run name and timestamp read from a file (None if they are ones we write): the name is
+    one folder name (ours, `<material>_<frequency>_<loss>…_<timestamp>`, or one given by --run-name)."""
     if not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp):
         return f"run timestamp {timestamp!r} is not of the form YYYYMMDD_HHMMSS[-N]"
-    if not isinstance(name, str) or not NAME_PART.fullmatch(name) or not name.endswith(f"_{timestamp}"):
-        return f"run name {name!r} is not <material>_<frequency>_<loss>…_<timestamp>"
+    if not isinstance(name, str) or not NAME_PART.fullmatch(name):
+        return f"run name {name!r} is not a folder name (letters, digits, '.', '_', '+', '-')"
     return None
 
 
@@ -37,9 +38,14 @@ class RunPaths:
 
     @classmethod
     def named(cls, save_dir: str | Path, name: str) -> "RunPaths":
-        """An existing run under `save_dir` by its name (which ends in its timestamp)."""
+        """An existing run under `save_dir` by its name: the timestamp ends the name, or (a --run-name run) is the
+        one in its training history's file name."""
         match = re.search(r"_(\d{8}_\d{6}(-\d+)?)$", name)
-        return cls(Path(save_dir), name, match.group(1) if match else "")
+        if match or not NAME_PART.fullmatch(name):
+            return cls(Path(save_dir), name, match.group(1) if match else "")
+        stamps = [p.name[len("training_history_"):-len(".pkl")]
+                  for p in (Path(save_dir) / CHECKPOINTS / name).glob("training_history_*.pkl")]
+        return cls(Path(save_dir), name, stamps[0] if len(stamps) == 1 else "")
 
     @classmethod
     def of_checkpoint(cls, path: Path, run: dict) -> "RunPaths":
@@ -91,9 +97,24 @@ class RunPaths:
         return self.checkpoints / "config.yaml"
 
     @property
+    def tensorboard(self) -> Path:
+        """--tensorboard's event files."""
+        return self.checkpoints / "tensorboard"
+
+    @property
     def evaluation(self) -> Path:
-        """The final model's evaluation on the validation recordings."""
+        """The last model's evaluation on the evaluation split (test when held out, else validation)."""
         return self.checkpoints / "eval"
+
+    @property
+    def evaluation_best(self) -> Path:
+        """The best model's (by --monitor) evaluation on the same split."""
+        return self.checkpoints / "eval_best"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """The checkpoint of the epoch with the best --monitor value so far."""
+        return self.checkpoints / "model_best.pt"
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"model_epoch_{int(epoch)}.pt"
@@ -140,13 +161,17 @@ def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float,
     return f"{material}_{frequency}_{loss_type}{alpha_part}_seed{seed}"
 
 
+def now() -> str:
+    return time.strftime("%Y%m%d_%H%M%S")
+
+
 def reserve_run(save_dir: str | Path, prefix: str) -> RunPaths:
     """A new run, unique across processes: creating its checkpoint folder is the reservation.
 
     Runs starting in the same second get the suffix -2, -3, ... on the timestamp.
     """
     save_dir = Path(save_dir)
-    base = time.strftime("%Y%m%d_%H%M%S")
+    base = now()
     for k in range(1, 10_000):
         timestamp = base if k == 1 else f"{base}-{k}"
         run = RunPaths(save_dir, f"{prefix}_{timestamp}", timestamp)

@@ -5,12 +5,14 @@ import socket
 import time
 from collections.abc import Callable
 
-from utils.history import best_epoch
+from utils.history import best_epoch, early_stop_reason, monitor_best
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths
 
 
-SUMMARY_FORMAT = 2  # 1: summaries without a format_version entry; 2: with it (2026-11-26)
+# 1: summaries without a format_version entry; 2: with it; 3: evaluation of the chosen (best) model with the last
+# model's beside it, monitor and end_reason (2026-11-26)
+SUMMARY_FORMAT = 3
 HEARTBEAT_S = 60.0
 
 
@@ -27,26 +29,48 @@ class Heartbeat:
             self.last = time.monotonic()
 
 
-def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
-                  evaluation: dict | None = None) -> None:
-    """Write `<run>/summary.json`; status is running, completed, failed or interrupted.
+def end_reason(history: dict, status: str) -> str | None:
+    """Why a completed run ended: all its epochs, or early stopping."""
+    if status != "completed":
+        return None
+    return early_stop_reason(history) or f"trained all {history['args']['epochs']} epochs"
+
+
+def summary_record(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
+                   evaluation: dict | None = None) -> dict:
+    """The content of `<run>/summary.json`; status is running, completed, failed or interrupted.
 
     `pid`, `host` and `heartbeat` (Unix time of this write; a running run writes at its start and after every
     epoch) let `utils.summarize` tell a run that still runs from one whose process was killed.
     """
     best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
     best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
+    monitored, monitored_epoch = monitor_best(history)
     last = {key: history[key][-1] if history[key] else None
             for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
-    save_json({
-        "format_version": SUMMARY_FORMAT, "run": run.name, "status": status, "error": error, "args": history["args"],
-        "epochs_done": len(history["epoch"]), "final": last,
+    return {
+        "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
+        "error": error, "args": history["args"], "epochs_done": len(history["epoch"]), "final": last,
         "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
         "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
+        "monitor": {"name": history["args"].get("monitor", "val_loss"), "best": monitored,
+                    "best_epoch": monitored_epoch},
+        "end_reason": end_reason(history, status),
         "evaluation": evaluation, "wall_time_s": round(time.time() - started, 3),
         "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
         "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
                     "history": str(run.history), "history_plot": str(run.history_plot),
+                    "best_checkpoint": str(run.best_checkpoint) if run.best_checkpoint.is_file() else None,
                     "stats": str(run.stats) if run.stats.is_dir() else None,
-                    "evaluation": str(run.evaluation) if evaluation else None},
-    }, run.summary)
+                    "evaluation": str(run.evaluation) if evaluation else None,
+                    "evaluation_best": str(run.evaluation_best) if evaluation and evaluation["model"] == "best"
+                    else None},
+    }
+
+
+def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
+                  evaluation: dict | None = None) -> dict:
+    """Write `<run>/summary.json` (see summary_record) and return its content."""
+    record = summary_record(run, history, status, started, error, evaluation)
+    save_json(record, run.summary)
+    return record

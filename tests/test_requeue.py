@@ -1,0 +1,87 @@
+"""--run-name: the same command after SIGTERM (a preempted, requeued job) resumes the run; a finished run is
+reported, not retrained; a changed argument is refused."""
+
+import json
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, hang_guard, tiny_train_args
+
+import train
+from training.named_runs import run_folder_name
+
+RUN = ("--frequency", "1000hz", "--epochs", "3", "--checkpoint-interval", "5", "--ghm-momentum", "0.7",
+       "--ghm-stats-batches", "all", "--run-name", "job-7.a")
+
+
+def outcome(save_dir: Path) -> tuple:
+    """History (without the save dir), final and best weights, and every statistics file's g values."""
+    folder = save_dir / "model_checkpoints" / "job-7.a"
+    history = pickle.loads(next(folder.glob("training_history_*.pkl")).read_bytes())
+    history["args"].pop("save_dir")
+    last, best = (torch.load(folder / name, weights_only=True) for name in ("model_epoch_3.pt", "model_best.pt"))
+    stats = [(p.name.split("_")[:2], pickle.loads(p.read_bytes())["g"].tolist())
+             for p in sorted((save_dir / "stats" / "job-7.a").iterdir())]
+    return history, last["model_state_dict"], last["ghm_state_dict"], best["model_state_dict"], stats
+
+
+@pytest.mark.slow
+def test_sigterm_then_the_same_command_ends_bit_identical_to_an_uninterrupted_run(tiny_data, tmp_path, capsys):
+    argv = tiny_train_args(tiny_data, tmp_path / "requeued", *RUN)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            break
+    process.send_signal(signal.SIGTERM)
+    with hang_guard("stopping after one step"):
+        _, err = process.communicate()
+    assert process.returncode == 143, err
+    folder = tmp_path / "requeued" / "model_checkpoints" / "job-7.a"
+    assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
+
+    assert train.main(argv) == 0  # the requeued job: the very same command
+    assert "resuming run job-7.a after epoch" in capsys.readouterr().out
+    assert train.main(tiny_train_args(tiny_data, tmp_path / "straight", *RUN)) == 0
+    requeued, straight = outcome(tmp_path / "requeued"), outcome(tmp_path / "straight")
+    assert requeued[0] == straight[0] and requeued[4] == straight[4]
+    for got, expected in zip(requeued[1:4], straight[1:4]):
+        assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    assert len(list(folder.glob("training_history_*.pkl"))) == 1  # the file names keep the run's timestamp
+
+    capsys.readouterr()
+    before = (folder / "model_epoch_3.pt").read_bytes()
+    assert train.main(argv) == 0
+    assert "run job-7.a finished earlier (trained all 3 epochs); not trained again" in capsys.readouterr().out
+    assert (folder / "model_epoch_3.pt").read_bytes() == before
+
+    assert train.main([*argv, "--learning-rate", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--learning-rate 0.01: run job-7.a" in err and "trained with 0.001" in err
+
+
+def test_run_names_are_folder_names_and_one_per_frequency(tiny_data, tmp_path, capsys):
+    assert run_folder_name("sweep1", "all", "500hz") == "sweep1_500hz"
+    assert run_folder_name("sweep1", "500hz", "500hz") == "sweep1"
+    for bad in ("../up", "a/b", ".hidden", ""):
+        with pytest.raises(SystemExit):
+            train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--run-name", bad))
+        assert "--run-name" in capsys.readouterr().err
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_its_timestamp(tmp_path):
+    from training.named_runs import named_run_paths
+    from utils.history import new_history
+    from utils.run_paths import RunPaths
+    from utils.run_summary import write_summary
+
+    first = RunPaths(tmp_path, "job", "20260101_120000")
+    write_summary(first, new_history({"epochs": 3}), "running", 0.0)
+    assert named_run_paths(str(tmp_path), "job") == first
+    (first.summary).write_text('{"timestamp": "../../x"}')  # not a summary of ours: a new timestamp
+    assert named_run_paths(str(tmp_path), "job").timestamp != "20260101_120000"
