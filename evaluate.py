@@ -9,17 +9,16 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
 
-import config
 from datasets import SpectrogramDatasetWithMaterial
 from datasets.loading import load_recordings, split_recordings
-from models import MODELS, build_model, check_input_size
+from models import MODELS, check_input_size, checkpoint_model
 from training.cli import argument_defaults, saved_args_problem
 from utils.checkpoints import load_checkpoint, newest_checkpoint
 from utils.common_utils import choose_device
 from utils.errors import InputError
-from analysis.evaluation import evaluate_recordings, headline, write_evaluation
+from analysis.evaluation import estimate_headline, evaluate_recordings, headline, write_evaluation
+from analysis.run_calibration import checkpoint_calibration
 from utils.run_paths import evaluation_folder
 
 
@@ -28,8 +27,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a model_epoch_<N>.pt written by train.py, or a run folder (its newest checkpoint)")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
-    p.add_argument("--frequency", choices=config.FREQUENCIES, help="(default: the checkpoint's)")
-    p.add_argument("--material", help="(default: the checkpoint's)")
+    p.add_argument("--frequency", help="<N>hz (default: the checkpoint's)")
+    p.add_argument("--material", help="one, or several separated by commas (default: the checkpoint's)")
     p.add_argument("--model", choices=list(MODELS), help="(default: the checkpoint's)")
     p.add_argument("--split", choices=["val", "test", "all"], default="val",
                    help="val: the run's validation recordings, rebuilt from its seed; test: its held-out test "
@@ -38,16 +37,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                                  "the run's own final evaluation in eval/ is replaced only when --out names it)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     return p
-
-
-def load_model(checkpoint: dict, name: str, path: Path, device: torch.device) -> torch.nn.Module:
-    model = build_model(name)
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
-    except Exception:  # a foreign state dict fails in several ways
-        raise InputError(f"--checkpoint {path}: its weights do not fit model {name!r} "
-                         f"(trained as {checkpoint['args'].get('model')!r})") from None
-    return model.to(device)
 
 
 def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict, checkpoint: dict,
@@ -77,23 +66,28 @@ def main(argv: list[str] | None = None) -> int:
         run_args = {**argument_defaults(), **checkpoint["args"]}
         device = choose_device(args.device)
         model_name = args.model or run_args["model"]
-        model = load_model(checkpoint, model_name, path, device)
+        model = checkpoint_model(checkpoint, model_name, path, device)
         overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
                      if value}
         recordings = load_recordings({**run_args, **overrides}, args.frequency or run_args["frequency"])
         check_input_size(model_name, tuple(recordings.data.shape[1:]))
         indices = select_recordings(recordings, run_args, checkpoint, args.split)
+        calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     labels = recordings.labels[indices].numpy()
-    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device)
+    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device,
+                                          materials=[recordings.materials[i] for i in indices])
     out = Path(args.out) if args.out else evaluation_folder(path, args.split)
-    write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics, recordings.classes,
-                     f"{path.parent.name} ({args.split})",
-                     {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split})
-    print(f"{path} on {args.split}: {headline(metrics)}")
-    print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png")
+    estimates = write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics,
+                                 recordings.classes, f"{path.parent.name} ({args.split})",
+                                 {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split},
+                                 [recordings.materials[i] for i in indices], calibration)
+    print(f"{path} on {args.split}: {headline(metrics)}; {estimate_headline(estimates)}")
+    for material, figures in metrics.get("per_material", {}).items():
+        print(f"  {material}: {headline(figures)}; {estimate_headline(estimates['per_material'][material])}")
+    print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png, confusion.png")
     return 0
 
 

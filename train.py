@@ -12,11 +12,12 @@ import sys
 import time
 import traceback
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
 
-import config
+from datasets.classes import find_frequencies
 from datasets.loading import RunData, build_data
 from datasets.synthetic import ensure_demo_data
 from models import build_model, check_input_size
@@ -24,13 +25,15 @@ from training.cli import get_args_parser, parse_args
 from training.batch_hooks import BatchHooks
 from training.named_runs import named_run, run_folder_name
 from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
-from training.state import RunState, save_checkpoint, start_run, training_checkpoint
+from training.state import RunState, add_calibration, save_checkpoint, start_run, training_checkpoint
 from utils import distributed, interrupt, run_log
 from utils.checkpoints import load_checkpoint
 from utils.common_utils import choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
-from analysis.evaluation import HEADLINE, evaluate_recordings, headline, write_evaluation
+from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, estimate_headline, evaluate_recordings, headline,
+                                 write_evaluation)
+from analysis.run_calibration import calibrate
 from utils.history import early_stop_reason, monitor_best, plot_history, record_epoch, write_metrics
 from utils.io_utils import save_pickle, save_yaml
 from utils.memory import retain_freed_memory
@@ -53,52 +56,68 @@ def check_batches(run_args: dict, run: RunPaths) -> None:
     print(verify_batch_consistency(data.train_loader, folder, run.timestamp, run_args["seed"], key_args), flush=True)
 
 
-def best_model(run_args: dict, run: RunPaths, history: dict, device: torch.device) -> tuple[nn.Module | None, int]:
-    """model_best.pt's model and epoch; (None, epoch) with a warning if it is missing or not the history's best
-    (a run killed between its checkpoints and resumed differently)."""
-    best_epoch_number = monitor_best(history)[1]
+def best_model(run_args: dict, run: RunPaths, best_at: int, device: torch.device) -> nn.Module | None:
+    """model_best.pt's model; None with a warning if it is missing or not from the history's best epoch (a run
+    killed between its checkpoints and resumed differently)."""
     try:
         checkpoint = load_checkpoint(run.best_checkpoint, "model_best.pt", ("model_state_dict", "epoch"))
     except InputError as exc:
         warnings.warn(f"{exc}; the final evaluation reports the last model only")
-        return None, best_epoch_number
-    if checkpoint["epoch"] != best_epoch_number:
+        return None
+    if checkpoint["epoch"] != best_at:
         warnings.warn(f"{run.best_checkpoint} is from epoch {checkpoint['epoch']}, but the history's best epoch is "
-                      f"{best_epoch_number}; the final evaluation reports the last model only")
-        return None, best_epoch_number
+                      f"{best_at}; the final evaluation reports the last model only")
+        return None
     model = build_model(run_args["model"])
     model.load_state_dict(checkpoint["model_state_dict"])
-    return model.to(device), best_epoch_number
+    return model.to(device)
 
 
 def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: torch.device, run: RunPaths,
                      history: dict) -> dict | None:
     """evaluate.py's measures for the last and the best model (by --monitor) on the evaluation split (test when
-    held out, else validation), each recording scored once; reports in <run>/eval/ and <run>/eval_best/.
+    held out, else validation), each recording scored once, with the angle estimates of each model's calibration
+    (fitted on the training recordings and then stored in its checkpoint); reports in <run>/eval/ and, when the
+    best model is not the last one, <run>/eval_best/.
 
     Returns {"split", "last", "best", "best_epoch"} ("best" None without a usable model_best.pt), or None if
     SIGINT/SIGTERM stopped it: the caller's agreed stop check then stops every process together.
     """
     split, indices = data.evaluation_split
     recordings, labels = data.recordings, data.recordings.labels[indices].numpy()
-    paths = [recordings.paths[i] for i in indices]
-    best, best_at = best_model(run_args, run, history, device)
+    paths, materials = [recordings.paths[i] for i in indices], [recordings.materials[i] for i in indices]
+    last_at, best_at = history["epoch"][-1], monitor_best(history)[1]
+    models = [("last", model, run.evaluation, last_at, [run.checkpoint(last_at)])]
+    if best_at == last_at:  # one model: evaluated once, its calibration stored in both checkpoints
+        models[0][4].append(run.best_checkpoint)
+    else:
+        models.append(("best", best_model(run_args, run, best_at, device), run.evaluation_best, best_at,
+                       [run.best_checkpoint]))
     report = {"split": split, "best_epoch": best_at, "last": None, "best": None}
-    models = [("last", model, run.evaluation, history["epoch"][-1]), ("best", best, run.evaluation_best, best_at)]
-    for which, candidate, folder, epoch in models:
+    calibrations = []
+    for which, candidate, folder, epoch, checkpoints in models:
         if candidate is None:
             continue
         try:
+            calibration = calibrate(candidate, recordings, data.split.train, device, between=interrupt.check)
             scores, metrics = evaluate_recordings(candidate, recordings.data[indices], labels, recordings.classes,
-                                                  device, between=interrupt.check)
+                                                  device, between=interrupt.check, materials=materials)
         except interrupt.TrainingInterrupted as exc:
             if exc.aborted:
                 raise
             return None
-        write_evaluation(folder, paths, labels, scores, metrics, recordings.classes,
-                         f"{run.name} ({which} model, {split})", {"split": split, "model": which, "epoch": epoch})
-        print(f"{which} model (epoch {epoch}) on the {split} recordings: {headline(metrics)}", flush=True)
-        report[which] = metrics
+        estimates = write_evaluation(folder, paths, labels, scores, metrics, recordings.classes,
+                                     f"{run.name} ({which} model, {split})",
+                                     {"split": split, "model": which, "epoch": epoch}, materials, calibration)
+        also = f", also the best by {run_args['monitor']}" if len(models) == 1 else ""
+        print(f"{which} model (epoch {epoch}{also}) on the {split} recordings: {headline(metrics)}; "
+              f"{estimate_headline(estimates)}", flush=True)
+        report[which] = {**metrics, **{key: estimates[key] for key in ESTIMATE_HEADLINE}}
+        calibrations += [(checkpoint, calibration) for checkpoint in checkpoints]
+    if best_at == last_at:
+        report["best"] = report["last"]
+    for checkpoint, calibration in calibrations:  # once every evaluation is done: a stop leaves them as they were
+        add_calibration(checkpoint, calibration)
     return report
 
 
@@ -234,10 +253,9 @@ def result_row(summary: dict) -> dict:
 def evaluation_summary(report: dict) -> dict:
     """summary.json's evaluation: the chosen model's headline figures (the best model's, or the last model's
     without a usable model_best.pt), which model that is, and the last model's figures beside them."""
-    chosen = "best" if report["best"] is not None else "last"
+    chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE)
     return {"split": report["split"], "model": chosen, "best_epoch": report["best_epoch"],
-            **{key: report[chosen][key] for key in HEADLINE},
-            "last": {key: report["last"][key] for key in HEADLINE}}
+            **{key: report[chosen][key] for key in keys}, "last": {key: report["last"][key] for key in keys}}
 
 
 def print_summary(results: list[dict]) -> None:
@@ -251,7 +269,8 @@ def print_summary(results: list[dict]) -> None:
 
 
 def train_all(args, device: torch.device) -> int:
-    frequencies = config.FREQUENCIES if args.frequency == "all" else [args.frequency]
+    frequencies = (find_frequencies(Path(args.data_root), args.classes.split(","), args.material.split(","))
+                   if args.frequency == "all" else [args.frequency])
     results = []
     for frequency in frequencies:
         with run_log.capture() as log:

@@ -136,9 +136,12 @@ def plot_evolution(stats: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_hard(rows: list[dict], hard_bins: int, path: Path) -> None:
+def plot_hard(rows: list[dict], hard_bins: int, path: Path, order: list[str] | None) -> None:
+    """The hardest recordings, and the share of each class's pairs in the hardest bins (classes in the run's
+    rank order when the statistics name it)."""
     top = rows[:TOP_RECORDINGS][::-1]
-    classes = sorted({r["class"] for r in rows})
+    found = {r["class"] for r in rows}
+    classes = [c for c in order if c in found] if order else sorted(found)
     per_class = [sum(r["hard_pairs"] for r in rows if r["class"] == c) /
                  max(1, sum(r["pairs"] for r in rows if r["class"] == c)) for c in classes]
     fig, (top_ax, class_ax) = plt.subplots(1, 2, figsize=(15, 0.3 * len(top) + 2.5), layout="constrained",
@@ -159,7 +162,7 @@ def analyze(folder: Path, out: Path, hard_bins: int) -> None:
     plot_evolution(stats, out / "ghm_evolution.png")
     rows = hard_recordings(stats, hard_bins)
     write_csv(rows, out / "hard_recordings.csv")
-    plot_hard(rows, hard_bins, out / "hard_recordings.png")
+    plot_hard(rows, hard_bins, out / "hard_recordings.png", stats[-1].get("classes"))
     first = stats[0]
     save_json({"run": first["run_name"], "loss_type": first["loss_type"], "weights_applied": first["weights_applied"],
                "ghm": {key: first[key] for key in ("bins", "alpha", "margin", "momentum", "temperature",

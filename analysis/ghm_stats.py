@@ -45,6 +45,9 @@ def stats_problem(s) -> str | None:
         return f"inconsistent sizes ({', '.join(wrong) or 'no bins or pairs'})"
     if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in s["pair_paths"]):
         return "pair_paths is not a list of (path, path)"
+    classes = s.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        return "classes is not a list of class names"
     if not np.all((s["bin"] >= 0) & (s["bin"] < bins)):
         return "a pair's bin lies outside 0 … bins − 1"
     return None

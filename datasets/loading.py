@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 
 import config
+from datasets.classes import run_class_list
 from datasets.pairs import RankingPairDataset
 from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from utils import distributed
@@ -19,7 +20,8 @@ def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMat
     seqs = run_args["seqs"]
     selected = None if seqs == "all" else [s.strip() for s in seqs.split(",") if s.strip()]
     return SpectrogramDatasetWithMaterial(
-        run_args["data_root"], config.CLASSES, selected, frequency, run_args["material"], n_fft=run_args["n_fft"],
+        run_args["data_root"], run_class_list(run_args), selected, frequency, run_args["material"],
+        n_fft=run_args["n_fft"],
         hop_length=run_args["hop_length"], cache_dir=run_args["cache_dir"], duration=run_args["duration"],
         skip_bad_files=run_args["skip_bad_files"])
 

@@ -1,4 +1,4 @@
-"""Recordings of one material and frequency, as dB spectrograms with angle-class labels."""
+"""Recordings of one frequency and one or more materials, as dB spectrograms with angle-class labels."""
 
 import warnings
 from collections import Counter
@@ -16,26 +16,28 @@ from utils.errors import InputError
 
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
                     frequency: str, material: str) -> tuple[list[Path], list[int]]:
-    """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.wav`."""
+    """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.wav`, class by
+    class, each class's materials in the order given (`material`: one, or several separated by commas)."""
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data folder not found")
     wanted = None if selected_seqs is None else {str(s) for s in selected_seqs}
     paths, labels, missing = [], [], []
     for label, class_name in enumerate(classes):
-        folder = data_dir / class_name / material
-        if not folder.is_dir():
-            missing.append(folder)
-            continue
-        prefix = recording_prefix(material, class_name, frequency)
-        for path in sorted(folder.glob(f"{prefix}*{SUFFIX}")):
-            if wanted is None or path.stem[len(prefix):] in wanted:
-                paths.append(path)
-                labels.append(label)
+        for one in material.split(","):
+            folder = data_dir / class_name / one
+            if not folder.is_dir():
+                missing.append(folder)
+                continue
+            prefix = recording_prefix(one, class_name, frequency)
+            for path in sorted(folder.glob(f"{prefix}*{SUFFIX}")):
+                if wanted is None or path.stem[len(prefix):] in wanted:
+                    paths.append(path)
+                    labels.append(label)
     if not paths:
         pattern = data_dir / "<class>" / material / recording_name(material, "<class>", frequency, "<seq>")
         raise InputError(f"no recordings found matching {pattern}")
     for folder in missing:
-        warnings.warn(f"{folder}: folder missing, class {folder.parent.name} has no {material} recordings")
+        warnings.warn(f"{folder}: folder missing, class {folder.parent.name} has no {folder.name} recordings")
     found = sorted({classes[label] for label in labels})
     if len(found) < 2:
         raise InputError(f"recordings found for one class only ({found[0]}, under {data_dir}); "
@@ -102,7 +104,7 @@ def common_value(paths: list[Path], values: list[int], bad: BadFiles, what: str,
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
-    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`.
+    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`, `.materials` (each one's).
 
     `.data` is a tensor in memory, or with `cache_dir` a MappedSpectrograms over the cache entries.
 
@@ -139,8 +141,9 @@ class SpectrogramDatasetWithMaterial(Dataset):
             warnings.warn(f"skipped {len(bad.paths)} of {len(found)} recordings")
         label_of = dict(zip(found, found_labels))
         self.classes = list(classes)
-        self.sample_rate = sample_rate
+        self.sample_rate, self.length = sample_rate, length
         self.paths = [str(path) for path in loaded]
+        self.materials = [path.parent.name for path in loaded]
         self.labels = torch.tensor([label_of[path] for path in loaded], dtype=torch.int64)
         self.data = data[:len(loaded)] if cache_dir is None else MappedSpectrograms(data, shape)
         if len(set(self.labels.tolist())) < 2:
@@ -151,3 +154,32 @@ class SpectrogramDatasetWithMaterial(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.data[index], self.labels[index]
+
+
+def fitting_spectrograms(paths: list[Path], n_fft: int, hop_length: int, sample_rate: int, length: int,
+                         duration: float | None, skip_bad_files: bool) -> tuple[torch.Tensor, list[Path]]:
+    """Spectrograms of recordings scored by a trained run (predict.py): each must be readable and have the run's
+    sample rate and (unless the run crops or pads to --duration) its length, else it is an error naming the
+    file, or with `skip_bad_files` skipped with a warning. Returns the spectrograms and the paths kept."""
+    bad, fitting = BadFiles(skip_bad_files), []
+    for path in paths:
+        try:
+            frames, rate = wav_info(path)
+            if rate != sample_rate:
+                raise InputError(f"{path}: sample rate {rate} Hz; the run's recordings have {sample_rate} Hz")
+            if duration is None and frames != length:
+                raise InputError(f"{path}: {frames} samples; the run's recordings have {length} (a run trained "
+                                 "with --duration crops or pads instead)")
+            fitting.append(path)
+        except InputError as exc:
+            bad.add(path, exc)
+    data, kept = torch.empty((len(fitting), 1, n_fft // 2 + 1, 1 + length // hop_length)), []
+    for path in fitting:
+        try:
+            data[len(kept)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None)
+            kept.append(path)
+        except InputError as exc:
+            bad.add(path, exc)
+    if bad.paths:
+        warnings.warn(f"skipped {len(bad.paths)} of {len(paths)} recordings")
+    return data[:len(kept)], kept

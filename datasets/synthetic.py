@@ -1,7 +1,8 @@
 """Deterministic demo recordings in the real layout: `python -m datasets.synthetic --out DIR`.
 
 A loudspeaker plays a sine tone in a small room; the microphone stays put and the loudspeaker is
-turned by the class angle θ. What θ changes, as it would in a real room:
+turned by the class angle θ (the number in the class name: deg036 is 36°). What θ changes, as it would in a
+real room:
   * the direct sound falls off axis by `directivity_db · sin²(θ/2)`, more at higher frequencies;
   * the reverberant field depends on the radiated power, not the direction, so the
     direct-to-reverberant ratio falls with θ;
@@ -9,7 +10,9 @@ turned by the class angle θ. What θ changes, as it would in a real room:
     loudspeaker turns towards the wall;
   * the background noise keeps its absolute level, so the signal-to-noise ratio falls with θ.
 Each recording jitters the placement, the room gain and the noise, so neighbouring angles overlap.
-The material sets the reflection strength and the reverberation time.
+The material sets the reflection strength and the reverberation time. Any angles (`--angles`) and tone
+frequencies (`--frequencies`, the directivity interpolated in log frequency) can be generated; the defaults
+are the old data set's six classes and three frequencies.
 """
 
 import argparse
@@ -20,12 +23,13 @@ import numpy as np
 import soundfile as sf
 
 import config
+from datasets.classes import class_angle, frequency_hz
 from datasets.naming import recording_name
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20240611
-FREQ_HZ = {"500hz": 500.0, "1000hz": 1000.0, "3000hz": 3000.0}
-DIRECTIVITY_DB = {"500hz": 9.0, "1000hz": 11.0, "3000hz": 13.0}
+# Loudspeaker directivity (on-axis minus 180° level, dB) at three frequencies; others are interpolated in log f.
+DIRECTIVITY_HZ, DIRECTIVITY_DB = (500.0, 1000.0, 3000.0), (9.0, 11.0, 13.0)
 # (reflection gain, reverberation time in s, reverberant level re on-axis direct sound in dB)
 MATERIAL_ROOM = {"plastic": (0.08, 0.30, -16.0), "box": (0.05, 0.18, -20.0)}
 NOISE_DBFS = -64.0
@@ -55,19 +59,27 @@ def reverberate(signal: np.ndarray, sample_rate: int, rt60: float, rng: np.rando
     return wet[:len(signal)]
 
 
-def synthesize(class_index: int, material: str, frequency: str, seq: int,
+def seed_key(value: str, known: list[str], number: float) -> int:
+    """A recording's seed part: the index among the old data set's names (so that its recordings stay as they
+    were), else a number of its own from the angle or frequency."""
+    return known.index(value) if value in known else 10_000 + int(round(number * 10))
+
+
+def synthesize(class_name: str, material: str, frequency: str, seq: int,
                sample_rate: int, duration: float) -> np.ndarray:
-    """One recording at angle `class_index · 36°`, float samples peaking below 0.9."""
-    rng = np.random.default_rng([SEED, class_index, config.MATERIALS.index(material),
-                                 list(FREQ_HZ).index(frequency), seq])
-    theta = np.deg2rad(36.0 * class_index)
+    """One recording at the class's angle, float samples peaking below 0.9."""
+    angle, hz = class_angle(class_name), frequency_hz(frequency)
+    rng = np.random.default_rng([SEED, seed_key(class_name, config.CLASSES, angle),
+                                 config.MATERIALS.index(material), seed_key(frequency, config.FREQUENCIES, hz), seq])
+    theta = np.deg2rad(angle)
     n = int(round(duration * sample_rate))
     start = int((0.1 + 0.02 * rng.random()) * n)
-    source = tone(n, sample_rate, FREQ_HZ[frequency], start, int(0.75 * n), 2 * np.pi * rng.random())
+    source = tone(n, sample_rate, hz, start, int(0.75 * n), 2 * np.pi * rng.random())
     reflection_gain, rt60, reverb_db = MATERIAL_ROOM[material]
 
     off_axis = np.sin(theta / 2) ** 2
-    direct_db = -DIRECTIVITY_DB[frequency] * off_axis + rng.normal(0.0, 0.5)
+    directivity = np.interp(np.log(hz), np.log(DIRECTIVITY_HZ), DIRECTIVITY_DB)
+    direct_db = -directivity * off_axis + rng.normal(0.0, 0.5)
     delay = int(REFLECTION_DELAY_S * sample_rate)
     reflection = reflection_gain * (0.3 + 0.7 * off_axis) * np.roll(source, delay)
     reflection[:delay] = 0.0
@@ -81,11 +93,11 @@ def generate(out: str | Path, sample_rate: int = 48000, duration: float = 2.0, s
              frequencies: list[str] = config.FREQUENCIES) -> Path:
     """Write the demo dataset (16-bit WAV) under `out` and a marker file describing it."""
     out = Path(out)
-    for class_index, class_name in enumerate(classes):
+    for class_name in classes:
         for material in materials:
             for frequency in frequencies:
                 for seq in range(seqs):
-                    samples = synthesize(class_index, material, frequency, seq, sample_rate, duration)
+                    samples = synthesize(class_name, material, frequency, seq, sample_rate, duration)
                     path = out / class_name / material / recording_name(material, class_name, frequency,
                                                                         f"{seq:02d}")
                     with atomic_path(path) as tmp:
@@ -114,19 +126,31 @@ def ensure_demo_data(out: str | Path) -> Path:
     return generate(out)
 
 
+def class_names(angles: list[float]) -> list[str]:
+    """deg000, deg030, deg-30, deg022.5: the class folder names of these angles."""
+    return [f"deg{a:03.0f}" if float(a).is_integer() and a >= 0 else f"deg{a:g}" for a in angles]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the dataset into")
     parser.add_argument("--sample-rate", type=int, default=48000)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per recording")
     parser.add_argument("--seqs", type=int, default=9, help="recordings per class, material and frequency")
-    parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES, choices=config.FREQUENCIES)
+    parser.add_argument("--angles", nargs="+", type=float, default=[class_angle(c) for c in config.CLASSES],
+                        help="source angles in degrees, one class each (default: 0 36 72 108 144 180)")
+    parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES,
+                        help="tone frequencies, each <N>hz (default: %(default)s)")
     parser.add_argument("--materials", nargs="+", default=config.MATERIALS, choices=config.MATERIALS)
     args = parser.parse_args(argv)
-    if args.sample_rate < 8 * max(FREQ_HZ[f] for f in args.frequencies) or args.duration <= 0 or args.seqs < 1:
+    if any(frequency_hz(f) is None for f in args.frequencies):
+        parser.error("--frequencies: each must be <N>hz, e.g. 250hz")
+    if len(set(args.angles)) != len(args.angles):
+        parser.error("--angles: each angle once")
+    if args.sample_rate < 8 * max(map(frequency_hz, args.frequencies)) or args.duration <= 0 or args.seqs < 1:
         parser.error("need --sample-rate above 8x the highest tone, --duration > 0 and --seqs >= 1")
-    out = generate(args.out, args.sample_rate, args.duration, args.seqs,
-                   materials=args.materials, frequencies=args.frequencies)
+    out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
+                   args.materials, args.frequencies)
     print(f"Wrote the demo dataset to {out}")
 
 

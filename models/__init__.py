@@ -1,5 +1,7 @@
 """Ranking models, selected by name."""
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -28,3 +30,14 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
         raise InputError(f"spectrograms of {shape[-2]} × {shape[-1]} are too small for model {name} "
                          f"({str(exc).splitlines()[0]}): use a larger --n-fft, a smaller --hop-length or longer "
                          "recordings") from None
+
+
+def checkpoint_model(checkpoint: dict, name: str, path: Path, device: torch.device) -> nn.Module:
+    """Model `name` with a train.py checkpoint's weights, on `device`; InputError if they do not fit."""
+    model = build_model(name)
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except Exception:  # a foreign state dict fails in several ways
+        raise InputError(f"--checkpoint {path}: its weights do not fit model {name!r} "
+                         f"(trained as {checkpoint['args'].get('model')!r})") from None
+    return model.to(device)

@@ -89,7 +89,7 @@ def test_config_values_replace_defaults_and_flags_override_them(tiny_data, tmp_p
 
 @pytest.mark.parametrize("text, message", [("epochz: 1\n", "unknown key 'epochz'"),
                                            ("epochs: ten\n", "key 'epochs' holds 'ten'"),
-                                           ("frequency: 250hz\n", "key 'frequency' holds '250hz'"),
+                                           ("loss_type: focal\n", "key 'loss_type' holds 'focal'"),
                                            ("margin: true\n", "key 'margin' holds True"),
                                            ("[1, 2\n", "cannot be read as YAML"),
                                            ("- 1\n- 2\n", "not a mapping")])

@@ -27,27 +27,27 @@ def sweep_flags(data, save_dir):
 
 
 def test_sweep_runs_a_grid_in_parallel_each_in_its_own_folder_and_log(tiny_data, tmp_path):
-    env = {**os.environ, "JOBS": "2", "SEEDS": "1 2", "FREQUENCIES": "500hz", "LOSSES": "ghm", "EPOCHS": "1",
-           "GRID": "--margin 1 2;"}
+    env = {**os.environ, "JOBS": "2", "SEEDS": "1", "FREQUENCIES": "500hz", "LOSSES": "ghm", "EPOCHS": "1",
+           "GRID": "--margin 1 2; --ghm-alpha 0.5"}
     out = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh"), *sweep_flags(tiny_data, tmp_path)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     runs = sorted((tmp_path / "model_checkpoints").iterdir())
-    assert len(runs) == 4
-    assert sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs) == ["completed"] * 4
+    assert len(runs) == 2
+    assert sorted(json.loads((r / "summary.json").read_text())["status"] for r in runs) == ["completed"] * 2
     configs = [yaml.safe_load((r / "config.yaml").read_text()) for r in runs]
     assert {c["threads"] for c in configs} == {max(1, os.cpu_count() // 2)}
-    assert sorted((c["seed"], c["margin"]) for c in configs) == [(1, 1.0), (1, 2.0), (2, 1.0), (2, 2.0)]
+    assert sorted((c["margin"], c["ghm_alpha"]) for c in configs) == [(1.0, 0.5), (2.0, 0.5)]
     logs = sorted((tmp_path / "sweep_logs").iterdir())
-    assert [p.name for p in logs] == [f"seed={seed}__frequency=500hz__loss-type=ghm__margin={m}.log"
-                                      for seed in (1, 2) for m in (1, 2)]
-    assert all("epoch 1/1" in p.read_text() and "best model" in p.read_text() for p in logs)
+    assert [p.name for p in logs] == [f"seed=1__frequency=500hz__loss-type=ghm__margin={m}__ghm-alpha=0.5.log"
+                                      for m in (1, 2)]
+    assert all("epoch 1/1" in p.read_text() and "last model (epoch 1" in p.read_text() for p in logs)
     with open(tmp_path / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["seed"] for r in rows) == ["1", "1", "2", "2"]
+    assert sorted(r["ghm_alpha"] for r in rows) == ["0.5", "0.5"]
     again = subprocess.run([sys.executable, "-m", "utils.summarize", str(tmp_path), "--group-by", "margin"],
                            cwd=ROOT, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("2/2") == 2  # two completed runs per margin
+    assert again.returncode == 0 and again.stdout.count("1/1") == 2  # one completed run per margin
 
 
 def test_a_grid_group_without_values_is_an_error(tmp_path):

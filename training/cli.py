@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import config
-from datasets.naming import frequency_glob
+from datasets.classes import find_frequencies, frequency_hz, run_classes
 from losses import LOSS_TYPES, ghm_flag_problems
 from models import MODELS
 from models.pair_forward import PAIR_FORWARD
@@ -25,9 +25,15 @@ RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_wo
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss).")
-    p.add_argument("--frequency", choices=config.FREQUENCIES + ["all"],
-                   help="tone frequency to train on; 'all' trains each in turn (required unless --resume)")
-    p.add_argument("--material", default=config.MATERIAL, help="material folder (default: %(default)s)")
+    p.add_argument("--frequency",
+                   help="tone frequency to train on, <N>hz as in the file names (e.g. 1000hz); 'all' trains each "
+                        "frequency found in turn (required unless --resume)")
+    p.add_argument("--material", default=config.MATERIAL,
+                   help="material folder, or several separated by commas (plastic,box) pooled into one run "
+                        "(default: %(default)s)")
+    p.add_argument("--classes",
+                   help="the class folders in rank order, comma-separated (default: the class folders found, "
+                        "ordered by the number in their names: deg000 < deg036 < … ; deg-30 and az045 work too)")
     p.add_argument("--data-root", default=None,
                    help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
     p.add_argument("--seqs", default=",".join(config.SELECTED_SEQS),
@@ -137,8 +143,12 @@ def valid_stats_batches(spec: str) -> bool:
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject bad flag values before any data is loaded."""
     rules = [("--frequency", args.frequency is not None, "is required"),
-             ("--material", NAME_PART.fullmatch(args.material) is not None,
-              "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
+             ("--frequency", args.frequency in (None, "all") or frequency_hz(args.frequency) is not None,
+              "must be <N>hz as in the file names (e.g. 1000hz), or all"),
+             ("--material", all(NAME_PART.fullmatch(m) for m in args.material.split(",")),
+              "must be folder names separated by commas (letters, digits, '.', '_', '+', '-'; no path)"),
+             ("--classes", args.classes is None or all(NAME_PART.fullmatch(c) for c in args.classes.split(",")),
+              "must be folder names separated by commas"),
              ("--run-name", args.run_name is None or NAME_PART.fullmatch(args.run_name) is not None,
               "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
              ("--epochs", args.epochs >= 1, "must be >= 1"),
@@ -172,16 +182,22 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     for flag, problem in ghm_flag_problems(vars(args)).items():  # the GHM loss's own rules
         parser.error(f"{flag} {problem}")
     if args.demo:
+        args.classes = args.classes or ",".join(config.CLASSES)
         return
     root = Path(args.data_root)
     if not root.is_dir():
         parser.error(f"--data-root {root}: folder not found (use --demo for the demo dataset)")
-    folders = [root / c / args.material for c in config.CLASSES if (root / c / args.material).is_dir()]
-    if not folders:
-        parser.error(f"--material {args.material}: no <class>/{args.material} folder under {root}")
-    if args.frequency != "all" and not any(next(f.glob(frequency_glob(args.frequency)), None) for f in folders):
-        parser.error(f"--frequency {args.frequency}: no {args.frequency} recordings under "
+    try:
+        args.classes = ",".join(run_classes(root, args.material, args.classes))
+    except InputError as exc:
+        parser.error(str(exc))
+    found = find_frequencies(root, args.classes.split(","), args.material.split(","))
+    if not found:
+        parser.error(f"--material {args.material}: no <material>_<class>_<N>hz_<seq>.wav recordings under "
                      f"{root}/<class>/{args.material}")
+    if args.frequency != "all" and args.frequency not in found:
+        parser.error(f"--frequency {args.frequency}: no {args.frequency} recordings under "
+                     f"{root}/<class>/{args.material}; found: {', '.join(found) or 'none'}")
 
 
 def argument_defaults() -> dict:
@@ -262,7 +278,8 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
             parser.error(f"--{key.replace('_', '-')} {value}: the run in {path} was trained with {saved[key]}; "
                          f"a resumed run keeps its arguments (it may change {', '.join(RESUME_OVERRIDES[1:])})")
     overrides = {key: given[key] for key in RESUME_OVERRIDES if key in given}
-    return {**vars(args), **saved, **overrides, "resume": str(path)}
+    # a checkpoint from before --classes existed trained on the old data set's six classes
+    return {**vars(args), "classes": ",".join(config.CLASSES), **saved, **overrides, "resume": str(path)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,10 +43,11 @@ class GHMStatsRecorder:
         for i, key in enumerate(PER_PAIR):
             last[key] = np.concatenate([share[0][i] for share in shares])
         pairs = [pair for share in shares for pair in zip(share[1], share[2])]
-        paths, labels = self.recordings.paths, self.recordings.labels
+        paths, labels, materials = self.recordings.paths, self.recordings.labels, self.recordings.materials
         stats = ghm_batch_stats(ghm, last, self.loss_type, self.run.name, self.epoch, batch,
                                 (self.epoch - 1) * batches + batch, [(paths[a], paths[b]) for a, b in pairs],
-                                [(int(labels[a]), int(labels[b])) for a, b in pairs])
+                                [(int(labels[a]), int(labels[b])) for a, b in pairs], self.recordings.classes,
+                                [(materials[a], materials[b]) for a, b in pairs])
         save_pickle(stats, self.run.ghm_stats(self.epoch, batch))
         if self.on_stats is not None:
             self.on_stats(stats)

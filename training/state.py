@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from datasets.classes import class_table
 from datasets.loading import RunData
 from training.loop import Training
 from training.named_runs import named_run_paths
@@ -41,12 +42,20 @@ def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPat
     return copy.deepcopy({"format_version": CHECKPOINT_FORMAT,
                           **{field.name: getattr(resume, field.name) for field in fields(resume)},
                           "train_loss": train and train["loss_main"], "train_accuracy": train and train["accuracy"],
-                          "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"]})
+                          "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"],
+                          "classes": class_table(data.recordings.classes),
+                          "audio": {"sample_rate": data.recordings.sample_rate, "samples": data.recordings.length}})
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def add_calibration(path: Path, calibration: dict) -> None:
+    """Store a model's score-to-angle calibration (plain lists and floats) in the checkpoint this run wrote."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    save_checkpoint(path, {**checkpoint, "calibration": calibration})
 
 
 def restore_training(path: Path, checkpoint: dict, t: Training, data: RunData) -> RunState:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from datasets.classes import class_angle  # noqa: E402
 
 if TYPE_CHECKING:  # reading statistics back must not need torch
     from losses.ghm_loss import GHMRankingLoss
@@ -40,8 +41,11 @@ def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
 
 def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], loss_type: str, run_name: str,
                     epoch: int, batch: int, global_step: int, pair_paths: list[tuple[str, str]],
-                    pair_labels: list[tuple[int, int]]) -> dict:
-    """A batch's GHM statistics (`last`: the loss's `last_stats` as numpy) as plain values, naming run and step.
+                    pair_labels: list[tuple[int, int]], classes: list[str],
+                    pair_materials: list[tuple[str, str]]) -> dict:
+    """A batch's GHM statistics (`last`: the loss's `last_stats` as numpy) as plain values, naming run and step;
+    `pair_labels` index `classes` (the run's, in rank order; `class_angles` their angles in degrees, NaN where a
+    name holds none).
 
     With loss_type "standard" the weights are those GHM would have given (`weights_applied` False).
     """
@@ -74,6 +78,9 @@ def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], lo
                       "max": float(g.max()), "std": float(g.std())},
         "pair_paths": [(str(a), str(b)) for a, b in pair_paths],
         "pair_labels": np.asarray(pair_labels, dtype=np.int64),
+        "pair_materials": [(str(a), str(b)) for a, b in pair_materials],
+        "classes": list(classes),
+        "class_angles": np.array([np.nan if class_angle(c) is None else class_angle(c) for c in classes]),
     }
 
 

@@ -138,7 +138,7 @@ def evaluation_folder(checkpoint: Path, split: str) -> Path:
 
 def consistency_folder(save_dir: str | Path, material: str, frequency: str, loss_type: str) -> Path:
     """Where --verify-consistency keeps its batch records, shared by the runs of one data and loss setting."""
-    return Path(save_dir) / "batch_consistency" / f"{material}_{frequency}_{loss_type}"
+    return Path(save_dir) / "batch_consistency" / f"{material.replace(',', '+')}_{frequency}_{loss_type}"
 
 
 def consistency_record(folder: Path, timestamp: str, seed: int) -> Path:
@@ -156,9 +156,10 @@ def summaries(save_dir: str | Path) -> list[Path]:
 
 
 def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int) -> str:
-    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>`; the timestamp follows."""
+    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>` (pooled materials joined by +); the timestamp
+    follows."""
     alpha_part = f"_alpha{alpha:g}" if loss_type == "ghm" else ""
-    return f"{material}_{frequency}_{loss_type}{alpha_part}_seed{seed}"
+    return f"{material.replace(',', '+')}_{frequency}_{loss_type}{alpha_part}_seed{seed}"
 
 
 def now() -> str:

@@ -5,6 +5,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from datasets.classes import class_table, run_class_list
 from utils.history import best_epoch, early_stop_reason, monitor_best
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths
@@ -50,7 +51,8 @@ def summary_record(run: RunPaths, history: dict, status: str, started: float, er
             for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
     return {
         "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
-        "error": error, "args": history["args"], "epochs_done": len(history["epoch"]), "final": last,
+        "error": error, "args": history["args"], "classes": class_table(run_class_list(history["args"])),
+        "epochs_done": len(history["epoch"]), "final": last,
         "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
         "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
         "monitor": {"name": history["args"].get("monitor", "val_loss"), "best": monitored,
@@ -63,7 +65,7 @@ def summary_record(run: RunPaths, history: dict, status: str, started: float, er
                     "best_checkpoint": str(run.best_checkpoint) if run.best_checkpoint.is_file() else None,
                     "stats": str(run.stats) if run.stats.is_dir() else None,
                     "evaluation": str(run.evaluation) if evaluation else None,
-                    "evaluation_best": str(run.evaluation_best) if evaluation and evaluation["model"] == "best"
+                    "evaluation_best": str(run.evaluation_best) if evaluation and run.evaluation_best.is_dir()
                     else None},
     }
 

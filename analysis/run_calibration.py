@@ -1,0 +1,45 @@
+"""A model's score-to-angle calibration (analysis/calibration.py), fitted on a run's training recordings: at
+the end of training, or afterwards for a checkpoint written before calibrations existed."""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from analysis.calibration import calibration_problem, fit_calibration
+from analysis.evaluation import score_recordings
+from datasets.classes import class_angle
+from datasets.loading import load_recordings, split_recordings
+from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from utils.errors import InputError
+
+
+def calibrate(model: nn.Module, recordings: SpectrogramDatasetWithMaterial, indices: list[int],
+              device: torch.device, between: Callable[[], None] = lambda: None) -> dict:
+    """Fit the calibration of `model` on the recordings at `indices` (the run's training split)."""
+    scores = score_recordings(model, recordings.data[indices], device, between=between)
+    classes = recordings.classes
+    return fit_calibration(scores, recordings.labels[indices].numpy(), classes, [class_angle(c) for c in classes])
+
+
+def checkpoint_calibration(checkpoint: dict, run_args: dict, model: nn.Module, device: torch.device,
+                           flag: str) -> dict:
+    """The checkpoint's own calibration; for an older checkpoint without one, a calibration fitted now on the
+    run's training recordings, if they are still where the run found them (else an InputError)."""
+    stored = checkpoint.get("calibration")
+    if stored is not None:
+        if problem := calibration_problem(stored):
+            raise InputError(f"{flag}: its calibration is unusable ({problem})")
+        return stored
+    try:
+        recordings = load_recordings(run_args, run_args["frequency"])
+    except InputError as exc:
+        raise InputError(f"{flag}: the checkpoint has no calibration, and the run's training recordings cannot "
+                         f"be read to fit one ({exc})") from None
+    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
+    if [recordings.paths[i] for i in split.val] != list(checkpoint.get("val_recordings") or []):
+        raise InputError(f"{flag}: the checkpoint has no calibration, and the run's recordings under "
+                         f"{run_args['data_root']} are not the ones it trained on, so none can be fitted")
+    print(f"{flag}: no calibration stored (an older checkpoint); fitted one on the run's "
+          f"{len(split.train)} training recordings", flush=True)
+    return calibrate(model, recordings, split.train, device)

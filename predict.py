@@ -1,0 +1,111 @@
+"""Angle estimates for recordings without labels: each is scored once by a trained ranker, and the checkpoint's
+calibration turns the score into a class, an angle and a confidence.
+
+    python predict.py --checkpoint saved_models/model_checkpoints/<run>/model_best.pt new_recordings/ one.wav
+"""
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+from analysis.calibration import estimate
+from analysis.evaluation import score_recordings
+from analysis.run_calibration import checkpoint_calibration
+from datasets.loading import load_recordings
+from datasets.spectrogram_dataset import fitting_spectrograms
+from models import check_input_size, checkpoint_model
+from training.cli import argument_defaults, saved_args_problem
+from utils.checkpoints import load_checkpoint, newest_checkpoint
+from utils.common_utils import choose_device
+from utils.errors import InputError
+from utils.io_utils import atomic_path
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Estimate the source angle of recordings with a trained ranker.")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint written by train.py (model_best.pt, model_epoch_<N>.pt), or a run folder "
+                        "(its newest checkpoint)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files and folders (searched recursively)")
+    p.add_argument("--out", help="the CSV to write (default: predictions_<checkpoint name>.csv beside it)")
+    p.add_argument("--skip-bad-files", action="store_true",
+                   help="skip unreadable recordings and those whose sample rate or length do not fit the run, "
+                        "with a warning each (default: they are errors)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    return p
+
+
+def find_wavs(paths: list[str]) -> list[Path]:
+    """The given files, and every .wav under the given folders, in a stable order, each once."""
+    found = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    if not found:
+        raise InputError(f"no .wav files in {', '.join(paths)}")
+    return list(dict.fromkeys(found))
+
+
+def run_audio(checkpoint: dict, run_args: dict) -> tuple[int, int]:
+    """The sample rate and length (samples) of the run's recordings: stored in the checkpoint, or for an older
+    checkpoint read from the run's recordings' headers."""
+    audio = checkpoint.get("audio")
+    if isinstance(audio, dict) and all(isinstance(audio.get(k), int) for k in ("sample_rate", "samples")):
+        return audio["sample_rate"], audio["samples"]
+    try:
+        recordings = load_recordings(run_args, run_args["frequency"])
+    except InputError as exc:
+        raise InputError(f"the checkpoint does not say which sample rate and length the run's recordings had, "
+                         f"and they cannot be read ({exc})") from None
+    return recordings.sample_rate, recordings.length
+
+
+def write_predictions(out: Path, paths: list[Path], scores, guess: dict, classes: list[str]) -> None:
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "score", "estimated_class", "estimated_angle_deg", "confidence"])
+        for i, path in enumerate(paths):
+            writer.writerow([str(path), f"{scores[i]:.9g}", classes[guess["class"][i]], f"{guess['angle'][i]:.4g}",
+                             f"{guess['confidence'][i]:.4f}"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    args = get_args_parser().parse_args(argv)
+    try:
+        path = newest_checkpoint(args.checkpoint, "--checkpoint")
+        checkpoint = load_checkpoint(path, "--checkpoint")
+        if problem := saved_args_problem(checkpoint["args"]):
+            raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
+        run_args = {**argument_defaults(), **checkpoint["args"]}
+        device = choose_device(args.device)
+        model = checkpoint_model(checkpoint, run_args["model"], path, device)
+        calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")
+        sample_rate, length = run_audio(checkpoint, run_args)
+        data, kept = fitting_spectrograms(find_wavs(args.paths), run_args["n_fft"], run_args["hop_length"],
+                                          sample_rate, length, run_args["duration"], args.skip_bad_files)
+        if not kept:
+            raise InputError("none of the recordings could be scored")
+        check_input_size(run_args["model"], tuple(data.shape[1:]))
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    scores = score_recordings(model, data, device)
+    guess = estimate(calibration, scores)
+    out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
+    write_predictions(out, kept, scores, guess, calibration["classes"])
+    counts = {c: int((guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
+    print(f"{len(kept)} recordings scored with {path}: "
+          + ", ".join(f"{c} {n}" for c, n in counts.items() if n) + f"; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
