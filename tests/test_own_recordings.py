@@ -117,3 +117,15 @@ def test_classes_and_frequencies_come_from_the_data(lab_data, tmp_path, capsys):
     finally:
         (lab_data / "middle" / "plastic").rmdir()
         (lab_data / "middle").rmdir()
+
+
+def test_twelve_classes_every_30_degrees_load_in_rank_order(tmp_path):
+    from datasets.loading import build_data
+
+    root = generate(tmp_path / "twelve", sample_rate=8000, duration=0.1, seqs=2, materials=["plastic"],
+                    classes=class_names(list(range(-150, 210, 30))), frequencies=["2000hz"])
+    args = vars(train.parse_args(tiny_train_args(root, tmp_path / "out", "--frequency", "2000hz")))
+    assert args["classes"].split(",") == class_names(list(range(-150, 210, 30)))
+    recordings = build_data(args, "2000hz").recordings
+    assert recordings.labels.tolist() == [k for k in range(12) for _ in range(2)]
+    assert [Path(p).parent.parent.name for p in recordings.paths][:4] == ["deg-150", "deg-150", "deg-120", "deg-120"]
