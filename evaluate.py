@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 from datasets import SpectrogramDatasetWithMaterial
-from datasets.loading import load_recordings, split_recordings
+from datasets.loading import load_recordings, run_split
 from models import MODELS, check_input_size, checkpoint_model
 from training.cli import argument_defaults, saved_args_problem
 from utils.checkpoints import load_checkpoint, newest_checkpoint
@@ -45,7 +45,7 @@ def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict
     recorded (the test split comes from the same seed and recordings)."""
     if split == "all":
         return list(range(len(recordings)))
-    splits = split_recordings(recordings, run_args["seed"], run_args["test_fraction"])
+    splits = run_split(recordings, run_args)
     if split == "test" and not splits.test:
         raise InputError("--split test: the run held out no test split (it trained without --test-fraction)")
     expected = checkpoint.get("val_recordings")

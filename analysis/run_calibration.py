@@ -9,7 +9,7 @@ from torch import nn
 from analysis.calibration import calibration_problem, fit_calibration
 from analysis.evaluation import score_recordings
 from datasets.classes import class_angle
-from datasets.loading import load_recordings, split_recordings
+from datasets.loading import load_recordings, run_split
 from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from utils.errors import InputError
 
@@ -36,7 +36,7 @@ def checkpoint_calibration(checkpoint: dict, run_args: dict, model: nn.Module, d
     except InputError as exc:
         raise InputError(f"{flag}: the checkpoint has no calibration, and the run's training recordings cannot "
                          f"be read to fit one ({exc})") from None
-    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
+    split = run_split(recordings, run_args)
     if [recordings.paths[i] for i in split.val] != list(checkpoint.get("val_recordings") or []):
         raise InputError(f"{flag}: the checkpoint has no calibration, and the run's recordings under "
                          f"{run_args['data_root']} are not the ones it trained on, so none can be fitted")

@@ -1,7 +1,9 @@
 """A run's recordings, its seeded splits (an optional test split, then 70/30 train/validation) and the pair
 loaders, from the run's arguments as a plain dict (as checkpoints store them)."""
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
@@ -54,6 +56,34 @@ def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0)
     return Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
 
 
+def matches(path: str, entry: str) -> bool:
+    """An --exclude-recordings entry names a recording by its file name, or by its path (relative to the
+    current folder or absolute)."""
+    return Path(path).name == entry if "/" not in entry else Path(path).resolve() == Path(entry).resolve()
+
+
+def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Split:
+    """The split with the --exclude-recordings entries taken out of its training recordings. The split itself is
+    drawn first, so that validation and test stay those of the same run without the flag (an excluded recording
+    that falls there stays, with a warning); an entry that names no recording gets a warning too."""
+    if not entries:
+        return split
+    hit = {entry: [i for i, path in enumerate(paths) if matches(path, entry)] for entry in entries}
+    if unmatched := [entry for entry, found in hit.items() if not found]:
+        warnings.warn(f"--exclude-recordings: {len(unmatched)} entries name no recording of this run: "
+                      + ", ".join(unmatched[:5]) + (" …" if len(unmatched) > 5 else ""))
+    excluded = {i for found in hit.values() for i in found}
+    if held := sorted(paths[i] for i in excluded - set(split.train)):
+        warnings.warn(f"--exclude-recordings: {', '.join(held)} are validation or test recordings; they stay there")
+    return Split([i for i in split.train if i not in excluded], split.val, split.test)
+
+
+def run_split(recordings: Dataset, run_args: dict) -> Split:
+    """The run's split: seeded by --seed, with --test-fraction's test split, without --exclude-recordings."""
+    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
+    return without_excluded(split, recordings.paths, run_args.get("exclude_recordings") or [])
+
+
 def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
     """Under torchrun each process loads its own share of the pairs (a DistributedSampler)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
@@ -87,7 +117,7 @@ class RunData:
 def build_data(run_args: dict, frequency: str) -> RunData:
     """Recordings, their seeded splits, the train/validation pairs, and their loaders."""
     recordings = load_recordings(run_args, frequency)
-    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
+    split = run_split(recordings, run_args)
     train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=run_args["seed"])
     val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=run_args["seed"] + 1)
     share = distributed.world_size()

@@ -35,6 +35,7 @@ MATERIAL_ROOM = {"plastic": (0.08, 0.30, -16.0), "box": (0.05, 0.18, -20.0)}
 NOISE_DBFS = -64.0
 REFLECTION_DELAY_S = 0.0025  # wall path minus direct path; turning the loudspeaker keeps it
 MARKER = "demo_dataset.json"
+MISLABELLED = "mislabelled.json"  # --mislabel's manifest
 
 
 def tone(n: int, sample_rate: int, freq: float, start: int, stop: int, phase: float) -> np.ndarray:
@@ -88,28 +89,52 @@ def synthesize(class_name: str, material: str, frequency: str, seq: int,
     return 0.5 * (10 ** (direct_db / 20) * source + reflection + reverb) + noise
 
 
+def mislabelled_slots(classes: list[str], material: str, frequency: str, seqs: int, count: int) -> dict:
+    """{(written class, seq): true class} for `count` recordings of one material and frequency, drawn with a
+    seed of their own: each is recorded at another class's angle and written as the class's own recording."""
+    rng = np.random.default_rng([SEED, 7, config.MATERIALS.index(material),
+                                 seed_key(frequency, config.FREQUENCIES, frequency_hz(frequency))])
+    slots = rng.choice(len(classes) * seqs, size=min(count, len(classes) * seqs), replace=False)
+    chosen = {}
+    for slot in sorted(slots.tolist()):
+        written = slot // seqs
+        true = (written + 1 + int(rng.integers(len(classes) - 1))) % len(classes)
+        chosen[(classes[written], slot % seqs)] = classes[true]
+    return chosen
+
+
 def generate(out: str | Path, sample_rate: int = 48000, duration: float = 2.0, seqs: int = 9,
              classes: list[str] = config.CLASSES, materials: list[str] = config.MATERIALS,
-             frequencies: list[str] = config.FREQUENCIES) -> Path:
-    """Write the demo dataset (16-bit WAV) under `out` and a marker file describing it."""
-    out = Path(out)
-    for class_name in classes:
-        for material in materials:
-            for frequency in frequencies:
+             frequencies: list[str] = config.FREQUENCIES, mislabel: int = 0) -> Path:
+    """Write the demo dataset (16-bit WAV) under `out` and a marker file describing it. With `mislabel` k, k
+    recordings of each material and frequency are recorded at another class's angle (a take of their own, not a
+    copy of one of that class's recordings) and written as their folder's class; `mislabelled.json` lists them."""
+    out, manifest = Path(out), []
+    for material in materials:
+        for frequency in frequencies:
+            wrong = mislabelled_slots(classes, material, frequency, seqs, mislabel) if mislabel else {}
+            for class_name in classes:
                 for seq in range(seqs):
-                    samples = synthesize(class_name, material, frequency, seq, sample_rate, duration)
-                    path = out / class_name / material / recording_name(material, class_name, frequency,
-                                                                        f"{seq:02d}")
-                    with atomic_path(path) as tmp:
+                    true = wrong.get((class_name, seq), class_name)
+                    take = seq if true == class_name else 1000 + seq
+                    samples = synthesize(true, material, frequency, take, sample_rate, duration)
+                    name = recording_name(material, class_name, frequency, f"{seq:02d}")
+                    with atomic_path(out / class_name / material / name) as tmp:
                         sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
-    save_json(describe(sample_rate, duration, seqs, classes, materials, frequencies), out / MARKER)
+                    if true != class_name:
+                        manifest.append({"path": f"{class_name}/{material}/{name}", "file": name,
+                                         "written_class": class_name, "true_class": true})
+    if mislabel:
+        save_json(manifest, out / MISLABELLED)
+    save_json(describe(sample_rate, duration, seqs, classes, materials, frequencies, mislabel), out / MARKER)
     return out
 
 
 def describe(sample_rate: int, duration: float, seqs: int, classes: list[str], materials: list[str],
-             frequencies: list[str]) -> dict:
+             frequencies: list[str], mislabel: int = 0) -> dict:
     return {"seed": SEED, "sample_rate": sample_rate, "duration": duration, "seqs": seqs,
-            "classes": list(classes), "materials": list(materials), "frequencies": list(frequencies)}
+            "classes": list(classes), "materials": list(materials), "frequencies": list(frequencies),
+            **({"mislabel": mislabel} if mislabel else {})}
 
 
 def ensure_demo_data(out: str | Path) -> Path:
@@ -142,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES,
                         help="tone frequencies, each <N>hz (default: %(default)s)")
     parser.add_argument("--materials", nargs="+", default=config.MATERIALS, choices=config.MATERIALS)
+    parser.add_argument("--mislabel", type=int, default=0,
+                        help="record K recordings of each material and frequency at another class's angle, written "
+                             f"as their folder's class; {MISLABELLED} lists them (default: 0)")
     args = parser.parse_args(argv)
     if any(frequency_hz(f) is None for f in args.frequencies):
         parser.error("--frequencies: each must be <N>hz, e.g. 250hz")
@@ -149,8 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--angles: each angle once")
     if args.sample_rate < 8 * max(map(frequency_hz, args.frequencies)) or args.duration <= 0 or args.seqs < 1:
         parser.error("need --sample-rate above 8x the highest tone, --duration > 0 and --seqs >= 1")
+    if not 0 <= args.mislabel <= len(args.angles) * args.seqs or len(args.angles) < 2 and args.mislabel:
+        parser.error("--mislabel: between 0 and the recordings of one material and frequency (two classes at least)")
     out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
-                   args.materials, args.frequencies)
+                   args.materials, args.frequencies, args.mislabel)
     print(f"Wrote the demo dataset to {out}")
 
 

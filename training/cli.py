@@ -88,6 +88,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ghm-stats-batches", default="first,last",
                    help="which training batches of each epoch get a statistics file: a comma list of first, last, "
                         "all, every:N (default: %(default)s)")
+    p.add_argument("--exclude-recordings", type=read_exclusions, metavar="FILE",
+                   help="a text file with one recording per line (a path, or a file name) that the run does not "
+                        "train on; the list itself is stored in the run's arguments (default: none)")
     p.add_argument("--duration", type=float,
                    help="crop or zero-pad every recording to this many seconds (default: all must be equally long)")
     p.add_argument("--skip-bad-files", action="store_true",
@@ -225,11 +228,22 @@ def saved_args_problem(saved: dict) -> str | None:
     return None
 
 
+def read_exclusions(path: str) -> list[str]:
+    """--exclude-recordings: the file's non-empty lines (comments after #), stored as the flag's value."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{path}: cannot be read ({exc})") from None
+    return [entry for entry in (line.split("#", 1)[0].strip() for line in lines) if entry]
+
+
 def value_fits(action: argparse.Action, value: object) -> bool:
     """Whether `value` has the type (and lies among the choices) that the flag's own parser would give."""
-    kind = action.type or (str if action.default is None else type(action.default))
     if value is None and (action.default is None or action.dest == "data_root"):
         return True
+    if action.type is read_exclusions:  # the value is the list the file held
+        return isinstance(value, list) and all(isinstance(entry, str) for entry in value)
+    kind = action.type or (str if action.default is None else type(action.default))
     if kind is float:
         fits = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:

@@ -1,0 +1,299 @@
+"""Which training recordings helped, which hurt: TracIn-CP influence (Pruthi et al. 2020) from a run's checkpoints.
+
+    python -m analysis.influence <run name or run folder> [--save-dir saved_models]
+
+For every checkpoint k the run saved (model_epoch_<N>.pt, N ≥ 1) with its learning rate η_k, a training pair
+p = (a, b) with target t and score difference d = s_a − s_b has the loss w_p·max(0, margin − t·d), which depends
+on the parameters only through the two scores:
+    ∇ℓ_p = c_p (∇s_a − ∇s_b),   c_p = −w_p·t·1[margin − t·d > 0]
+(w_p: the GHM weight of the pair in a GHM run, 1 otherwise). With G_k the recordings' score gradients (eval-mode
+BatchNorm, one row per recording) and K_k = G_k G_kᵀ, every influence is a product of small matrices:
+    pair-sum self-influence of training recording r     Σ_k η_k v_rᵀ K_k v_r,   v_r = Σ_{p∋r} c_p (e_a − e_b)
+    pair-norms self-influence                            Σ_k η_k Σ_{p∋r} c_p² (K_aa + K_bb − 2 K_ab)
+    influence of training recording r on validation v   Σ_k η_k v_rᵀ K_k u_v
+where u_v sums the coefficients of v's validation pairs (every pair of v with a validation recording of another
+class, standard margin loss). Positive: a proponent (a step on r lowers v's loss); negative: an opponent.
+"""
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import Subset  # noqa: E402
+
+from analysis.ghm_runs import hard_recordings  # noqa: E402
+from analysis.ghm_stats import load_ghm_stats  # noqa: E402
+from datasets.loading import load_recordings, run_split  # noqa: E402
+from datasets.pairs import RankingPairDataset  # noqa: E402
+from losses import build_loss, ghm_options  # noqa: E402
+from models import build_model  # noqa: E402
+from training.cli import argument_defaults  # noqa: E402
+from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
+from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder  # noqa: E402
+
+DEFINITIONS = ("pair-sum", "pair-norms")
+HARD_BINS = 2
+
+
+@dataclass
+class Pairs:
+    """Pairs as recording indices (into the run's recordings) with their targets."""
+    first: np.ndarray
+    second: np.ndarray
+    target: np.ndarray
+
+
+def training_pairs(recordings, train: list[int], seed: int) -> Pairs:
+    """The run's own training pair draws (as its loader sees them, repeats included)."""
+    pairs = RankingPairDataset(Subset(recordings, train), seed=seed)
+    index = pairs.recording_indices
+    return Pairs(index[pairs.first], index[pairs.second], pairs.targets.astype(np.float64))
+
+
+def validation_pairs(labels: np.ndarray, val: list[int]) -> Pairs:
+    """Every pair of validation recordings of different classes, once."""
+    first, second = zip(*[(a, b) for i, a in enumerate(val) for b in val[i + 1:] if labels[a] != labels[b]])
+    first, second = np.array(first), np.array(second)
+    return Pairs(first, second, np.where(labels[first] > labels[second], 1.0, -1.0))
+
+
+def score_gradients(model: torch.nn.Module, data: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Each recording's score and the gradient of its score with respect to every parameter, [R] and [R, P]."""
+    model.eval()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    scores, rows = [], []
+    for x in data:
+        model.zero_grad(set_to_none=True)
+        score = model(x[None].float())[0]
+        score.backward()
+        scores.append(score.item())
+        rows.append(torch.cat([p.grad.flatten() for p in parameters]).double().numpy())
+    return np.array(scores), np.stack(rows)
+
+
+def pair_coefficients(pairs: Pairs, scores: np.ndarray, margin: float, weights: np.ndarray | None) -> np.ndarray:
+    """c_p = ∂(w_p·max(0, margin − t·d))/∂d for each pair."""
+    d = scores[pairs.first] - scores[pairs.second]
+    active = (margin - pairs.target * d) > 0
+    return -(1.0 if weights is None else weights) * pairs.target * active
+
+
+def recording_sums(pairs: Pairs, c: np.ndarray, n: int, rows: list[int]) -> np.ndarray:
+    """V [len(rows), n]: row i is Σ_{p∋rows[i]} c_p (e_a − e_b), the pair gradients of a recording in the basis of
+    the recordings' score gradients."""
+    position = {r: i for i, r in enumerate(rows)}
+    sums = np.zeros((len(rows), n))
+    for a, b, coefficient in zip(pairs.first, pairs.second, c):
+        for owner in (a, b):
+            if owner in position:
+                sums[position[owner], a] += coefficient
+                sums[position[owner], b] -= coefficient
+    return sums
+
+
+def pair_norms(pairs: Pairs, c: np.ndarray, gram: np.ndarray, rows: list[int]) -> np.ndarray:
+    """Σ_{p∋r} ‖∇ℓ_p‖² for each r in rows."""
+    norms = c ** 2 * (gram[pairs.first, pairs.first] + gram[pairs.second, pairs.second]
+                      - 2 * gram[pairs.first, pairs.second])
+    position = {r: i for i, r in enumerate(rows)}
+    total = np.zeros(len(rows))
+    for a, b, value in zip(pairs.first, pairs.second, norms):
+        for owner in (a, b):
+            if owner in position:
+                total[position[owner]] += value
+    return total
+
+
+def ghm_weights(run_args: dict, pairs: Pairs, scores: np.ndarray) -> np.ndarray | None:
+    """A GHM run's pair weights at a checkpoint: GHM applied to all training pairs as one batch (no momentum), so
+    that they depend on the model alone, as the gradients do; None for the standard loss."""
+    if run_args["loss_type"] != "ghm":
+        return None
+    loss = build_loss("ghm", run_args["margin"], **{**ghm_options(run_args), "momentum": 0.0}).eval()
+    s = torch.from_numpy(scores)
+    loss(s[pairs.first], s[pairs.second], torch.from_numpy(pairs.target))
+    return loss.last_stats["weight"].double().numpy()
+
+
+@dataclass
+class Influence:
+    self_influence: dict[str, np.ndarray]  # per definition, per training recording
+    on_validation: np.ndarray  # [validation recordings, training recordings]
+    final_loss: np.ndarray  # mean margin loss of each training recording's pairs at the last checkpoint
+    checkpoints: list[int]
+
+
+def run_influence(checkpoints: list[tuple[int, dict]], run_args: dict, recordings, train: list[int],
+                  val: list[int]) -> Influence:
+    """All influences of a run, summed over its checkpoints (epoch, checkpoint) in order."""
+    labels = recordings.labels.numpy()
+    train_pairs = training_pairs(recordings, train, run_args["seed"])
+    val_pairs = validation_pairs(labels, val)
+    n, margin = len(recordings), run_args["margin"]
+    total = {name: np.zeros(len(train)) for name in DEFINITIONS}
+    on_val = np.zeros((len(val), len(train)))
+    model = build_model(run_args["model"])
+    for _, checkpoint in checkpoints:
+        model.load_state_dict(checkpoint["model_state_dict"])
+        lr = checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
+        scores, gradients = score_gradients(model, recordings.data)
+        gram = gradients @ gradients.T
+        c = pair_coefficients(train_pairs, scores, margin, ghm_weights(run_args, train_pairs, scores))
+        v = recording_sums(train_pairs, c, n, train)
+        u = recording_sums(val_pairs, pair_coefficients(val_pairs, scores, margin, None), n, val)
+        total["pair-sum"] += lr * np.einsum("ij,jk,ik->i", v, gram, v)
+        total["pair-norms"] += lr * pair_norms(train_pairs, c, gram, train)
+        on_val += lr * (u @ gram @ v.T)
+    losses = np.maximum(0.0, margin - train_pairs.target * (scores[train_pairs.first] - scores[train_pairs.second]))
+    final_loss = np.array([losses[(train_pairs.first == r) | (train_pairs.second == r)].mean() for r in train])
+    return Influence(total, on_val, final_loss, [epoch for epoch, _ in checkpoints])
+
+
+def run_checkpoints(folder: Path) -> list[tuple[int, dict]]:
+    """Every model_epoch_<N>.pt (N ≥ 1) of a run folder, by epoch."""
+    found = sorted((checkpoint_epoch(p), p) for p in folder.glob("model_epoch_*.pt") if checkpoint_epoch(p))
+    if not found:
+        raise InputError(f"{folder}: no model_epoch_<N>.pt checkpoint with N ≥ 1")
+    return [(epoch, load_checkpoint(path, "influence", RESUME_KEYS)) for epoch, path in found]
+
+
+def run_folder(run: str, save_dir: str) -> Path:
+    folder = Path(run) if Path(run).is_dir() else Path(save_dir) / CHECKPOINTS / run
+    if not folder.is_dir():
+        raise InputError(f"{run}: neither a run folder nor a run under {save_dir}/{CHECKPOINTS}")
+    return folder
+
+
+def hard_counts(run: RunPaths, paths: list[str]) -> list[int | None]:
+    """How many of each recording's recorded pairs GHM put in its two hardest bins (None without statistics)."""
+    if not run.stats.is_dir() or not any(run.stats.iterdir()):
+        return [None] * len(paths)
+    counts = {row["path"]: row["hard_pairs"] for row in hard_recordings(load_ghm_stats(run.stats), HARD_BINS)}
+    return [counts.get(path, 0) for path in paths]
+
+
+def write_tables(out: Path, result: Influence, definition: str, recordings, train: list[int], val: list[int],
+                 hard: list, top: int) -> list[dict]:
+    values = result.self_influence[definition]
+    ranks = np.empty(len(train), dtype=int)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(train) + 1)
+    rows = [{"path": recordings.paths[r], "class": recordings.classes[int(recordings.labels[r])],
+             "material": recordings.materials[r], "self_influence": float(values[i]),
+             "self_influence_other": float(result.self_influence[[d for d in DEFINITIONS if d != definition][0]][i]),
+             "rank": int(ranks[i]), "final_pair_loss": float(result.final_loss[i]), "ghm_hard_pairs": hard[i]}
+            for i, r in enumerate(train)]
+    rows.sort(key=lambda row: row["rank"])
+    write_csv(out / "influence.csv", rows)
+    proponents = []
+    for j, v in enumerate(val):
+        order = np.argsort(-result.on_validation[j], kind="stable")
+        for kind, picks in (("proponent", order[:top]), ("opponent", order[::-1][:top])):
+            proponents += [{"validation_recording": recordings.paths[v], "kind": kind, "rank": k + 1,
+                            "training_recording": recordings.paths[train[i]],
+                            "influence": float(result.on_validation[j, i])} for k, i in enumerate(picks)]
+    write_csv(out / "proponents.csv", proponents)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_by_class(rows: list[dict], classes: list[str], named: int, path: Path, title: str) -> None:
+    """Self-influence of every training recording by class; the `named` highest are labelled."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    position = {c: k for k, c in enumerate(classes)}
+    rng = np.random.default_rng(0)
+    xs = [position[r["class"]] + rng.uniform(-0.15, 0.15) for r in rows]
+    ax.scatter(xs, [r["self_influence"] for r in rows], s=14, color="tab:blue")
+    for x, row in list(zip(xs, rows))[:named]:
+        ax.annotate(Path(row["path"]).name, (x, row["self_influence"]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points", color="tab:red")
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set(xlabel="class (as labelled)", ylabel="self-influence", title=title)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def plot_map(result: Influence, labels: np.ndarray, train: list[int], val: list[int], classes: list[str],
+             path: Path) -> None:
+    """Validation × training influence, both ordered by class."""
+    rows, cols = np.argsort(labels[val], kind="stable"), np.argsort(labels[train], kind="stable")
+    values = result.on_validation[np.ix_(rows, cols)]
+    extent = max(float(np.abs(values).max()), 1e-12)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    image = ax.imshow(values, aspect="auto", cmap="coolwarm", vmin=-extent, vmax=extent, interpolation="nearest")
+    for axis, order, members in ((ax.set_xticks, cols, train), (ax.set_yticks, rows, val)):
+        classes_in = [labels[members[i]] for i in order]
+        starts = [i for i, k in enumerate(classes_in) if i == 0 or classes_in[i - 1] != k]
+        axis(starts, [classes[classes_in[i]] for i in starts])
+    ax.set(xlabel="training recording (by class)", ylabel="validation recording (by class)",
+           title="influence on validation recordings (red: proponent, blue: opponent)")
+    fig.colorbar(image, ax=ax)
+    save_figure(fig, path)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="TracIn influence of a run's training recordings, from its checkpoints.")
+    p.add_argument("run", help="a run folder (model_checkpoints/<run>) or a run name under --save-dir")
+    p.add_argument("--save-dir", default="saved_models", help="(default: %(default)s)")
+    p.add_argument("--definition", choices=DEFINITIONS, default="pair-sum",
+                   help="self-influence: the squared norm of the summed gradient of a recording's training pairs "
+                        "(pair-sum), or the sum of the pairs' squared norms (pair-norms) (default: %(default)s)")
+    p.add_argument("--top", type=int, default=5, help="proponents and opponents per validation recording, and "
+                                                      "recordings named in the plot (default: %(default)s)")
+    p.add_argument("--out", help="(default: <save-dir>/analysis/<run>/influence/)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        folder = run_folder(args.run, args.save_dir)
+        checkpoints = run_checkpoints(folder)
+        last = checkpoints[-1][1]
+        run = RunPaths.of_checkpoint(folder / f"model_epoch_{checkpoints[-1][0]}.pt", last["run"])
+        run_args = {**argument_defaults(), **last["args"]}
+        recordings = load_recordings(run_args, run_args["frequency"])
+        split = run_split(recordings, run_args)
+        if [recordings.paths[i] for i in split.val] != last["val_recordings"]:
+            raise InputError(f"{folder}: the run's recordings under {run_args['data_root']} are not the ones it "
+                             "trained on")
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result = run_influence(checkpoints, run_args, recordings, split.train, split.val)
+    out = Path(args.out) if args.out else analysis_folder(run.save_dir, run.name) / "influence"
+    hard = hard_counts(run, [recordings.paths[r] for r in split.train])
+    rows = write_tables(out, result, args.definition, recordings, split.train, split.val, hard, args.top)
+    plot_by_class(rows, recordings.classes, args.top, out / "self_influence_by_class.png",
+                  f"{run.name}: self-influence ({args.definition}, {len(checkpoints)} checkpoints)")
+    plot_map(result, recordings.labels.numpy(), split.train, split.val, recordings.classes, out / "influence_map.png")
+    save_json({"run": run.name, "definition": args.definition, "checkpoints": result.checkpoints,
+               "training_recordings": len(split.train), "validation_recordings": len(split.val),
+               "loss_type": run_args["loss_type"],
+               "top": [{key: row[key] for key in ("path", "class", "self_influence")} for row in rows[:args.top]]},
+              out / "summary.json")
+    coarse = " (a coarse estimate: few checkpoints)" if len(checkpoints) < 5 else ""
+    print(f"{len(checkpoints)} checkpoints (epochs {', '.join(map(str, result.checkpoints))}){coarse}, "
+          f"{len(split.train)} training and {len(split.val)} validation recordings → {out}/")
+    for row in rows[:args.top]:
+        print(f"  {row['rank']:>3}  {row['self_influence']:.4g}  {row['class']:<8} {Path(row['path']).name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
