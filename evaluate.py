@@ -13,8 +13,7 @@ from pathlib import Path
 from datasets import SpectrogramDatasetWithMaterial
 from datasets.loading import load_recordings, run_split
 from models import MODELS, check_input_size, checkpoint_model
-from training.cli import argument_defaults, saved_args_problem
-from utils.checkpoints import load_checkpoint, newest_checkpoint
+from training.cli import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from analysis.evaluation import estimate_headline, evaluate_recordings, headline, write_evaluation
@@ -59,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
     try:
-        path = newest_checkpoint(args.checkpoint, "--checkpoint")
-        checkpoint = load_checkpoint(path, "--checkpoint")
-        if problem := saved_args_problem(checkpoint["args"]):
-            raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
-        run_args = {**argument_defaults(), **checkpoint["args"]}
+        path, checkpoint, run_args = checkpoint_run(args.checkpoint)
         device = choose_device(args.device)
         model_name = args.model or run_args["model"]
         model = checkpoint_model(checkpoint, model_name, path, device)

@@ -16,8 +16,7 @@ from analysis.run_calibration import checkpoint_calibration
 from datasets.loading import load_recordings
 from datasets.spectrogram_dataset import fitting_spectrograms
 from models import check_input_size, checkpoint_model
-from training.cli import argument_defaults, saved_args_problem
-from utils.checkpoints import load_checkpoint, newest_checkpoint
+from training.cli import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from utils.io_utils import atomic_path
@@ -80,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
     try:
-        path = newest_checkpoint(args.checkpoint, "--checkpoint")
-        checkpoint = load_checkpoint(path, "--checkpoint")
-        if problem := saved_args_problem(checkpoint["args"]):
-            raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
-        run_args = {**argument_defaults(), **checkpoint["args"]}
+        path, checkpoint, run_args = checkpoint_run(args.checkpoint)
         device = choose_device(args.device)
         model = checkpoint_model(checkpoint, run_args["model"], path, device)
         calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")

@@ -68,3 +68,19 @@ def hang_guard(what: str, seconds: int = 60) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def sigterm_after_first_epoch(argv: list[str]) -> tuple[int, str]:
+    """Run train.py in a process of its own, send SIGTERM once its first epoch line is printed; (exit code,
+    stderr)."""
+    import subprocess
+
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in process.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    process.send_signal(signal.SIGTERM)
+    with hang_guard("stopping after one step"):
+        _, err = process.communicate()
+    return process.returncode, err

@@ -3,14 +3,11 @@ reported, not retrained; a changed argument is refused."""
 
 import json
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, hang_guard, tiny_train_args
+from conftest import sigterm_after_first_epoch, tiny_train_args
 
 import train
 from training.named_runs import run_folder_name
@@ -33,15 +30,8 @@ def outcome(save_dir: Path) -> tuple:
 @pytest.mark.slow
 def test_sigterm_then_the_same_command_ends_bit_identical_to_an_uninterrupted_run(tiny_data, tmp_path, capsys):
     argv = tiny_train_args(tiny_data, tmp_path / "requeued", *RUN)
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for line in process.stdout:
-        if line.startswith("epoch 1/3"):
-            break
-    process.send_signal(signal.SIGTERM)
-    with hang_guard("stopping after one step"):
-        _, err = process.communicate()
-    assert process.returncode == 143, err
+    code, err = sigterm_after_first_epoch(argv)
+    assert code == 143, err
     folder = tmp_path / "requeued" / "model_checkpoints" / "job-7.a"
     assert json.loads((folder / "summary.json").read_text())["status"] == "interrupted"
 

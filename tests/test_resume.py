@@ -4,13 +4,11 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, hang_guard, tiny_train_args
+from conftest import sigterm_after_first_epoch, tiny_train_args
 
 import train
 from models import build_model
@@ -169,16 +167,9 @@ def test_a_second_signal_aborts_at_once(tiny_data, tmp_path, monkeypatch):
 
 
 def test_sigterm_stops_the_cli_with_exit_143(tiny_data, tmp_path):
-    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "200")
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for line in process.stdout:
-        if line.startswith("epoch 1/200"):
-            break
-    process.send_signal(signal.SIGTERM)
-    with hang_guard("stopping after one step"):
-        _, err = process.communicate()
-    assert process.returncode == 143, err
+    code, err = sigterm_after_first_epoch(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs",
+                                                          "200"))
+    assert code == 143, err
     assert "SIGTERM: stopping after the current step" in err and "Resume with: python train.py --resume" in err
     assert "Traceback" not in err
     summary = json.loads((run_folder(tmp_path) / "summary.json").read_text())

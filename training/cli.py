@@ -216,6 +216,16 @@ def explicit_args(argv: list[str] | None) -> dict:
     return vars(parser.parse_args(argv))
 
 
+def checkpoint_run(spec: str) -> tuple[Path, dict, dict]:
+    """evaluate.py's and predict.py's --checkpoint: the file (or a run folder's newest checkpoint), the checkpoint,
+    and the run's arguments (every flag's default for what the checkpoint predates)."""
+    path = newest_checkpoint(spec, "--checkpoint")
+    checkpoint = load_checkpoint(path, "--checkpoint")
+    if problem := saved_args_problem(checkpoint["args"]):
+        raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
+    return path, checkpoint, {**argument_defaults(), **checkpoint["args"]}
+
+
 def saved_args_problem(saved: dict) -> str | None:
     """What makes a checkpoint's `args` unusable: a run's core arguments missing, or a flag's value of a type
     (or outside the choices) that the flag itself does not allow."""
