@@ -13,6 +13,9 @@ BatchNorm, one row per recording) and K_k = G_k G_kᵀ, every influence is a pro
     influence of training recording r on validation v   Σ_k η_k v_rᵀ K_k u_v
 where u_v sums the coefficients of v's validation pairs (every pair of v with a validation recording of another
 class, standard margin loss). Positive: a proponent (a step on r lowers v's loss); negative: an opponent.
+    validation harm of r                                 −Σ_v influence(r, v)
+how much training on r raises the validation recordings' losses altogether: the ranking that found mislabelled
+recordings in the label-noise experiment (README), where both self-influences did not.
 """
 
 import argparse
@@ -41,7 +44,8 @@ from utils.errors import InputError  # noqa: E402
 from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
 from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder  # noqa: E402
 
-DEFINITIONS = ("pair-sum", "pair-norms")
+DEFINITIONS = ("pair-sum", "pair-norms")  # of self-influence
+RANKINGS = ("validation-harm", *DEFINITIONS)  # what ranks the training recordings in influence.csv and the plot
 HARD_BINS = 2
 
 
@@ -182,15 +186,22 @@ def hard_counts(run: RunPaths, paths: list[str]) -> list[int | None]:
     return [counts.get(path, 0) for path in paths]
 
 
-def write_tables(out: Path, result: Influence, definition: str, recordings, train: list[int], val: list[int],
+def recording_scores(result: Influence) -> dict[str, np.ndarray]:
+    """Every ranking of the training recordings, higher = more suspicious."""
+    return {"validation-harm": -result.on_validation.sum(axis=0), **result.self_influence}
+
+
+def write_tables(out: Path, result: Influence, ranking: str, recordings, train: list[int], val: list[int],
                  hard: list, top: int) -> list[dict]:
-    values = result.self_influence[definition]
+    scores = recording_scores(result)
     ranks = np.empty(len(train), dtype=int)
-    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(train) + 1)
+    ranks[np.argsort(-scores[ranking], kind="stable")] = np.arange(1, len(train) + 1)
     rows = [{"path": recordings.paths[r], "class": recordings.classes[int(recordings.labels[r])],
-             "material": recordings.materials[r], "self_influence": float(values[i]),
-             "self_influence_other": float(result.self_influence[[d for d in DEFINITIONS if d != definition][0]][i]),
-             "rank": int(ranks[i]), "final_pair_loss": float(result.final_loss[i]), "ghm_hard_pairs": hard[i]}
+             "material": recordings.materials[r], "rank": int(ranks[i]), "score": float(scores[ranking][i]),
+             "validation_harm": float(scores["validation-harm"][i]),
+             "self_influence_pair_sum": float(scores["pair-sum"][i]),
+             "self_influence_pair_norms": float(scores["pair-norms"][i]),
+             "final_pair_loss": float(result.final_loss[i]), "ghm_hard_pairs": hard[i]}
             for i, r in enumerate(train)]
     rows.sort(key=lambda row: row["rank"])
     write_csv(out / "influence.csv", rows)
@@ -213,17 +224,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot_by_class(rows: list[dict], classes: list[str], named: int, path: Path, title: str) -> None:
-    """Self-influence of every training recording by class; the `named` highest are labelled."""
+    """The ranking score of every training recording by class; the `named` highest are labelled."""
     fig, ax = plt.subplots(figsize=(9, 4.5))
     position = {c: k for k, c in enumerate(classes)}
     rng = np.random.default_rng(0)
     xs = [position[r["class"]] + rng.uniform(-0.15, 0.15) for r in rows]
-    ax.scatter(xs, [r["self_influence"] for r in rows], s=14, color="tab:blue")
+    ax.scatter(xs, [r["score"] for r in rows], s=14, color="tab:blue")
     for x, row in list(zip(xs, rows))[:named]:
-        ax.annotate(Path(row["path"]).name, (x, row["self_influence"]), fontsize=7, xytext=(4, 2),
+        ax.annotate(Path(row["path"]).name, (x, row["score"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points", color="tab:red")
     ax.set_xticks(range(len(classes)), classes, rotation=45)
-    ax.set(xlabel="class (as labelled)", ylabel="self-influence", title=title)
+    ax.set(xlabel="class (as labelled)", ylabel="score", title=title)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
 
@@ -250,9 +261,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="TracIn influence of a run's training recordings, from its checkpoints.")
     p.add_argument("run", help="a run folder (model_checkpoints/<run>) or a run name under --save-dir")
     p.add_argument("--save-dir", default="saved_models", help="(default: %(default)s)")
-    p.add_argument("--definition", choices=DEFINITIONS, default="pair-sum",
-                   help="self-influence: the squared norm of the summed gradient of a recording's training pairs "
-                        "(pair-sum), or the sum of the pairs' squared norms (pair-norms) (default: %(default)s)")
+    p.add_argument("--rank-by", choices=RANKINGS, default="validation-harm",
+                   help="what ranks the training recordings: validation-harm (minus the summed influence on every "
+                        "validation recording), or self-influence as the squared norm of the summed gradient of a "
+                        "recording's training pairs (pair-sum) or the sum of the pairs' squared norms (pair-norms) "
+                        "(default: %(default)s)")
     p.add_argument("--top", type=int, default=5, help="proponents and opponents per validation recording, and "
                                                       "recordings named in the plot (default: %(default)s)")
     p.add_argument("--out", help="(default: <save-dir>/analysis/<run>/influence/)")
@@ -278,20 +291,20 @@ def main(argv: list[str] | None = None) -> int:
     result = run_influence(checkpoints, run_args, recordings, split.train, split.val)
     out = Path(args.out) if args.out else analysis_folder(run.save_dir, run.name) / "influence"
     hard = hard_counts(run, [recordings.paths[r] for r in split.train])
-    rows = write_tables(out, result, args.definition, recordings, split.train, split.val, hard, args.top)
-    plot_by_class(rows, recordings.classes, args.top, out / "self_influence_by_class.png",
-                  f"{run.name}: self-influence ({args.definition}, {len(checkpoints)} checkpoints)")
+    rows = write_tables(out, result, args.rank_by, recordings, split.train, split.val, hard, args.top)
+    plot_by_class(rows, recordings.classes, args.top, out / "influence_by_class.png",
+                  f"{run.name}: {args.rank_by} ({len(checkpoints)} checkpoints)")
     plot_map(result, recordings.labels.numpy(), split.train, split.val, recordings.classes, out / "influence_map.png")
-    save_json({"run": run.name, "definition": args.definition, "checkpoints": result.checkpoints,
+    save_json({"run": run.name, "rank_by": args.rank_by, "checkpoints": result.checkpoints,
                "training_recordings": len(split.train), "validation_recordings": len(split.val),
                "loss_type": run_args["loss_type"],
-               "top": [{key: row[key] for key in ("path", "class", "self_influence")} for row in rows[:args.top]]},
+               "top": [{key: row[key] for key in ("path", "class", "score")} for row in rows[:args.top]]},
               out / "summary.json")
     coarse = " (a coarse estimate: few checkpoints)" if len(checkpoints) < 5 else ""
     print(f"{len(checkpoints)} checkpoints (epochs {', '.join(map(str, result.checkpoints))}){coarse}, "
           f"{len(split.train)} training and {len(split.val)} validation recordings → {out}/")
     for row in rows[:args.top]:
-        print(f"  {row['rank']:>3}  {row['self_influence']:.4g}  {row['class']:<8} {Path(row['path']).name}")
+        print(f"  {row['rank']:>3}  {row['score']:.4g}  {row['class']:<8} {Path(row['path']).name}")
     return 0
 
 

@@ -92,13 +92,16 @@ def test_influence_equals_brute_force_and_names_every_file(noisy_data, tmp_path,
     for got, expected in ((result.self_influence["pair-sum"], pair_sum),
                           (result.self_influence["pair-norms"], pair_norms), (result.on_validation, on_val)):
         assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
-    by_path = {row["path"]: float(row["self_influence"]) for row in rows}
-    assert [by_path[data.recordings.paths[r]] for r in data.split.train] == pytest.approx(pair_sum, rel=1e-5)
+    by_path = {row["path"]: row for row in rows}
+    listed = [by_path[data.recordings.paths[r]] for r in data.split.train]
+    assert [float(row["self_influence_pair_sum"]) for row in listed] == pytest.approx(pair_sum, rel=1e-5)
+    harm = -on_val.sum(axis=0)
+    assert [float(row["score"]) for row in listed] == pytest.approx(harm, rel=1e-5, abs=1e-5 * np.abs(harm).max())
     assert {row["rank"] for row in rows} == {str(k) for k in range(1, len(data.split.train) + 1)}
     assert all(row["ghm_hard_pairs"] != "" for row in rows)
     with open(out / "proponents.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * 2 * len(data.split.val)
-    assert (out / "self_influence_by_class.png").is_file() and (out / "influence_map.png").is_file()
+    assert (out / "influence_by_class.png").is_file() and (out / "influence_map.png").is_file()
 
 
 @pytest.mark.slow
