@@ -266,6 +266,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "validation recording), or self-influence as the squared norm of the summed gradient of a "
                         "recording's training pairs (pair-sum) or the sum of the pairs' squared norms (pair-norms) "
                         "(default: %(default)s)")
+    p.add_argument("--margin", type=float,
+                   help="the margin of the loss whose gradients enter (default: the run's): a small margin keeps "
+                        "only the pairs that are misordered or nearly so (README: the label-noise experiment)")
     p.add_argument("--top", type=int, default=5, help="proponents and opponents per validation recording, and "
                                                       "recordings named in the plot (default: %(default)s)")
     p.add_argument("--out", help="(default: <save-dir>/analysis/<run>/influence/)")
@@ -280,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         last = checkpoints[-1][1]
         run = RunPaths.of_checkpoint(folder / f"model_epoch_{checkpoints[-1][0]}.pt", last["run"])
         run_args = {**argument_defaults(), **last["args"]}
+        if args.margin is not None:
+            if not args.margin > 0:
+                raise InputError(f"--margin {args.margin}: must be > 0")
+            run_args["margin"] = args.margin
         recordings = load_recordings(run_args, run_args["frequency"])
         split = run_split(recordings, run_args)
         if [recordings.paths[i] for i in split.val] != last["val_recordings"]:
@@ -295,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_by_class(rows, recordings.classes, args.top, out / "influence_by_class.png",
                   f"{run.name}: {args.rank_by} ({len(checkpoints)} checkpoints)")
     plot_map(result, recordings.labels.numpy(), split.train, split.val, recordings.classes, out / "influence_map.png")
-    save_json({"run": run.name, "rank_by": args.rank_by, "checkpoints": result.checkpoints,
+    save_json({"run": run.name, "rank_by": args.rank_by, "margin": run_args["margin"],
+               "checkpoints": result.checkpoints,
                "training_recordings": len(split.train), "validation_recordings": len(split.val),
                "loss_type": run_args["loss_type"],
                "top": [{key: row[key] for key in ("path", "class", "score")} for row in rows[:args.top]]},
