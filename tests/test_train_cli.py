@@ -178,25 +178,31 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
-def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path):
+def parser_error(argv: list[str], capsys) -> str:
+    """The parser's error for `argv` (exit code 2), as train.py prints it."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path, capsys):
     missing = run_cli("--frequency", "500hz", "--data-root", str(tmp_path / "nowhere"))
     assert missing.returncode == 2
     assert "--data-root" in missing.stderr and "folder not found" in missing.stderr
     assert "Traceback" not in missing.stderr
 
-    bad_flag = run_cli("--frequency", "500hz", "--data-root", str(tiny_data), "--epochs", "0")
-    assert bad_flag.returncode == 2 and "--epochs must be >= 1" in bad_flag.stderr
-
-    no_material = run_cli(*tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "box"))
-    assert no_material.returncode == 2 and "Traceback" not in no_material.stderr
-    assert "--material box: no <class>/box folder under" in no_material.stderr
+    assert "--epochs must be >= 1" in parser_error(["--frequency", "500hz", "--data-root", str(tiny_data),
+                                                    "--epochs", "0"], capsys)
+    assert "--material box: no <class>/box folder under" in parser_error(
+        tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--material", "box"), capsys)
 
     only_500 = tmp_path / "only_500"
     for wav in tiny_data.rglob("*_500hz_*.wav"):
         (only_500 / wav.relative_to(tiny_data)).parent.mkdir(parents=True, exist_ok=True)
         (only_500 / wav.relative_to(tiny_data)).write_bytes(wav.read_bytes())
-    no_frequency = run_cli(*tiny_train_args(only_500, tmp_path, "--frequency", "3000hz"))
-    assert no_frequency.returncode == 2 and "--frequency 3000hz: no 3000hz recordings under" in no_frequency.stderr
+    assert "--frequency 3000hz: no 3000hz recordings under" in parser_error(
+        tiny_train_args(only_500, tmp_path, "--frequency", "3000hz"), capsys)
 
     unreadable = tmp_path / "unreadable"
     for wav in only_500.rglob("*.wav"):
