@@ -20,7 +20,7 @@ from torch import nn
 from datasets.classes import find_frequencies
 from datasets.loading import RunData, build_data
 from datasets.synthetic import ensure_demo_data
-from models import build_model, check_input_size
+from models import check_input_size, checkpoint_model
 from training.cli import get_args_parser, parse_args
 from training.batch_hooks import BatchHooks
 from training.named_runs import named_run, run_folder_name
@@ -60,7 +60,7 @@ def best_model(run_args: dict, run: RunPaths, best_at: int, device: torch.device
     """model_best.pt's model; None with a warning if it is missing or not from the history's best epoch (a run
     killed between its checkpoints and resumed differently)."""
     try:
-        checkpoint = load_checkpoint(run.best_checkpoint, "model_best.pt", ("model_state_dict", "epoch"))
+        checkpoint = load_checkpoint(run.best_checkpoint, "model_best.pt", ("model_state_dict", "epoch", "args"))
     except InputError as exc:
         warnings.warn(f"{exc}; the final evaluation reports the last model only")
         return None
@@ -68,9 +68,7 @@ def best_model(run_args: dict, run: RunPaths, best_at: int, device: torch.device
         warnings.warn(f"{run.best_checkpoint} is from epoch {checkpoint['epoch']}, but the history's best epoch is "
                       f"{best_at}; the final evaluation reports the last model only")
         return None
-    model = build_model(run_args["model"])
-    model.load_state_dict(checkpoint["model_state_dict"])
-    return model.to(device)
+    return checkpoint_model(checkpoint, run_args["model"], run.best_checkpoint, device)
 
 
 def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: torch.device, run: RunPaths,

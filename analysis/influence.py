@@ -92,30 +92,26 @@ def pair_coefficients(pairs: Pairs, scores: np.ndarray, margin: float, weights: 
     return -(1.0 if weights is None else weights) * pairs.target * active
 
 
+def membership(pairs: Pairs, rows: list[int]) -> np.ndarray:
+    """M [len(rows), pairs]: 1 where rows[i] is one of the pair's two recordings."""
+    owners = np.asarray(rows)[:, None]
+    return ((pairs.first[None, :] == owners) | (pairs.second[None, :] == owners)).astype(np.float64)
+
+
 def recording_sums(pairs: Pairs, c: np.ndarray, n: int, rows: list[int]) -> np.ndarray:
     """V [len(rows), n]: row i is Σ_{p∋rows[i]} c_p (e_a − e_b), the pair gradients of a recording in the basis of
     the recordings' score gradients."""
-    position = {r: i for i, r in enumerate(rows)}
-    sums = np.zeros((len(rows), n))
-    for a, b, coefficient in zip(pairs.first, pairs.second, c):
-        for owner in (a, b):
-            if owner in position:
-                sums[position[owner], a] += coefficient
-                sums[position[owner], b] -= coefficient
-    return sums
+    signed = np.zeros((len(c), n))
+    signed[np.arange(len(c)), pairs.first] += c
+    signed[np.arange(len(c)), pairs.second] -= c
+    return membership(pairs, rows) @ signed
 
 
 def pair_norms(pairs: Pairs, c: np.ndarray, gram: np.ndarray, rows: list[int]) -> np.ndarray:
     """Σ_{p∋r} ‖∇ℓ_p‖² for each r in rows."""
     norms = c ** 2 * (gram[pairs.first, pairs.first] + gram[pairs.second, pairs.second]
                       - 2 * gram[pairs.first, pairs.second])
-    position = {r: i for i, r in enumerate(rows)}
-    total = np.zeros(len(rows))
-    for a, b, value in zip(pairs.first, pairs.second, norms):
-        for owner in (a, b):
-            if owner in position:
-                total[position[owner]] += value
-    return total
+    return membership(pairs, rows) @ norms
 
 
 def ghm_weights(run_args: dict, pairs: Pairs, scores: np.ndarray) -> np.ndarray | None:
@@ -159,7 +155,8 @@ def run_influence(checkpoints: list[tuple[int, dict]], run_args: dict, recording
         total["pair-norms"] += lr * pair_norms(train_pairs, c, gram, train)
         on_val += lr * (u @ gram @ v.T)
     losses = np.maximum(0.0, margin - train_pairs.target * (scores[train_pairs.first] - scores[train_pairs.second]))
-    final_loss = np.array([losses[(train_pairs.first == r) | (train_pairs.second == r)].mean() for r in train])
+    owners = membership(train_pairs, train)
+    final_loss = owners @ losses / owners.sum(axis=1)
     return Influence(total, on_val, final_loss, [epoch for epoch, _ in checkpoints])
 
 

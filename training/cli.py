@@ -283,6 +283,12 @@ def config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
     return defaults
 
 
+def changed_argument(values: dict, saved: dict) -> str | None:
+    """The first argument, besides those a resumed run may change, whose value differs from the run's own."""
+    return next((key for key, value in values.items()
+                 if key not in RESUME_OVERRIDES and key in saved and saved[key] != value), None)
+
+
 def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: argparse.Namespace) -> dict:
     """The run's own arguments from its checkpoint, with the few flags a resumed run may change."""
     try:
@@ -297,10 +303,9 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
     if given.get("epochs", done) < done:
         parser.error(f"--epochs {given['epochs']}: the run in {path} has already trained {done} epochs; "
                      "give at least that many")
-    for key, value in given.items():
-        if key not in RESUME_OVERRIDES and value != saved.get(key, value):
-            parser.error(f"--{key.replace('_', '-')} {value}: the run in {path} was trained with {saved[key]}; "
-                         f"a resumed run keeps its arguments (it may change {', '.join(RESUME_OVERRIDES[1:])})")
+    if key := changed_argument(given, saved):
+        parser.error(f"--{key.replace('_', '-')} {given[key]}: the run in {path} was trained with {saved[key]}; "
+                     f"a resumed run keeps its arguments (it may change {', '.join(RESUME_OVERRIDES[1:])})")
     overrides = {key: given[key] for key in RESUME_OVERRIDES if key in given}
     # a checkpoint from before --classes existed trained on the old data set's six classes
     return {**vars(args), "classes": ",".join(config.CLASSES), **saved, **overrides, "resume": str(path)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from analysis.evaluation import HEADLINE
 from analysis.sweep import summary_problem
-from training.cli import RESUME_OVERRIDES, saved_args_problem
+from training.cli import RESUME_OVERRIDES, changed_argument, saved_args_problem
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint
 from utils.errors import InputError
 from utils.history import early_stop_reason
@@ -34,11 +34,9 @@ def named_run(run_args: dict) -> tuple[dict, dict | None]:
     saved, done = checkpoint["args"], checkpoint["epoch"]
     if problem := saved_args_problem(saved):
         raise InputError(f"--run-name {name}: {path} is not a checkpoint this program can resume ({problem})")
-    for key, value in run_args.items():
-        if key not in RESUME_OVERRIDES and key in saved and saved[key] != value:
-            raise InputError(f"--{key.replace('_', '-')} {value}: run {name} in {folder} was trained with "
-                             f"{saved[key]}; the same command resumes it (it may change "
-                             f"{', '.join(RESUME_OVERRIDES[1:])})")
+    if key := changed_argument(run_args, saved):
+        raise InputError(f"--{key.replace('_', '-')} {run_args[key]}: run {name} in {folder} was trained with "
+                         f"{saved[key]}; the same command resumes it (it may change {', '.join(RESUME_OVERRIDES[1:])})")
     if run_args["epochs"] < done:
         raise InputError(f"--epochs {run_args['epochs']}: run {name} in {folder} has already trained {done} epochs")
     resumed = {**run_args, **{k: v for k, v in saved.items() if k not in RESUME_OVERRIDES}, "resume": str(path)}
