@@ -7,6 +7,7 @@ SELECTED_SEQS = [f"{i:02d}" for i in range(9)]
 
 DATA_ROOT = "data"
 DEMO_DATA_ROOT = "demo_data"
+DEMO_DATA_ROOTS = {"synthetic": DEMO_DATA_ROOT, "room": "demo_room_data"}  # --demo KIND
 SAVE_DIR = "saved_models"
 MATERIAL = "plastic"
 

@@ -7,8 +7,11 @@
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
 
 from datasets import SpectrogramDatasetWithMaterial
 from datasets.loading import load_recordings, run_split
@@ -16,6 +19,7 @@ from models import MODELS, check_input_size, checkpoint_model
 from training.cli import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
+from analysis.baselines import comparison_lines, run_baselines, versus
 from analysis.evaluation import estimate_headline, evaluate_recordings, headline, write_evaluation
 from analysis.run_calibration import checkpoint_calibration
 from utils.run_paths import evaluation_folder
@@ -39,11 +43,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict, checkpoint: dict,
-                      split: str) -> list[int]:
-    """All indices, or the run's validation or test split, checked against the validation paths the checkpoint
-    recorded (the test split comes from the same seed and recordings)."""
+                      split: str) -> tuple[list[int], list[int]]:
+    """(training, evaluated) indices: with split all every recording for both; else the run's training split and
+    its validation or test split, checked against the validation paths the checkpoint recorded (the test split
+    comes from the same seed and recordings)."""
     if split == "all":
-        return list(range(len(recordings)))
+        return list(range(len(recordings))), list(range(len(recordings)))
     splits = run_split(recordings, run_args)
     if split == "test" and not splits.test:
         raise InputError("--split test: the run held out no test split (it trained without --test-fraction)")
@@ -51,37 +56,67 @@ def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict
     if expected is not None and [recordings.paths[i] for i in splits.val] != list(expected):
         raise InputError("the validation recordings rebuilt from the checkpoint's seed are not the ones the run "
                          "used (the data folder changed?); use --split all")
-    return splits.test if split == "test" else splits.val
+    return splits.train, splits.test if split == "test" else splits.val
+
+
+@dataclass
+class Prepared:
+    """A checkpoint's model on its device and the recordings to evaluate it on; `data_args` are the run's
+    arguments (`run_args`) with the data options given on the command line."""
+    path: Path
+    checkpoint: dict
+    run_args: dict
+    data_args: dict
+    device: torch.device
+    model: nn.Module
+    recordings: SpectrogramDatasetWithMaterial
+    train: list[int]
+    evaluated: list[int]
+
+
+def prepare(checkpoint_arg: str, split: str, data_root: str | None = None, frequency: str | None = None,
+            material: str | None = None, model_name: str | None = None, device_name: str = "auto") -> Prepared:
+    """Load a checkpoint (or a run folder's newest) and the recordings of `split`; InputError when they do not fit."""
+    path, checkpoint, run_args = checkpoint_run(checkpoint_arg)
+    device = choose_device(device_name)
+    model_name = model_name or run_args["model"]
+    model = checkpoint_model(checkpoint, model_name, path, device)
+    overrides = {key: value for key, value in (("data_root", data_root), ("material", material),
+                                               ("frequency", frequency)) if value}
+    data_args = {**run_args, **overrides}
+    recordings = load_recordings(data_args, data_args["frequency"])
+    check_input_size(model_name, tuple(recordings.data.shape[1:]))
+    train, evaluated = select_recordings(recordings, run_args, checkpoint, split)
+    return Prepared(path, checkpoint, run_args, data_args, device, model, recordings, train, evaluated)
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
     try:
-        path, checkpoint, run_args = checkpoint_run(args.checkpoint)
-        device = choose_device(args.device)
-        model_name = args.model or run_args["model"]
-        model = checkpoint_model(checkpoint, model_name, path, device)
-        overrides = {key: value for key, value in (("data_root", args.data_root), ("material", args.material))
-                     if value}
-        recordings = load_recordings({**run_args, **overrides}, args.frequency or run_args["frequency"])
-        check_input_size(model_name, tuple(recordings.data.shape[1:]))
-        indices = select_recordings(recordings, run_args, checkpoint, args.split)
-        calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")
+        ready = prepare(args.checkpoint, args.split, args.data_root, args.frequency, args.material, args.model,
+                        args.device)
+        path, recordings, indices = ready.path, ready.recordings, ready.evaluated
+        calibration = checkpoint_calibration(ready.checkpoint, ready.run_args, ready.model, ready.device,
+                                             f"--checkpoint {path}")
+        baselines = run_baselines(recordings, ready.train, indices, ready.data_args)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     labels = recordings.labels[indices].numpy()
-    scores, metrics = evaluate_recordings(model, recordings.data[indices], labels, recordings.classes, device,
-                                          materials=[recordings.materials[i] for i in indices])
+    materials = [recordings.materials[i] for i in indices]
+    scores, metrics = evaluate_recordings(ready.model, recordings.data[indices], labels, recordings.classes,
+                                          ready.device, materials=materials)
     out = Path(args.out) if args.out else evaluation_folder(path, args.split)
+    extra = {"checkpoint": str(path), "epoch": ready.checkpoint.get("epoch"), "split": args.split,
+             **versus(metrics, baselines), "baselines": baselines}
     estimates = write_evaluation(out, [recordings.paths[i] for i in indices], labels, scores, metrics,
-                                 recordings.classes, f"{path.parent.name} ({args.split})",
-                                 {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "split": args.split},
-                                 [recordings.materials[i] for i in indices], calibration)
+                                 recordings.classes, f"{path.parent.name} ({args.split})", extra, materials,
+                                 calibration)
     print(f"{path} on {args.split}: {headline(metrics)}; {estimate_headline(estimates)}")
     for material, figures in metrics.get("per_material", {}).items():
         print(f"  {material}: {headline(figures)}; {estimate_headline(estimates['per_material'][material])}")
+    print("\n".join(comparison_lines(metrics, baselines)))
     print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png, confusion.png")
     return 0
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from datasets.classes import find_frequencies
 from datasets.loading import RunData, build_data
-from datasets.synthetic import ensure_demo_data
+from datasets.demo import ensure_demo_data
 from models import check_input_size, checkpoint_model
 from training.cli import get_args_parser, parse_args
 from training.batch_hooks import BatchHooks
@@ -33,6 +33,7 @@ from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, estimate_headline, evaluate_recordings, headline,
                                  write_evaluation)
+from analysis.baselines import VERSUS, comparison_lines, run_baselines, versus
 from analysis.run_calibration import calibrate
 from utils.history import early_stop_reason, monitor_best, plot_history, record_epoch, write_metrics
 from utils.io_utils import save_pickle, save_yaml
@@ -75,8 +76,9 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
                      history: dict) -> dict | None:
     """evaluate.py's measures for the last and the best model (by --monitor) on the evaluation split (test when
     held out, else validation), each recording scored once, with the angle estimates of each model's calibration
-    (fitted on the training recordings and then stored in its checkpoint); reports in <run>/eval/ and, when the
-    best model is not the last one, <run>/eval_best/.
+    (fitted on the training recordings and then stored in its checkpoint) and the simple baselines beside them
+    (analysis/baselines.py, fitted on the training recordings); reports in <run>/eval/ and, when the best model is
+    not the last one, <run>/eval_best/.
 
     Returns {"split", "last", "best", "best_epoch"} ("best" None without a usable model_best.pt), or None if
     SIGINT/SIGTERM stopped it: the caller's agreed stop check then stops every process together.
@@ -92,7 +94,7 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
         models.append(("best", best_model(run_args, run, best_at, device), run.evaluation_best, best_at,
                        [run.best_checkpoint]))
     report = {"split": split, "best_epoch": best_at, "last": None, "best": None}
-    calibrations = []
+    baselines, calibrations = run_baselines(recordings, data.split.train, indices, run_args), []
     for which, candidate, folder, epoch, checkpoints in models:
         if candidate is None:
             continue
@@ -104,13 +106,16 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
             if exc.aborted:
                 raise
             return None
+        compared = versus(metrics, baselines)
         estimates = write_evaluation(folder, paths, labels, scores, metrics, recordings.classes,
                                      f"{run.name} ({which} model, {split})",
-                                     {"split": split, "model": which, "epoch": epoch}, materials, calibration)
+                                     {"split": split, "model": which, "epoch": epoch, **compared,
+                                      "baselines": baselines}, materials, calibration)
         also = f", also the best by {run_args['monitor']}" if len(models) == 1 else ""
         print(f"{which} model (epoch {epoch}{also}) on the {split} recordings: {headline(metrics)}; "
               f"{estimate_headline(estimates)}", flush=True)
-        report[which] = {**metrics, **{key: estimates[key] for key in ESTIMATE_HEADLINE}}
+        print("\n".join(comparison_lines(metrics, baselines)), flush=True)
+        report[which] = {**metrics, **{key: estimates[key] for key in ESTIMATE_HEADLINE}, **compared}
         calibrations += [(checkpoint, calibration) for checkpoint in checkpoints]
     if best_at == last_at:
         report["best"] = report["last"]
@@ -251,7 +256,7 @@ def result_row(summary: dict) -> dict:
 def evaluation_summary(report: dict) -> dict:
     """summary.json's evaluation: the chosen model's headline figures (the best model's, or the last model's
     without a usable model_best.pt), which model that is, and the last model's figures beside them."""
-    chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE)
+    chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE, *VERSUS)
     return {"split": report["split"], "model": chosen, "best_epoch": report["best_epoch"],
             **{key: report[chosen][key] for key in keys}, "last": {key: report["last"][key] for key in keys}}
 
@@ -302,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         device = distributed.setup(device)
     try:
         if args.demo and distributed.is_main():
-            ensure_demo_data(args.data_root)
+            ensure_demo_data(args.data_root, args.demo)
         distributed.broadcast_from_main(None)  # the others wait for the demo data
         with interrupt.stop_on_signals():
             return train_all(args, device)

@@ -20,11 +20,14 @@ from utils.run_summary import SUMMARY_FORMAT
 
 COLUMNS = ("run", "status", "frequency", "material", "loss_type", "ghm_alpha", "seed", "epochs_done",
            "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch", "final_val_loss",
-           "pairwise_accuracy", "kendall_tau_b", "wall_time_s", "error")
+           "pairwise_accuracy", "kendall_tau_b", "best_baseline", "best_baseline_accuracy", "vs_best_baseline",
+           "wall_time_s", "error")
 NUMERIC = ("ghm_alpha", "epochs_done", "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch",
-           "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "wall_time_s")
+           "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "best_baseline_accuracy", "vs_best_baseline",
+           "wall_time_s")
 STALE_BEFORE_FIRST_EPOCH_S = 600
-FIGURES = ("final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b")
+FIGURES = ("final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b", "best_baseline_accuracy",
+           "vs_best_baseline")
 
 
 def process_gone(pid: object) -> bool:
@@ -91,6 +94,9 @@ def read_rows(save_dir: Path) -> list[dict]:
                "final_val_loss": final.get("val_loss_main"),
                "pairwise_accuracy": evaluation.get("pairwise_accuracy"),
                "kendall_tau_b": evaluation.get("kendall_tau_b"),
+               "best_baseline": evaluation.get("best_baseline"),
+               "best_baseline_accuracy": evaluation.get("best_baseline_pairwise_accuracy"),
+               "vs_best_baseline": evaluation.get("vs_best_baseline"),
                "wall_time_s": summary["wall_time_s"], "error": summary.get("error")}
         if problem := row_problem(row):
             print(f"warning: {path}: {problem}; skipped", file=sys.stderr)

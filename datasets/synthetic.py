@@ -16,7 +16,6 @@ are the old data set's six classes and three frequencies.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +54,13 @@ def reverberate(signal: np.ndarray, sample_rate: int, rt60: float, rng: np.rando
     t = np.arange(int(1.5 * rt60 * sample_rate)) / sample_rate
     impulse = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)
     impulse /= np.sqrt(np.sum(impulse ** 2))
+    return convolve(signal, impulse)
+
+
+def convolve(signal: np.ndarray, impulse: np.ndarray) -> np.ndarray:
+    """`signal` through the filter `impulse`, as long as `signal` (the tail cut off)."""
     size = len(signal) + len(impulse)
-    wet = np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(impulse, size), size)
-    return wet[:len(signal)]
+    return np.fft.irfft(np.fft.rfft(signal, size) * np.fft.rfft(impulse, size), size)[:len(signal)]
 
 
 def seed_key(value: str, known: list[str], number: float) -> int:
@@ -137,18 +140,7 @@ def describe(sample_rate: int, duration: float, seqs: int, classes: list[str], m
             **({"mislabel": mislabel} if mislabel else {})}
 
 
-def ensure_demo_data(out: str | Path) -> Path:
-    """Generate the default demo dataset under `out` unless a complete one is already there."""
-    out = Path(out)
-    marker = out / MARKER
-    wanted = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQUENCIES)
-    try:
-        if json.loads(marker.read_text()) == wanted:
-            return out
-    except (OSError, ValueError):  # missing or damaged: write the dataset (again)
-        pass
-    print(f"Generating the demo dataset in {out} ...", flush=True)
-    return generate(out)
+DEFAULT = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQUENCIES)
 
 
 def class_names(angles: list[float]) -> list[str]:

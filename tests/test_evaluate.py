@@ -9,6 +9,7 @@ import torch
 from conftest import one_epoch_run
 
 import evaluate
+from analysis import baselines as analysis_baselines
 from analysis.ranking_metrics import pairwise_accuracy
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
@@ -115,3 +116,14 @@ def test_a_checkpoint_of_foreign_objects_is_named_in_one_line(tmp_path, capsys):
     assert evaluate.main(["--checkpoint", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Foreign" in err and "Weights only load failed" not in err
+
+
+def test_the_command_compares_a_run_with_the_baselines(trained_run, tmp_path, capsys):
+    assert analysis_baselines.main([str(trained_run), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "CNN" in printed and "(best baseline)" in printed
+    report = json.loads((tmp_path / "baselines.json").read_text())
+    metrics = json.loads((trained_run / "eval" / "metrics.json").read_text())
+    assert report["cnn"]["pairwise_accuracy"] == pytest.approx(metrics["pairwise_accuracy"])
+    assert report["baselines"]["rankers"] == metrics["baselines"]["rankers"]
+    assert report["vs_best_baseline"] == pytest.approx(metrics["vs_best_baseline"])

@@ -1,5 +1,6 @@
 """model_best.pt by --monitor, --early-stop-patience, and the --test-fraction split."""
 
+import csv
 import json
 import math
 
@@ -91,6 +92,12 @@ def test_early_stop_best_model_and_test_split_end_to_end(tiny_data, tmp_path, ca
     assert (best_metrics["model"], best_metrics["split"], best_metrics["recordings"]) == ("best", "test", 6)
     assert evaluation["pairwise_accuracy"] == best_metrics["pairwise_accuracy"]
     assert evaluation["last"]["pairwise_accuracy"] == last_metrics["pairwise_accuracy"]
+    # the baselines are fitted on the training recordings and measured on the same test recordings
+    with open(folder / "eval_best" / "scores.csv") as f:
+        assert set(best_metrics["baselines"]["recordings"]) == {row["path"] for row in csv.DictReader(f)}
+    assert best_metrics["baselines"] == last_metrics["baselines"]
+    assert evaluation["best_baseline_pairwise_accuracy"] == max(
+        r["pairwise_accuracy"] for r in best_metrics["baselines"]["rankers"].values())
 
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(folder / "model_best.pt"), "--split", "test"]) == 0

@@ -5,7 +5,7 @@ import soundfile as sf
 
 import config
 from datasets import SpectrogramDatasetWithMaterial
-from datasets import synthetic
+from datasets import demo, synthetic
 from datasets.synthetic import MARKER, generate, main
 
 
@@ -51,4 +51,4 @@ def test_a_damaged_marker_means_the_demo_data_is_written_again(tmp_path, monkeyp
     (tmp_path / synthetic.MARKER).write_bytes(b'{"seed": 4\xff')
     written = []
     monkeypatch.setattr(synthetic, "generate", lambda out: written.append(out) or out)
-    assert synthetic.ensure_demo_data(tmp_path) == tmp_path and written == [tmp_path]
+    assert demo.ensure_demo_data(tmp_path) == tmp_path and written == [tmp_path]

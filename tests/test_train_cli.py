@@ -52,7 +52,12 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path):
     assert (summary["run"], summary["status"], summary["epochs_done"], summary["error"]) == (run, "completed", 2, None)
     assert summary["args"]["frequency"] == "1000hz" and summary["wall_time_s"] > 0
     assert set(summary["evaluation"]) == {"pairwise_accuracy", "kendall_tau_b", "spearman_rho", "split", "model",
-                                          "best_epoch", "last", "class_accuracy", "mean_abs_angle_error_deg"}
+                                          "best_epoch", "last", "class_accuracy", "mean_abs_angle_error_deg",
+                                          "best_baseline", "best_baseline_pairwise_accuracy",
+                                          "best_baseline_kendall_tau_b", "vs_best_baseline"}
+    evaluation = summary["evaluation"]
+    assert evaluation["vs_best_baseline"] == pytest.approx(evaluation["pairwise_accuracy"]
+                                                           - evaluation["best_baseline_pairwise_accuracy"])
     assert summary["end_reason"] == "trained all 2 epochs" and summary["monitor"]["name"] == "val_loss"
     assert summary["best_val_accuracy_epoch"] in (1, 2) and len(summary["outputs"]["checkpoints"]) == 2
     assert sorted(p.name for p in (checkpoints / "eval").iterdir()) == [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import config
 from datasets.classes import find_frequencies, frequency_hz, run_classes
+from datasets.demo import demo_kind
 from losses import LOSS_TYPES, ghm_flag_problems
 from models import MODELS
 from models.pair_forward import PAIR_FORWARD
@@ -35,10 +36,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="the class folders in rank order, comma-separated (default: the class folders found, "
                         "ordered by the number in their names: deg000 < deg036 < … ; deg-30 and az045 work too)")
     p.add_argument("--data-root", default=None,
-                   help=f"dataset folder (default: {config.DATA_ROOT}, or {config.DEMO_DATA_ROOT} with --demo)")
+                   help=f"dataset folder (default: {config.DATA_ROOT}; with --demo "
+                        f"{config.DEMO_DATA_ROOTS['synthetic']}, with --demo room {config.DEMO_DATA_ROOTS['room']})")
     p.add_argument("--seqs", default=",".join(config.SELECTED_SEQS),
                    help="comma-separated sequence numbers to load, or 'all' (default: %(default)s)")
-    p.add_argument("--demo", action="store_true", help="generate the synthetic demo dataset (once) and train on it")
+    p.add_argument("--demo", nargs="?", const="synthetic", choices=list(config.DEMO_DATA_ROOTS),
+                   help="generate a demo dataset (once) and train on it: synthetic (the default; "
+                        "datasets/synthetic.py) or room (image-source room simulation; datasets/room.py)")
     p.add_argument("--save-dir", default=config.SAVE_DIR, help="where outputs go (default: %(default)s)")
     p.add_argument("--run-name", metavar="NAME",
                    help="a fixed run folder, <save-dir>/model_checkpoints/NAME (with --frequency all, NAME_<frequency> "
@@ -322,7 +326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     del args.config  # the values it gave are the run's arguments; the file's name is not one
     if args.resume:
         args = argparse.Namespace(**resumed_args(parser, argv, args))
+    args.demo = demo_kind(args.demo)
     if args.data_root is None:
-        args.data_root = config.DEMO_DATA_ROOT if args.demo else config.DATA_ROOT
+        args.data_root = config.DEMO_DATA_ROOTS[args.demo] if args.demo else config.DATA_ROOT
     check_args(parser, args)
     return args

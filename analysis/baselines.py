@@ -1,0 +1,199 @@
+"""Simple rankers beside the CNN: `python -m analysis.baselines RUN [--split val|test|all]`.
+
+Each recording gets a handful of numbers measured on its raw samples (Hann-windowed frames of about 50 ms, half
+overlapping; levels in dB relative to full scale, a full-scale sine being 0 dBFS):
+  * tone_level_db: the tone's level, the 75th percentile over frames of the power within ±3 bins of the tone
+    (the steady part of a tone that sounds for most of the recording);
+  * noise_floor_db: the median over frames of the power outside ±10 bins of the tone (and of DC);
+  * tone_to_noise_db: their difference;
+  * broadband_level_db: the whole recording's RMS level, what a plain level meter shows.
+The rankers are fitted on the run's training recordings: each number alone (its sign chosen by the training
+pairs), and a pairwise logistic ranker on all four (standardised; L2 1e-2; Newton's method), which scores a
+recording by w·x. Each is measured like the CNN, over all pairs of the evaluation recordings. The best baseline is
+the one with the highest all-pairs accuracy on those same recordings: chosen after the fact, so the comparison
+with the CNN is on the baselines' side.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from analysis.ranking_metrics import pairwise_accuracy, ranking_metrics
+from datasets.audio import read_wav
+from datasets.classes import frequency_hz
+from datasets.spectrogram_cache import fit_length
+
+FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
+SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker
+FRAME_S = 0.05
+TONE_BINS, NOISE_GUARD_BINS = 3, 10
+L2 = 1e-2
+FIGURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")
+
+
+def power_db(mean_square: np.ndarray) -> np.ndarray:
+    """dBFS of a mean square (a full-scale sine, mean square 1/2, is 0 dBFS)."""
+    return 10 * np.log10(np.maximum(2 * mean_square, 1e-20))
+
+
+def frame_spectra(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per-frame one-sided power spectra scaled so that a band's sum is its mean square, bin frequencies)."""
+    size = 1 << max(5, int(np.ceil(np.log2(FRAME_S * sample_rate))))
+    samples = np.pad(samples, (0, max(0, size - len(samples))))
+    window = np.hanning(size)
+    starts = np.arange(0, len(samples) - size + 1, size // 2)
+    frames = samples[starts[:, None] + np.arange(size)] * window
+    power = 2 * np.abs(np.fft.rfft(frames, axis=1)) ** 2 / (size * np.sum(window ** 2))
+    return power, np.fft.rfftfreq(size, 1 / sample_rate)
+
+
+def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None) -> np.ndarray:
+    """FEATURES of one recording; `hz` None: the tone is the strongest bin of the mean spectrum."""
+    power, freqs = frame_spectra(np.asarray(samples, np.float64), sample_rate)
+    bins = np.arange(len(freqs))
+    peak = int(np.argmax(power[:, 1:].mean(axis=0))) + 1 if hz is None else int(np.argmin(np.abs(freqs - hz)))
+    tone = power[:, np.abs(bins - peak) <= TONE_BINS].sum(axis=1)
+    outside = (np.abs(bins - peak) > NOISE_GUARD_BINS) & (bins > 0)
+    level = power_db(np.percentile(tone, 75))
+    floor = power_db(np.median(power[:, outside].sum(axis=1)))
+    broadband = power_db(np.mean(np.asarray(samples, np.float64) ** 2))
+    return np.array([level, floor, level - floor, broadband])
+
+
+def feature_matrix(paths: list[str], frequency: str, length: int | None) -> np.ndarray:
+    """[n, len(FEATURES)] for the recordings at `paths`, cropped or padded to `length` samples if given (as a
+    run with --duration does)."""
+    rows = []
+    for path in paths:
+        samples, sample_rate = read_wav(path)
+        rows.append(recording_features(samples if length is None else fit_length(samples, length), sample_rate,
+                                       frequency_hz(frequency)))
+    return np.array(rows).reshape(len(paths), len(FEATURES))
+
+
+def pair_differences(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x_i − x_j and sign(label_i − label_j) for every pair i < j of different classes."""
+    i, j = np.triu_indices(len(labels), k=1)
+    keep = labels[i] != labels[j]
+    return x[i[keep]] - x[j[keep]], np.sign(labels[i[keep]] - labels[j[keep]]).astype(np.float64)
+
+
+def fit_logistic(x: np.ndarray, labels: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """w minimising Σ log(1 + exp(−y w·(x_i − x_j))) + L2/2 · n_pairs · |w|² over the pairs (Newton's method)."""
+    d, y = pair_differences(x, labels)
+    w = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        margin = y * (d @ w)
+        p = 0.5 * (1 - np.tanh(margin / 2))  # σ(−margin), without overflow
+        gradient = -(d * (y * p)[:, None]).sum(axis=0) + L2 * len(y) * w
+        hessian = (d * (p * (1 - p))[:, None]).T @ d + L2 * len(y) * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return w
+
+
+def fit_rankers(x: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
+    """{name: {"weights": over FEATURES, "offset"}} fitted on training recordings: a score is (x − offset)·w."""
+    rankers = {}
+    for k, name in enumerate(SINGLE):
+        w = np.eye(len(FEATURES))[k]
+        rankers[name] = {"weights": w if pairwise_accuracy(x[:, k], labels) >= 0.5 else -w,
+                         "offset": np.zeros(len(FEATURES))}
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    rankers["logistic (4 features)"] = {"weights": fit_logistic((x - mean) / std, labels) / std, "offset": mean}
+    return rankers
+
+
+def baseline_report(x: np.ndarray, labels: np.ndarray, train: list[int], evaluated: list[int],
+                    classes: list[str]) -> dict:
+    """Each ranker's training and evaluation figures, and which is best on the evaluation recordings."""
+    rankers = fit_rankers(x[train], labels[train])
+    report = {}
+    for name, ranker in rankers.items():
+        scores = (x - ranker["offset"]) @ ranker["weights"]
+        measured = ranking_metrics(scores[evaluated], labels[evaluated], classes)
+        report[name] = {"weights": dict(zip(FEATURES, ranker["weights"].tolist())),
+                        "train_pairwise_accuracy": pairwise_accuracy(scores[train], labels[train]),
+                        **{key: measured[key] for key in FIGURES}}
+    best = max(report, key=lambda name: np.nan_to_num(report[name]["pairwise_accuracy"], nan=-1.0))
+    return {"features": list(FEATURES), "rankers": report, "best": best}
+
+
+VERSUS = ("best_baseline", "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
+
+
+def versus(cnn: dict, baselines: dict) -> dict:
+    """VERSUS, summary.json's comparison: the best baseline, its figures, and the CNN's all-pairs accuracy minus
+    the best baseline's."""
+    best = baselines["rankers"][baselines["best"]]
+    return dict(zip(VERSUS, (baselines["best"], best["pairwise_accuracy"], best["kendall_tau_b"],
+                             cnn["pairwise_accuracy"] - best["pairwise_accuracy"])))
+
+
+def comparison_lines(cnn: dict, baselines: dict) -> list[str]:
+    """The table printed beside the CNN's figures: one line per ranker, the CNN first."""
+    lines = [f"{'ranker':<24} {'all-pairs acc':>13} {'Kendall tau':>11} {'train pairs acc':>15}",
+             f"{'CNN':<24} {cnn['pairwise_accuracy']:>13.3f} {cnn['kendall_tau_b']:>11.3f} {'':>15}"]
+    for name, figures in baselines["rankers"].items():
+        mark = "  (best baseline)" if name == baselines["best"] else ""
+        lines.append(f"{name:<24} {figures['pairwise_accuracy']:>13.3f} {figures['kendall_tau_b']:>11.3f} "
+                     f"{figures['train_pairwise_accuracy']:>15.3f}{mark}")
+    return lines
+
+
+def run_baselines(recordings, train: list[int], evaluated: list[int], run_args: dict) -> dict:
+    """baseline_report on a run's recordings (a SpectrogramDatasetWithMaterial), read again from their files at the
+    run's length; the features of each evaluated recording come along (`recordings`: path → FEATURES values)."""
+    used = sorted(set(train) | set(evaluated))
+    length = recordings.length if run_args.get("duration") is not None else None
+    x = np.full((len(recordings), len(FEATURES)), np.nan)
+    x[used] = feature_matrix([recordings.paths[i] for i in used], run_args["frequency"], length)
+    report = baseline_report(x, recordings.labels.numpy(), train, evaluated, recordings.classes)
+    return {**report, "recordings": {recordings.paths[i]: x[i].tolist() for i in evaluated}}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="a run folder (its newest checkpoint) or a model_epoch_<N>.pt")
+    p.add_argument("--split", choices=["val", "test", "all"], default="val",
+                   help="the recordings to compare on, as evaluate.py's --split (with all, the baselines are fitted "
+                        "on the recordings they are measured on) (default: %(default)s)")
+    p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--out", help="where baselines.json goes (default: baselines_<split>/ beside the checkpoint)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.evaluation import evaluate_recordings, plain_json
+    from evaluate import prepare
+    from utils.errors import InputError
+    from utils.io_utils import save_json
+
+    args = get_args_parser().parse_args(argv)
+    try:
+        ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device)
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    recordings, evaluated = ready.recordings, ready.evaluated
+    _, cnn = evaluate_recordings(ready.model, recordings.data[evaluated], recordings.labels[evaluated].numpy(),
+                                 recordings.classes, ready.device)
+    baselines = run_baselines(recordings, ready.train, evaluated, ready.data_args)
+    out = Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}"
+    save_json(plain_json({"checkpoint": str(ready.path), "split": args.split,
+                          "cnn": {key: cnn[key] for key in FIGURES}, **versus(cnn, baselines),
+                          "baselines": baselines}), out / "baselines.json")
+    print(f"{ready.path} on {args.split} ({cnn['recordings']} recordings, {cnn['pairs']} pairs):")
+    print("\n".join(comparison_lines(cnn, baselines)))
+    print(f"wrote {out}/baselines.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

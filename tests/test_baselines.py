@@ -1,0 +1,71 @@
+"""The simple rankers beside the CNN: features measured as documented, rankers that find a level ranking, and the
+comparison in evaluate.py's report and the `python -m analysis.baselines` command."""
+
+import numpy as np
+import pytest
+
+from analysis import baselines
+from analysis.baselines import FEATURES, baseline_report, fit_logistic, recording_features, versus
+from conftest import write_wav
+
+RATE = 8000
+
+
+def sine(amplitude: float, hz: float = 1000.0, seconds: float = 0.5) -> np.ndarray:
+    return amplitude * np.sin(2 * np.pi * hz * np.arange(int(seconds * RATE)) / RATE)
+
+
+def test_levels_are_in_dbfs_of_a_sine_and_of_the_noise():
+    rng = np.random.default_rng(0)
+    noise = 10 ** (-50 / 20) / np.sqrt(2) * rng.standard_normal(int(0.5 * RATE))  # -50 dBFS, white
+    level, floor, ratio, broadband = recording_features(sine(0.1) + noise, RATE, 1000.0)
+    assert level == pytest.approx(-20.0, abs=0.3)
+    assert floor == pytest.approx(-50.0, abs=1.0)  # the bins around the tone are left out: a little below
+    assert ratio == pytest.approx(level - floor)
+    assert broadband == pytest.approx(-20.0, abs=0.1)
+    assert recording_features(sine(0.1, 700.0) + noise, RATE, None)[0] == pytest.approx(-20.0, abs=0.3)
+
+
+def level_coded(rng: np.random.Generator, classes: int = 4, each: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Features of recordings whose tone level falls 3 dB per class, with ±1 dB jitter and random noise floors."""
+    labels = np.repeat(np.arange(classes), each)
+    x = np.empty((len(labels), len(FEATURES)))
+    for i, label in enumerate(labels):
+        noise = 10 ** (rng.uniform(-60, -50) / 20) * rng.standard_normal(int(0.5 * RATE))
+        x[i] = recording_features(sine(10 ** ((-10 - 3 * label + rng.uniform(-1, 1)) / 20)) + noise, RATE, 1000.0)
+    return x, labels
+
+
+def test_a_level_coded_dataset_is_ranked_perfectly():
+    x, labels = level_coded(np.random.default_rng(1))
+    train, held = list(range(0, len(labels), 2)), list(range(1, len(labels), 2))
+    report = baseline_report(x, labels, train, held, [f"c{k}" for k in range(4)])
+    rankers = report["rankers"]
+    assert rankers["tone_level_db"]["pairwise_accuracy"] == 1.0 and rankers["tone_level_db"]["kendall_tau_b"] > 0.8
+    assert rankers["tone_level_db"]["weights"]["tone_level_db"] == -1.0  # louder means a lower class
+    assert rankers["logistic (4 features)"]["pairwise_accuracy"] == 1.0
+    assert rankers["noise_floor_db"]["pairwise_accuracy"] < 0.8  # the floor says nothing about the class
+    assert report["rankers"][report["best"]]["pairwise_accuracy"] == 1.0
+    compared = versus({"pairwise_accuracy": 0.9}, report)
+    assert compared["vs_best_baseline"] == pytest.approx(-0.1)
+
+
+def test_the_logistic_ranker_minimises_its_loss():
+    rng = np.random.default_rng(2)
+    x, labels = rng.standard_normal((30, 3)), np.repeat(np.arange(3), 10)
+    x[:, 0] += labels
+    w = fit_logistic(x, labels)
+    d, y = baselines.pair_differences(x, labels)
+
+    def loss(v):
+        return np.sum(np.log1p(np.exp(-y * (d @ v)))) + baselines.L2 / 2 * len(y) * v @ v
+    assert w[0] > 0
+    for step in np.eye(3) * 1e-3:
+        assert loss(w) <= min(loss(w + step), loss(w - step))
+
+
+def test_features_follow_the_run_s_duration(tmp_path):
+    path = write_wav(tmp_path / "a.wav", np.concatenate([sine(0.5, seconds=0.2), sine(0.05, seconds=0.8)]))
+    whole = baselines.feature_matrix([str(path)], "1000hz", None)[0]
+    first = baselines.feature_matrix([str(path)], "1000hz", int(0.2 * RATE))[0]
+    assert first[0] == pytest.approx(20 * np.log10(0.5), abs=0.5) and whole[0] < first[0] - 10
