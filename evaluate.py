@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{path} on {args.split}: {headline(metrics)}; {estimate_headline(estimates)}")
     for material, figures in metrics.get("per_material", {}).items():
         print(f"  {material}: {headline(figures)}; {estimate_headline(estimates['per_material'][material])}")
-    print("\n".join(comparison_lines(metrics, baselines)))
+    print("\n".join(comparison_lines({"CNN": metrics}, baselines)))
     print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png, confusion.png")
     return 0
 

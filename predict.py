@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")
         sample_rate, length = run_audio(checkpoint, run_args)
         data, kept = fitting_spectrograms(find_wavs(args.paths), run_args["n_fft"], run_args["hop_length"],
-                                          sample_rate, length, run_args["duration"], args.skip_bad_files)
+                                          sample_rate, length, run_args["duration"], args.skip_bad_files,
+                                          run_args.get("db_reference", "peak"))
         if not kept:
             raise InputError("none of the recordings could be scored")
         check_input_size(run_args["model"], tuple(data.shape[1:]))

@@ -114,9 +114,10 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
         also = f", also the best by {run_args['monitor']}" if len(models) == 1 else ""
         print(f"{which} model (epoch {epoch}{also}) on the {split} recordings: {headline(metrics)}; "
               f"{estimate_headline(estimates)}", flush=True)
-        print("\n".join(comparison_lines(metrics, baselines)), flush=True)
         report[which] = {**metrics, **{key: estimates[key] for key in ESTIMATE_HEADLINE}, **compared}
         calibrations += [(checkpoint, calibration) for checkpoint in checkpoints]
+    print("\n".join(comparison_lines({f"CNN, {which} model": report[which] for which in ("last", "best")
+                                      if report[which] is not None}, baselines)), flush=True)
     if best_at == last_at:
         report["best"] = report["last"]
     for checkpoint, calibration in calibrations:  # once every evaluation is done: a stop leaves them as they were

@@ -135,10 +135,11 @@ def versus(cnn: dict, baselines: dict) -> dict:
                              cnn["pairwise_accuracy"] - best["pairwise_accuracy"])))
 
 
-def comparison_lines(cnn: dict, baselines: dict) -> list[str]:
-    """The table printed beside the CNN's figures: one line per ranker, the CNN first."""
-    lines = [f"{'ranker':<24} {'all-pairs acc':>13} {'Kendall tau':>11} {'train pairs acc':>15}",
-             f"{'CNN':<24} {cnn['pairwise_accuracy']:>13.3f} {cnn['kendall_tau_b']:>11.3f} {'':>15}"]
+def comparison_lines(models: dict[str, dict], baselines: dict) -> list[str]:
+    """The table printed after an evaluation: one line per ranker, the models (name → figures) first."""
+    lines = [f"{'ranker':<24} {'all-pairs acc':>13} {'Kendall tau':>11} {'train pairs acc':>15}"]
+    for name, figures in models.items():
+        lines.append(f"{name:<24} {figures['pairwise_accuracy']:>13.3f} {figures['kendall_tau_b']:>11.3f}")
     for name, figures in baselines["rankers"].items():
         mark = "  (best baseline)" if name == baselines["best"] else ""
         lines.append(f"{name:<24} {figures['pairwise_accuracy']:>13.3f} {figures['kendall_tau_b']:>11.3f} "
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                           "cnn": {key: cnn[key] for key in FIGURES}, **versus(cnn, baselines),
                           "baselines": baselines}), out / "baselines.json")
     print(f"{ready.path} on {args.split} ({cnn['recordings']} recordings, {cnn['pairs']} pairs):")
-    print("\n".join(comparison_lines(cnn, baselines)))
+    print("\n".join(comparison_lines({"CNN": cnn}, baselines)))
     print(f"wrote {out}/baselines.json")
     return 0
 

@@ -25,7 +25,7 @@ def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMat
         run_args["data_root"], run_class_list(run_args), selected, frequency, run_args["material"],
         n_fft=run_args["n_fft"],
         hop_length=run_args["hop_length"], cache_dir=run_args["cache_dir"], duration=run_args["duration"],
-        skip_bad_files=run_args["skip_bad_files"])
+        skip_bad_files=run_args["skip_bad_files"], db_reference=run_args.get("db_reference", "peak"))
 
 
 @dataclass

@@ -35,7 +35,8 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
 
 
-def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fit: bool) -> torch.Tensor:
+def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fit: bool,
+                        reference: str = "peak") -> torch.Tensor:
     """Decode, check and transform one recording; `fit` crops or pads it to `length`, else it must have that many."""
     samples, _ = read_wav(path)
     if not np.all(np.isfinite(samples)):
@@ -46,10 +47,10 @@ def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fi
         samples = fit_length(samples, length)
     elif len(samples) != length:
         raise InputError(f"{path}: header says {length} samples, but {len(samples)} could be decoded")
-    return spectrogram_db(samples, n_fft, hop_length)
+    return spectrogram_db(samples, n_fft, hop_length, reference)
 
 
-def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool) -> str:
+def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, reference: str = "peak") -> str:
     """SHA-256 of the recording's bytes and of everything else that decides its spectrogram."""
     digest = hashlib.sha256()
     try:
@@ -59,6 +60,8 @@ def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     digest.update(f"|{n_fft}|{hop_length}|{length}|{fit}|{VERSION}".encode())
+    if reference != "peak":  # the entries of peak-referenced spectrograms keep their names
+        digest.update(f"|{reference}".encode())
     return digest.hexdigest()[:40]
 
 
@@ -81,18 +84,19 @@ def entry_problem(entry: Path, shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def cache_entry(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, cache_dir: Path) -> Path:
+def cache_entry(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, cache_dir: Path,
+                reference: str = "peak") -> Path:
     """The sound cache entry of this exact recording, computed and written first if missing or bad."""
-    entry = Path(cache_dir) / (content_key(path, n_fft, hop_length, length, fit) + ".npy")
+    entry = Path(cache_dir) / (content_key(path, n_fft, hop_length, length, fit, reference) + ".npy")
     shape = (1, n_fft // 2 + 1, 1 + length // hop_length)
     if entry.exists():
         problem = entry_problem(entry, shape)
         if problem is None:
             return entry
         warnings.warn(f"cache entry {entry} of {path}: {problem}; computing it again")
-    values = np.ascontiguousarray(compute_spectrogram(path, n_fft, hop_length, length, fit).numpy())
+    values = np.ascontiguousarray(compute_spectrogram(path, n_fft, hop_length, length, fit, reference).numpy())
     index = {"path": str(path.resolve()), "n_fft": n_fft, "hop_length": hop_length, "length": length, "fit": fit,
-             "version": VERSION, "shape": list(values.shape), "crc32": zlib.crc32(values)}
+             "reference": reference, "version": VERSION, "shape": list(values.shape), "crc32": zlib.crc32(values)}
     with atomic_path(entry.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(index) + "\n")
     with atomic_path(entry) as tmp, open(tmp, "wb") as f:

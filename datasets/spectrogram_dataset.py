@@ -117,7 +117,7 @@ class SpectrogramDatasetWithMaterial(Dataset):
     def __init__(self, data_dir: str | Path, classes: list[str], selected_seqs: list[str] | None,
                  selected_freq: str, material: str, n_fft: int = config.N_FFT,
                  hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None,
-                 duration: float | None = None, skip_bad_files: bool = False):
+                 duration: float | None = None, skip_bad_files: bool = False, db_reference: str = "peak"):
         found, found_labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
         bad = BadFiles(skip_bad_files)
         paths, sample_rate, length = check_headers(found, bad, duration)
@@ -131,9 +131,11 @@ class SpectrogramDatasetWithMaterial(Dataset):
         for path in paths:
             try:
                 if cache_dir is None:
-                    data[len(loaded)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None)
+                    data[len(loaded)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None,
+                                                            db_reference)
                 else:
-                    data.append(cache_entry(path, n_fft, hop_length, length, duration is not None, cache_dir))
+                    data.append(cache_entry(path, n_fft, hop_length, length, duration is not None, cache_dir,
+                                            db_reference))
                 loaded.append(path)
             except InputError as exc:
                 bad.add(path, exc)
@@ -157,7 +159,8 @@ class SpectrogramDatasetWithMaterial(Dataset):
 
 
 def fitting_spectrograms(paths: list[Path], n_fft: int, hop_length: int, sample_rate: int, length: int,
-                         duration: float | None, skip_bad_files: bool) -> tuple[torch.Tensor, list[Path]]:
+                         duration: float | None, skip_bad_files: bool, db_reference: str = "peak"
+                         ) -> tuple[torch.Tensor, list[Path]]:
     """Spectrograms of recordings scored by a trained run (predict.py): each must be readable and have the run's
     sample rate and (unless the run crops or pads to --duration) its length, else it is an error naming the
     file, or with `skip_bad_files` skipped with a warning. Returns the spectrograms and the paths kept."""
@@ -176,7 +179,7 @@ def fitting_spectrograms(paths: list[Path], n_fft: int, hop_length: int, sample_
     data, kept = torch.empty((len(fitting), 1, n_fft // 2 + 1, 1 + length // hop_length)), []
     for path in fitting:
         try:
-            data[len(kept)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None)
+            data[len(kept)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None, db_reference)
             kept.append(path)
         except InputError as exc:
             bad.add(path, exc)

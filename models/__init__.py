@@ -5,10 +5,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.level_cnn import LevelCNNAudioRanker
 from models.resnet_ranker import ResNetAudioRanker, SimpleCNNAudioRanker
 from utils.errors import InputError
 
-MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker}
+MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "simple_cnn_level": LevelCNNAudioRanker}
 
 
 def build_model(name: str) -> nn.Module:

@@ -50,12 +50,15 @@ class SimpleCNNAudioRanker(nn.Module):
                 and not torch.is_autocast_enabled("cpu"):
             # The same maths as standardize + self.features[:4], in a fraction of the memory and time; written
             # for CPU caches and float32, so GPUs and mixed precision take the plain path.
-            return self.head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
-                             ).squeeze(1)
+            return self._head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1])), x)
         return self._plain(x)
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(standardize(x))).squeeze(1)
+        return self._head(self.features(standardize(x)), x)
+
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x`)."""
+        return self.head(pooled).squeeze(1)
 
 
 class ResNetAudioRanker(nn.Module):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,7 @@ from conftest import write_wav
 
 from datasets.audio import read_wav
 from datasets.spectrogram import spectrogram_db
+from datasets.spectrogram_cache import content_key
 from utils.errors import InputError
 
 
@@ -71,3 +74,16 @@ def test_spectrogram_matches_the_numpy_definition(n_fft, hop, length):
 def test_silence_gives_the_floor_not_nan():
     out = spectrogram_db(np.zeros(1000, dtype=np.float32), 128, 32)
     assert torch.all(out == 0.0)
+
+
+def test_full_scale_reference_keeps_the_level():
+    """0 dB is a full-scale sine at a bin's centre; the peak reference is the same spectrogram less its maximum."""
+    rate, n_fft = 8000, 256
+    t = np.arange(4000) / rate
+    for amplitude in (1.0, 0.1):
+        samples = amplitude * np.sin(2 * np.pi * (rate / n_fft * 32) * t)
+        full = spectrogram_db(samples, n_fft, 64, "full-scale")
+        assert float(full.max()) == pytest.approx(20 * np.log10(amplitude), abs=0.05)
+        torch.testing.assert_close(spectrogram_db(samples, n_fft, 64), full - full.max(), rtol=0, atol=1e-4)
+    key = content_key(Path(__file__), n_fft, 64, 4000, False)
+    assert content_key(Path(__file__), n_fft, 64, 4000, False, "full-scale") != key

@@ -5,7 +5,8 @@ import models.common as common
 from models import build_model
 
 
-@pytest.mark.parametrize("name, shape", [("simple_cnn", (1, 65, 40)), ("resnet18", (1, 65, 40))])
+@pytest.mark.parametrize("name, shape", [("simple_cnn", (1, 65, 40)), ("resnet18", (1, 65, 40)),
+                                         ("simple_cnn_level", (1, 65, 40))])
 def test_one_score_per_spectrogram(name, shape):
     model = build_model(name)
     out = model(torch.randn(5, *shape))
@@ -13,7 +14,7 @@ def test_one_score_per_spectrogram(name, shape):
     out.sum().backward()
 
 
-@pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18", "simple_cnn_level"])
 def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
     torch.manual_seed(0)
     model = build_model(name)
@@ -29,7 +30,7 @@ def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
     torch.testing.assert_close(together[3:4], alone, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["simple_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18", "simple_cnn_level"])
 def test_eval_on_cpu_scores_one_recording_at_a_time_as_the_whole_batch(monkeypatch, name):
     monkeypatch.setattr(common, "CHUNK_BYTES", 1)  # one recording per chunk
     torch.manual_seed(0)
@@ -44,6 +45,35 @@ def test_standardisation_is_per_spectrogram():
     x = torch.randn(2, 1, 65, 40)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(x * 3.0 - 80.0), rtol=1e-4, atol=1e-4)
+
+
+def test_the_level_model_sees_the_level_the_original_does_not():
+    """A louder recording (+12 dB everywhere) scores the same in the original CNN, and differently in
+    simple_cnn_level, whose convolutions see the same standardised spectrogram."""
+    torch.manual_seed(0)
+    original, level = build_model("simple_cnn").eval(), build_model("simple_cnn_level").eval()
+    x = torch.randn(3, 1, 65, 40) * 10 - 60
+    with torch.no_grad():
+        torch.testing.assert_close(original(x), original(x + 12.0), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(level(x), level(x + 12.0), atol=1e-3)
+        pooled = level.features(common.standardize(x))
+        torch.testing.assert_close(level.features(common.standardize(x + 12.0)), pooled, rtol=1e-4, atol=1e-4)
+
+
+def test_the_level_model_trains_through_the_fused_block_as_through_the_plain_modules():
+    torch.manual_seed(1)
+    model = build_model("simple_cnn_level").train()
+    x = torch.randn(6, 1, 65, 40) * 20 - 60
+    fused = model(x)
+    fused.sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    plain = model._plain(x)
+    plain.sum().backward()
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        if name not in ("features.0.bias",):  # a bias before BatchNorm gets no gradient, up to rounding
+            torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_model_name():

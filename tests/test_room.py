@@ -59,3 +59,13 @@ def test_demo_room_is_written_once_into_its_own_folder(tmp_path, monkeypatch):
     assert demo.ensure_demo_data(tmp_path, "room") == tmp_path and written == [tmp_path]
     (tmp_path / MARKER).write_text(json.dumps(room.DEFAULT))
     assert demo.ensure_demo_data(tmp_path, "room") == tmp_path and written == [tmp_path]
+
+
+def test_runs_saved_when_demo_was_a_switch_still_load(tmp_path):
+    from training.cli import config_defaults, get_args_parser, saved_run_args
+
+    assert saved_run_args({"args": {"demo": True, "seed": 1}}) == {"demo": "synthetic", "seed": 1}
+    assert saved_run_args({"args": {"demo": False}}) == {"demo": None}
+    old_config = tmp_path / "config.yaml"
+    old_config.write_text("demo: false\nfrequency: 1000hz\n")
+    assert config_defaults(get_args_parser(), str(old_config)) == {"demo": None, "frequency": "1000hz"}

@@ -7,6 +7,7 @@ from pathlib import Path
 import config
 from datasets.classes import find_frequencies, frequency_hz, run_classes
 from datasets.demo import demo_kind
+from datasets.spectrogram import REFERENCES
 from losses import LOSS_TYPES, ghm_flag_problems
 from models import MODELS
 from models.pair_forward import PAIR_FORWARD
@@ -43,6 +44,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", nargs="?", const="synthetic", choices=list(config.DEMO_DATA_ROOTS),
                    help="generate a demo dataset (once) and train on it: synthetic (the default; "
                         "datasets/synthetic.py) or room (image-source room simulation; datasets/room.py)")
+    p.add_argument("--db-reference", default="peak", choices=REFERENCES,
+                   help="what 0 dB is in the spectrogram: peak, the recording's own maximum (the original, which drops "
+                        "the recording's level), or full-scale, a full-scale sine (the level stays; for models that "
+                        "use it, such as simple_cnn_level) (default: %(default)s)")
     p.add_argument("--save-dir", default=config.SAVE_DIR, help="where outputs go (default: %(default)s)")
     p.add_argument("--run-name", metavar="NAME",
                    help="a fixed run folder, <save-dir>/model_checkpoints/NAME (with --frequency all, NAME_<frequency> "
@@ -225,9 +230,18 @@ def checkpoint_run(spec: str) -> tuple[Path, dict, dict]:
     and the run's arguments (every flag's default for what the checkpoint predates)."""
     path = newest_checkpoint(spec, "--checkpoint")
     checkpoint = load_checkpoint(path, "--checkpoint")
-    if problem := saved_args_problem(checkpoint["args"]):
+    saved = saved_run_args(checkpoint)
+    if problem := saved_args_problem(saved):
         raise InputError(f"--checkpoint {path}: not a train.py checkpoint ({problem})")
-    return path, checkpoint, {**argument_defaults(), **checkpoint["args"]}
+    return path, checkpoint, {**argument_defaults(), **saved}
+
+
+def saved_run_args(checkpoint: dict) -> dict:
+    """A checkpoint's arguments in today's terms: --demo was a switch (True/False) before it named a dataset."""
+    saved = checkpoint["args"]
+    if isinstance(saved, dict) and isinstance(saved.get("demo"), bool):
+        return {**saved, "demo": demo_kind(saved["demo"])}
+    return saved
 
 
 def saved_args_problem(saved: dict) -> str | None:
@@ -275,6 +289,7 @@ def config_defaults(parser: argparse.ArgumentParser, path: str) -> dict:
         parser.error(f"--config {path}: cannot be read as YAML ({str(exc).splitlines()[0]})")
     if not isinstance(values, dict):
         parser.error(f"--config {path}: not a mapping of flag names to values")
+    values = saved_run_args({"args": values})  # the config.yaml of an older run
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     defaults = {}
     for key, value in values.items():
@@ -300,7 +315,7 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
         checkpoint = load_checkpoint(path, "--resume", ("args", "epoch"))
     except InputError as exc:
         parser.error(str(exc))
-    saved, done = checkpoint["args"], checkpoint["epoch"]
+    saved, done = saved_run_args(checkpoint), checkpoint["epoch"]
     if problem := saved_args_problem(saved):
         parser.error(f"--resume {path}: not a checkpoint this program can resume ({problem})")
     given = explicit_args(argv)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from analysis.evaluation import HEADLINE
 from analysis.sweep import summary_problem
-from training.cli import RESUME_OVERRIDES, changed_argument, saved_args_problem
+from training.cli import RESUME_OVERRIDES, changed_argument, saved_args_problem, saved_run_args
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint
 from utils.errors import InputError
 from utils.history import early_stop_reason
@@ -31,7 +31,7 @@ def named_run(run_args: dict) -> tuple[dict, dict | None]:
         return run_args, None
     path = newest_checkpoint(folder, "--run-name")
     checkpoint = load_checkpoint(path, "--run-name", RESUME_KEYS)
-    saved, done = checkpoint["args"], checkpoint["epoch"]
+    saved, done = saved_run_args(checkpoint), checkpoint["epoch"]
     if problem := saved_args_problem(saved):
         raise InputError(f"--run-name {name}: {path} is not a checkpoint this program can resume ({problem})")
     if key := changed_argument(run_args, saved):

@@ -1,0 +1,22 @@
+"""The small CNN with the recording's level beside the spectrogram's shape."""
+
+import torch
+from torch import nn
+
+from models.resnet_ranker import SimpleCNNAudioRanker
+
+LEVELS = 2  # the dB spectrogram's peak and mean
+
+
+class LevelCNNAudioRanker(SimpleCNNAudioRanker):
+    """The small CNN, its head also fed the dB spectrogram's peak and mean (in units of 20 dB), which the
+    per-spectrogram standardisation removes. With --db-reference full-scale they are the recording's levels:
+    the tone's peak and the average over all bins, mostly the noise floor. The convolutions are the original's."""
+
+    def __init__(self):
+        super().__init__()
+        self.head[1] = nn.Linear(self.head[1].in_features + LEVELS, self.head[1].out_features)
+
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        levels = torch.stack([x.amax(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3))], dim=1).to(pooled.dtype) / 20
+        return self.head[1:](torch.cat([self.head[0](pooled), levels], dim=1)).squeeze(1)
