@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ranking_metrics import pairwise_accuracy, ranking_metrics
-from datasets.audio import read_wav
+from datasets.audio import fit_length, read_wav
 from datasets.classes import frequency_hz
-from datasets.spectrogram_cache import fit_length
 
 FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
 SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker

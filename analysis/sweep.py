@@ -19,15 +19,15 @@ from utils.run_paths import summaries
 from utils.run_summary import SUMMARY_FORMAT
 
 COLUMNS = ("run", "status", "frequency", "material", "loss_type", "ghm_alpha", "seed", "epochs_done",
-           "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch", "final_val_loss",
-           "pairwise_accuracy", "kendall_tau_b", "best_baseline", "best_baseline_accuracy", "vs_best_baseline",
-           "wall_time_s", "error")
-NUMERIC = ("ghm_alpha", "epochs_done", "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch",
-           "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "best_baseline_accuracy", "vs_best_baseline",
-           "wall_time_s")
+           "final_train_accuracy", "final_val_accuracy", "best_val_accuracy", "best_val_accuracy_epoch",
+           "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "best_baseline", "best_baseline_accuracy",
+           "best_baseline_tau", "vs_best_baseline", "wall_time_s", "error")
+NUMERIC = ("ghm_alpha", "epochs_done", "final_train_accuracy", "final_val_accuracy", "best_val_accuracy",
+           "best_val_accuracy_epoch", "final_val_loss", "pairwise_accuracy", "kendall_tau_b", "best_baseline_accuracy",
+           "best_baseline_tau", "vs_best_baseline", "wall_time_s")
 STALE_BEFORE_FIRST_EPOCH_S = 600
-FIGURES = ("final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b", "best_baseline_accuracy",
-           "vs_best_baseline")
+FIGURES = ("final_train_accuracy", "final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b",
+           "best_baseline_accuracy", "best_baseline_tau", "vs_best_baseline")
 
 
 def process_gone(pid: object) -> bool:
@@ -88,7 +88,8 @@ def read_rows(save_dir: Path) -> list[dict]:
         row = {"run": summary["run"], "status": run_status(summary, now),
                **{key: args.get(key) for key in ("frequency", "material", "loss_type", "seed")},
                "ghm_alpha": args.get("ghm_alpha") if args.get("loss_type") == "ghm" else None,
-               "epochs_done": summary["epochs_done"], "final_val_accuracy": final.get("val_accuracy"),
+               "epochs_done": summary["epochs_done"], "final_train_accuracy": final.get("train_accuracy"),
+               "final_val_accuracy": final.get("val_accuracy"),
                "best_val_accuracy": summary.get("best_val_accuracy"),
                "best_val_accuracy_epoch": summary.get("best_val_accuracy_epoch"),
                "final_val_loss": final.get("val_loss_main"),
@@ -96,6 +97,7 @@ def read_rows(save_dir: Path) -> list[dict]:
                "kendall_tau_b": evaluation.get("kendall_tau_b"),
                "best_baseline": evaluation.get("best_baseline"),
                "best_baseline_accuracy": evaluation.get("best_baseline_pairwise_accuracy"),
+               "best_baseline_tau": evaluation.get("best_baseline_kendall_tau_b"),
                "vs_best_baseline": evaluation.get("vs_best_baseline"),
                "wall_time_s": summary["wall_time_s"], "error": summary.get("error")}
         if problem := row_problem(row):

@@ -53,3 +53,8 @@ def wav_info(path: str | Path) -> tuple[int, int]:
     if info.frames == 0:
         raise InputError(f"{path}: the recording has no samples")
     return info.frames, info.samplerate
+
+
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """Crop to `length` samples, or zero-pad at the end."""
+    return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))

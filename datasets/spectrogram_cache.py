@@ -22,17 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.audio import read_wav
+from datasets.audio import fit_length, read_wav
 from datasets.spectrogram import spectrogram_db
 from utils.errors import InputError
 from utils.io_utils import atomic_path
 
 VERSION = 2  # bump when the spectrogram definition or the entry format changes
-
-
-def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
-    """Crop to `length` samples, or zero-pad at the end."""
-    return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
 
 
 def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fit: bool,
