@@ -16,7 +16,6 @@ background noise (pink, -60 ± 2 dBFS); the microphone and the rooms stay fixed.
 shared by its frequencies (the same placement played with each tone). Same layout and names as real data.
 """
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import soundfile as sf
 import config
 from datasets.classes import class_angle, frequency_hz
 from datasets.naming import recording_name
-from datasets.synthetic import MARKER, class_names, convolve, seed_key, tone
+from datasets.synthetic import MARKER, check_dataset_args, class_names, convolve, dataset_parser, seed_key, tone
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20261126
@@ -132,25 +131,11 @@ DEFAULT = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQU
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder to write the dataset into")
-    parser.add_argument("--sample-rate", type=int, default=48000)
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per recording")
-    parser.add_argument("--seqs", type=int, default=9, help="takes per class, material and frequency")
-    parser.add_argument("--angles", nargs="+", type=float, default=[class_angle(c) for c in config.CLASSES],
-                        help="loudspeaker angles from the microphone's axis in degrees, one class each "
-                             "(default: 0 36 72 108 144 180)")
-    parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES,
-                        help="tone frequencies, each <N>hz (default: %(default)s)")
+    parser = dataset_parser(__doc__.splitlines()[0], "loudspeaker angles from the microphone's axis")
     parser.add_argument("--materials", nargs="+", default=list(ROOMS), choices=list(ROOMS),
                         help="plastic: the reverberant room, box: the damped one (default: both)")
     args = parser.parse_args(argv)
-    if any(frequency_hz(f) is None for f in args.frequencies):
-        parser.error("--frequencies: each must be <N>hz, e.g. 250hz")
-    if len(set(args.angles)) != len(args.angles):
-        parser.error("--angles: each angle once")
-    if args.sample_rate < 4 * max(map(frequency_hz, args.frequencies)) or args.duration <= 0 or args.seqs < 1:
-        parser.error("need --sample-rate above 4x the highest tone, --duration > 0 and --seqs >= 1")
+    check_dataset_args(parser, args, 4)
     out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
                    args.materials, args.frequencies)
     print(f"Wrote the room dataset to {out}")

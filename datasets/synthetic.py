@@ -148,27 +148,39 @@ def class_names(angles: list[float]) -> list[str]:
     return [f"deg{a:03.0f}" if float(a).is_integer() and a >= 0 else f"deg{a:g}" for a in angles]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dataset_parser(description: str, angles: str) -> argparse.ArgumentParser:
+    """The options both demo generators take; `angles` says what the angle is measured from."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True, help="folder to write the dataset into")
     parser.add_argument("--sample-rate", type=int, default=48000)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per recording")
     parser.add_argument("--seqs", type=int, default=9, help="recordings per class, material and frequency")
     parser.add_argument("--angles", nargs="+", type=float, default=[class_angle(c) for c in config.CLASSES],
-                        help="source angles in degrees, one class each (default: 0 36 72 108 144 180)")
+                        help=f"{angles} in degrees, one class each (default: 0 36 72 108 144 180)")
     parser.add_argument("--frequencies", nargs="+", default=config.FREQUENCIES,
                         help="tone frequencies, each <N>hz (default: %(default)s)")
+    return parser
+
+
+def check_dataset_args(parser: argparse.ArgumentParser, args: argparse.Namespace, oversampling: int) -> None:
+    """A parser error unless the options make a dataset: sample rate above `oversampling` × the highest tone."""
+    if any(frequency_hz(f) is None for f in args.frequencies):
+        parser.error("--frequencies: each must be <N>hz, e.g. 250hz")
+    if len(set(args.angles)) != len(args.angles):
+        parser.error("--angles: each angle once")
+    if args.sample_rate < oversampling * max(map(frequency_hz, args.frequencies)) or args.duration <= 0 \
+            or args.seqs < 1:
+        parser.error(f"need --sample-rate above {oversampling}x the highest tone, --duration > 0 and --seqs >= 1")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = dataset_parser(__doc__.splitlines()[0], "source angles")
     parser.add_argument("--materials", nargs="+", default=config.MATERIALS, choices=config.MATERIALS)
     parser.add_argument("--mislabel", type=int, default=0,
                         help="record K recordings of each material and frequency at another class's angle, written "
                              f"as their folder's class; {MISLABELLED} lists them (default: 0)")
     args = parser.parse_args(argv)
-    if any(frequency_hz(f) is None for f in args.frequencies):
-        parser.error("--frequencies: each must be <N>hz, e.g. 250hz")
-    if len(set(args.angles)) != len(args.angles):
-        parser.error("--angles: each angle once")
-    if args.sample_rate < 8 * max(map(frequency_hz, args.frequencies)) or args.duration <= 0 or args.seqs < 1:
-        parser.error("need --sample-rate above 8x the highest tone, --duration > 0 and --seqs >= 1")
+    check_dataset_args(parser, args, 8)
     if not 0 <= args.mislabel <= len(args.angles) * args.seqs or len(args.angles) < 2 and args.mislabel:
         parser.error("--mislabel: between 0 and the recordings of one material and frequency (two classes at least)")
     out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
