@@ -42,7 +42,8 @@ def test_a_level_coded_dataset_is_ranked_perfectly():
     report = baseline_report(x, labels, train, held, [f"c{k}" for k in range(4)])
     rankers = report["rankers"]
     assert rankers["tone_level_db"]["pairwise_accuracy"] == 1.0 and rankers["tone_level_db"]["kendall_tau_b"] > 0.8
-    assert rankers["tone_level_db"]["weights"]["tone_level_db"] == -1.0  # louder means a lower class
+    weights = rankers["tone_level_db"]["weights"]
+    assert weights["tone_level_db"] < 0 and not any(weights[f] for f in FEATURES[1:])  # louder: a lower class
     assert rankers["logistic (4 features)"]["pairwise_accuracy"] == 1.0
     assert rankers["noise_floor_db"]["pairwise_accuracy"] < 0.8  # the floor says nothing about the class
     assert report["rankers"][report["best"]]["pairwise_accuracy"] == 1.0
@@ -54,14 +55,24 @@ def test_the_logistic_ranker_minimises_its_loss():
     rng = np.random.default_rng(2)
     x, labels = rng.standard_normal((30, 3)), np.repeat(np.arange(3), 10)
     x[:, 0] += labels
-    w = fit_logistic(x, labels)
     d, y = baselines.pair_differences(x, labels)
+    w = fit_logistic(d, y)
 
     def loss(v):
         return np.sum(np.log1p(np.exp(-y * (d @ v)))) + baselines.L2 / 2 * len(y) * v @ v
     assert w[0] > 0
     for step in np.eye(3) * 1e-3:
         assert loss(w) <= min(loss(w + step), loss(w - step))
+
+
+def test_the_rankers_fit_on_a_seeded_sample_of_many_pairs(monkeypatch):
+    labels = np.repeat(np.arange(3), 10)
+    x = np.arange(30.0)[:, None] * np.ones(len(FEATURES))
+    assert len(baselines.pair_differences(x, labels)[1]) == 300  # every pair of different classes
+    monkeypatch.setattr(baselines, "MAX_PAIRS", 50)
+    d, y = baselines.pair_differences(x, labels)
+    assert len(y) == 50 and np.array_equal(d, baselines.pair_differences(x, labels)[0])
+    assert np.all(d[:, 0] * y > 0)  # each sampled pair ordered as its classes
 
 
 def test_features_follow_the_run_s_duration(tmp_path):
