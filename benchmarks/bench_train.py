@@ -1,6 +1,6 @@
 """Training-step benchmark on real-size recordings: the plain implementation against the trainer's step.
 
-    python benchmarks/bench_train.py [--steps 5] [--warmup 2] [--rounds 1]
+    python benchmarks/bench_train.py [--steps 5] [--warmup 2] [--rounds 1] [--device cuda] [--amp bf16]
 
 Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in six classes
 (1025 × 1126 spectrograms) and times, per variant, `--steps` training steps of 32 pairs after
@@ -13,6 +13,9 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
   unique ours with --pair-forward unique (each distinct recording of the batch through the model once).
 Per step: `data` (the loader's next batch) and `step`; the loss columns time one more forward + backward of
 each loss on the step's scores.
+With `--device cuda` every variant runs on the GPU (plain in float32 with the default weight layout; ours and
+unique with `--amp` and the small CNN's channels-last weights), the clock is read after a device synchronisation,
+and the peak GPU memory is reported too.
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
 process-wide) stays with the variant it belongs to; with --rounds > 1 the processes alternate.
 """
@@ -42,22 +45,24 @@ def ensure_data() -> Path:
     return CACHE
 
 
-def time_loss(criterion, s1, s2, target, repeats: int = 20) -> float:
+def time_loss(criterion, s1, s2, target, sync, repeats: int = 20) -> float:
     """Median seconds of one loss forward + backward on fixed scores."""
     times = []
     for _ in range(repeats):
         a, b = s1.detach().requires_grad_(), s2.detach().requires_grad_()
+        sync()
         start = time.perf_counter()
         criterion(a, b, target).backward()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def plain_step(model, optimizer, criterion, batch) -> tuple:
+def plain_step(model, optimizer, criterion, batch, device) -> tuple:
     """The straightforward step: model(x1), model(x2) through the plain modules, the loss, backward, Adam."""
     from models.common import standardize
 
-    x1, x2, target = batch[:3]
+    x1, x2, target = (tensor.to(device) for tensor in batch[:3])
     s1, s2 = (model.head(model.features(standardize(x))).squeeze(1) for x in (x1, x2))
     loss = criterion(s1, s2, target)
     optimizer.zero_grad(set_to_none=True)
@@ -66,7 +71,7 @@ def plain_step(model, optimizer, criterion, batch) -> tuple:
     return s1.detach(), s2.detach(), target
 
 
-def worker(variant: str, steps: int, warmup: int) -> dict:
+def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) -> dict:
     import torch
     from torch import nn
 
@@ -78,24 +83,28 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
 
     if variant != "plain":
         retain_freed_memory()
-    flags = ["--frequency", "1000hz", "--data-root", str(CACHE)] + (["--pair-forward", "unique"]
-                                                                    if variant == "unique" else [])
+    flags = ["--frequency", "1000hz", "--data-root", str(CACHE), "--device", device_name,
+             "--amp", "off" if variant == "plain" else amp]
+    flags += ["--pair-forward", "unique"] if variant == "unique" else []
     run_args = vars(parse_args(flags))
     torch.manual_seed(run_args["seed"])
     loader = build_data(run_args, "1000hz").train_loader
-    t = build_training(run_args, torch.device("cpu"))
+    device = torch.device(device_name)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    t = build_training(run_args, device)
     t.model.train()
     if variant == "plain":
         t.model.to(memory_format=torch.contiguous_format)  # the modules' default layout
         criterion = nn.MarginRankingLoss(margin=run_args["margin"])
 
         def step(batch):
-            return plain_step(t.model, t.optimizer, criterion, batch)
+            return plain_step(t.model, t.optimizer, criterion, batch, device)
     else:
         def step(batch):
-            result = train_step(t, batch, torch.device("cpu"))
+            result = train_step(t, batch, device)
             return result.s1, result.s2, result.target
     standard = nn.MarginRankingLoss(run_args["margin"])
+    sync()
     ghm = build_loss("ghm", run_args["margin"], **ghm_options(run_args))
     batches = iter(loader)
     record = {key: [] for key in METRICS + ("loss_standard", "loss_ghm")}
@@ -104,14 +113,16 @@ def worker(variant: str, steps: int, warmup: int) -> dict:
         batch = next(batches)
         t1 = time.perf_counter()
         s1, s2, target = step(batch)
+        sync()
         t2 = time.perf_counter()
         if n >= warmup:
             for key, value in zip(METRICS, (t1 - t0, t2 - t1, t2 - t0)):
                 record[key].append(value)
-            record["loss_standard"].append(time_loss(standard, s1, s2, target))
-            record["loss_ghm"].append(time_loss(ghm, s1, s2, target))
+            record["loss_standard"].append(time_loss(standard, s1, s2, target, sync))
+            record["loss_ghm"].append(time_loss(ghm, s1, s2, target, sync))
     record["pairs"] = loader.batch_size
     record["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    record["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     return record
 
 
@@ -127,6 +138,9 @@ def report(results: dict[str, dict]) -> None:
           + "".join(f"{r['pairs'] / statistics.median(r['total']):>26.2f}" for r in results.values()))
     print(f"{'peak RSS (GB, max over processes)':<36}"
           + "".join(f"{r['peak_rss_gb']:>26.2f}" for r in results.values()))
+    if any(r["peak_gpu_gb"] for r in results.values()):
+        print(f"{'peak GPU memory (GB, allocated)':<36}"
+              + "".join(f"{r['peak_gpu_gb']:>26.2f}" for r in results.values()))
     for name, r in results.items():
         median = {key: statistics.median(r[key]) for key in METRICS + ("loss_standard", "loss_ghm")}
         ghm_ratio = (median["total"] + median["loss_ghm"]) / (median["total"] + median["loss_standard"])
@@ -145,20 +159,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternating processes per variant")
     parser.add_argument("--variants", default="plain,ours,unique")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="for ours and unique")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.warmup)))
+        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.device, args.amp)))
         return
     ensure_data()
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 32 pairs, 6 s recordings")
+    card = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{card}, --amp {args.amp} (ours, unique), "
+          "batch 32 pairs, 6 s recordings")
     results: dict[str, dict] = {}
     for _ in range(args.rounds):
         for variant in args.variants.split(","):
             out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(args.steps),
-                                  "--warmup", str(args.warmup)], capture_output=True, text=True, check=True)
+                                  "--warmup", str(args.warmup), "--device", args.device, "--amp", args.amp],
+                                 capture_output=True, text=True, check=True)
             record = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{variant}: total {summary(record['total'])} s/step, peak RSS {record['peak_rss_gb']:.2f} GB",
                   flush=True)
