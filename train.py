@@ -209,7 +209,7 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
                   "recordings", flush=True)
             return result_row(finished)
     set_seed(run_args["seed"])
-    data = build_data(run_args, run_args["frequency"])
+    data = build_data(run_args, run_args["frequency"], device)
     check_input_size(run_args["model"], tuple(data.recordings.data.shape[1:]))
     training = build_training(run_args, device)
     run, state = start_run(run_args, training, data)

@@ -4,7 +4,7 @@
 #   DEVICE=cpu STEPS=1 WARMUP=0 EPOCHS=1 bash benchmarks/bench_gpu.sh     # the same parts on the CPU, to check the script
 # 1. the gpu-marked tests (tests/test_gpu.py), 2. the step benchmark on the card, fp32 and --amp bf16, each
 # against the plain step on the same card in the same run (benchmarks/bench_train.py), 3. two whole epochs of
-# train.py on the card, to see the time outside the steps. Nothing is downloaded: if soundfile is missing, the
+# train.py on the card with the default loader and with --data-on-device, to see the time outside the steps. Nothing is downloaded: if soundfile is missing, the
 # wheels in benchmarks/wheels/ (soundfile, cffi, pycparser for CPython 3.12 on x86-64) are installed from the tree.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +25,11 @@ for amp in off bf16; do
   echo "== step benchmark, --amp $amp"
   $py benchmarks/bench_train.py --device "$device" --amp "$amp" --steps "${STEPS:-10}" --warmup "${WARMUP:-3}" || status=1
 done
-echo "== two epochs of train.py (54 recordings of 6 s)"
-out=$(mktemp -d)
-$py train.py --data-root benchmarks/.cache/data_6s --frequency 1000hz --epochs "${EPOCHS:-2}" --device "$device" \
-    --save-dir "$out" --no-progress | grep -E "^(run|epoch)" || status=1
-rm -rf "$out"
+for where in "" --data-on-device; do
+  echo "== two epochs of train.py (54 recordings of 6 s) ${where:-with the default loader}"
+  out=$(mktemp -d)
+  $py train.py --data-root benchmarks/.cache/data_6s --frequency 1000hz --epochs "${EPOCHS:-2}" --device "$device" \
+      --save-dir "$out" --no-progress $where | grep -E "^(run|epoch)" || status=1
+  rm -rf "$out"
+done
 exit $status

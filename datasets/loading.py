@@ -84,12 +84,15 @@ def run_split(recordings: Dataset, run_args: dict) -> Split:
     return without_excluded(split, recordings.paths, run_args.get("exclude_recordings") or [])
 
 
-def make_loader(pairs: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int) -> DataLoader:
-    """Under torchrun each process loads its own share of the pairs (a DistributedSampler)."""
+def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
+                gathered: bool = False) -> DataLoader:
+    """Under torchrun each process loads its own share of the pairs (a DistributedSampler). `gathered`: the
+    loader draws the same pair indices and gathers each batch with `pairs.gather` (--data-on-device)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
-    return DataLoader(pairs, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+    source, collate = (range(len(pairs)), pairs.gather) if gathered else (pairs, None)
+    return DataLoader(source, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=worker_init_fn)
+                      worker_init_fn=worker_init_fn, collate_fn=collate)
 
 
 @dataclass
@@ -114,9 +117,13 @@ class RunData:
         return ("test", self.split.test) if self.split.test else ("val", self.split.val)
 
 
-def build_data(run_args: dict, frequency: str) -> RunData:
-    """Recordings, their seeded splits, the train/validation pairs, and their loaders."""
+def build_data(run_args: dict, frequency: str, device: torch.device | None = None) -> RunData:
+    """Recordings, their seeded splits, the train/validation pairs, and their loaders; with --data-on-device and
+    a `device`, the spectrograms are moved there and the loaders gather batches there."""
     recordings = load_recordings(run_args, frequency)
+    gathered = bool(run_args.get("data_on_device")) and device is not None
+    if gathered:
+        recordings.data = recordings.data.to(device)
     split = run_split(recordings, run_args)
     train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=run_args["seed"])
     val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=run_args["seed"] + 1)
@@ -125,6 +132,6 @@ def build_data(run_args: dict, frequency: str) -> RunData:
     if batch_size < 1:
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
-    loaders = [make_loader(pairs, batch_size, shuffle, run_args["seed"], run_args["num_workers"])
+    loaders = [make_loader(pairs, batch_size, shuffle, run_args["seed"], run_args["num_workers"], gathered)
                for pairs, shuffle in ((train_pairs, True), (val_pairs, False))]
     return RunData(recordings, split, *loaders)

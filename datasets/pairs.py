@@ -38,6 +38,18 @@ class RankingPairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def gather(self, indices: list[int]) -> tuple:
+        """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
+        operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
+        recordings = self.dataset
+        while isinstance(recordings, Subset):
+            recordings = recordings.dataset
+        first, second = self.first[indices], self.second[indices]
+        i1, i2 = (torch.from_numpy(self.recording_indices[chosen]) for chosen in (first, second))
+        on = recordings.data.device
+        return (recordings.data.index_select(0, i1.to(on)), recordings.data.index_select(0, i2.to(on)),
+                torch.from_numpy(self.targets[indices]), recordings.labels[i1], recordings.labels[i2], i1, i2)
+
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]
         x2, label2 = self.dataset[int(self.second[index])]

@@ -1,7 +1,7 @@
 """The CUDA paths: a training step, mixed precision, a CLI run with its checkpoint, resume, the final evaluation and
-evaluate.py, and --sync-bn under torchrun. Marked `gpu` and skipped without CUDA (CI has none); on a GPU machine:
-`python -m pytest -m gpu -q`. GPU_TEST_DEVICE=cpu runs the same tests on the CPU, to check the tests themselves
-(the torchrun --sync-bn test needs CUDA and stays skipped)."""
+evaluate.py, --data-on-device, and --sync-bn under torchrun. Marked `gpu` and skipped without CUDA (CI has none);
+on a GPU machine: `python -m pytest -m gpu -q`. GPU_TEST_DEVICE=cpu runs the same tests on the CPU, to check the
+tests themselves (the torchrun --sync-bn test needs CUDA and stays skipped)."""
 
 import json
 import os
@@ -91,6 +91,16 @@ def test_run_resume_and_evaluation_on_the_device(tiny_data, tmp_path, determinis
     final = json.loads((folder / "eval" / "metrics.json").read_text())
     again = json.loads((out / "metrics.json").read_text())
     assert again["pairwise_accuracy"] == final["pairwise_accuracy"] and again["recordings"] == final["recordings"]
+
+
+def test_data_on_device_trains_as_the_default_loader(tiny_data, tmp_path, deterministic):
+    found = []
+    for name, extra in (("copied", ()), ("on_device", ("--data-on-device",))):
+        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--device", DEVICE, *extra)
+        assert train.main(argv) == 0
+        found.append(history(tmp_path / name))
+        found[-1]["args"].pop("data_on_device")
+    assert found[0] == found[1]
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="--sync-bn is CUDA only")

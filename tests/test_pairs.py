@@ -67,3 +67,15 @@ def test_indices_name_recordings_through_a_subset():
 def test_fewer_than_two_recordings_give_no_pairs():
     assert len(RankingPairDataset(Recordings([0]), seed=0)) == 0
     assert len(RankingPairDataset(Recordings([1, 1, 1]), seed=0)) == 0
+
+
+def test_a_gathered_batch_equals_the_default_collate():
+    """--data-on-device's gather: the same tensors, dtypes and shapes as default_collate of the items."""
+    from torch.utils.data import default_collate
+
+    pairs = RankingPairDataset(Subset(Subset(Recordings(LABELS), [9, 0, 6, 3, 4, 7]), [5, 0, 1, 3, 2]), seed=2)
+    chosen = [4, 0, 7, 2, 7]
+    expected, gathered = default_collate([pairs[k] for k in chosen]), pairs.gather(chosen)
+    assert len(gathered) == len(expected)
+    for a, b in zip(gathered, expected):
+        assert a.dtype == b.dtype and torch.equal(a, b)

@@ -277,13 +277,17 @@ def test_mixed_precision_trains_and_checkpoints_the_scaler(tiny_data, tmp_path, 
     assert abs(stats["weight"].mean() - 1.0) < 1e-6
 
 
-def test_training_on_the_memory_mapped_cache_equals_training_in_memory(tiny_data, tmp_path):
+def test_the_memory_mapped_cache_and_data_on_device_train_as_in_memory(tiny_data, tmp_path, capsys):
     histories = []
-    for name, extra in (("memory", ()), ("mapped", ("--cache-dir", str(tmp_path / "cache")))):
+    for name, extra in (("memory", ()), ("mapped", ("--cache-dir", str(tmp_path / "cache"))),
+                        ("on_device", ("--data-on-device", "--device", "cpu"))):
         argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--epochs", "1", *extra)
         assert train.main(argv) == 0
         history = load_pickle(next(run_dir(tmp_path / name, "model_checkpoints").glob("training_history_*.pkl")))
-        history["args"].pop("save_dir"), history["args"].pop("cache_dir")
+        for key in ("save_dir", "cache_dir", "data_on_device", "device"):
+            history["args"].pop(key)
         histories.append(history)
-    assert histories[0] == histories[1]
+    assert histories[0] == histories[1] == histories[2]
+    assert "--data-on-device needs the spectrograms in memory" in parser_error(
+        tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--data-on-device", "--num-workers", "1"), capsys)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 18

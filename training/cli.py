@@ -22,7 +22,7 @@ from utils.tensorboard_log import tensorboard_missing
 
 # What a resumed run may change; every other flag must match the run being resumed.
 RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "threads", "no_progress",
-                    "tensorboard")
+                    "tensorboard", "data_on_device")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -108,6 +108,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="keep computed spectrograms here (one .npy per recording), reuse them in "
                                         "later runs and read them memory-mapped instead of holding the dataset in "
                                         "memory; a changed recording gets a new entry (default: no cache)")
+    p.add_argument("--data-on-device", action="store_true",
+                   help="keep the spectrograms on the training device (a GPU) and gather each batch there, instead of "
+                        "copying every batch from the host; for data sets that fit in its memory")
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
     p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
     p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
@@ -181,6 +184,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--n-fft", args.n_fft >= 2, "must be >= 2"),
              ("--hop-length", args.hop_length >= 1, "must be >= 1"),
              ("--num-workers", args.num_workers >= 0, "must be >= 0"),
+             ("--data-on-device", not args.data_on_device or not args.cache_dir and not args.num_workers,
+              "needs the spectrograms in memory and the batches gathered in the main process: not with --cache-dir "
+              "or --num-workers"),
              ("--threads", args.threads >= 0, "must be >= 0"),
              ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
               "must be > 0 and finite"),
