@@ -7,9 +7,11 @@ from torch import nn
 
 from models.level_cnn import LevelCNNAudioRanker
 from models.resnet_ranker import ResNetAudioRanker, SimpleCNNAudioRanker
+from models.spectrum_cnn import SpectrumCNNAudioRanker
 from utils.errors import InputError
 
-MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "simple_cnn_level": LevelCNNAudioRanker}
+MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "simple_cnn_level": LevelCNNAudioRanker,
+          "spectrum_cnn": SpectrumCNNAudioRanker}
 
 
 def build_model(name: str) -> nn.Module:

@@ -6,7 +6,7 @@ from models import build_model
 
 
 @pytest.mark.parametrize("name, shape", [("simple_cnn", (1, 65, 40)), ("resnet18", (1, 65, 40)),
-                                         ("simple_cnn_level", (1, 65, 40))])
+                                         ("simple_cnn_level", (1, 65, 40)), ("spectrum_cnn", (1, 65, 40))])
 def test_one_score_per_spectrogram(name, shape):
     model = build_model(name)
     out = model(torch.randn(5, *shape))
@@ -14,7 +14,7 @@ def test_one_score_per_spectrogram(name, shape):
     out.sum().backward()
 
 
-@pytest.mark.parametrize("name", ["simple_cnn", "resnet18", "simple_cnn_level"])
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18", "simple_cnn_level", "spectrum_cnn"])
 def test_score_does_not_depend_on_the_rest_of_the_batch_in_eval_mode(name):
     torch.manual_seed(0)
     model = build_model(name)
@@ -47,15 +47,17 @@ def test_standardisation_is_per_spectrogram():
         torch.testing.assert_close(model(x), model(x * 3.0 - 80.0), rtol=1e-4, atol=1e-4)
 
 
-def test_the_level_model_sees_the_level_the_original_does_not():
+def test_the_level_models_see_the_level_the_original_does_not():
     """A louder recording (+12 dB everywhere) scores the same in the original CNN, and differently in
-    simple_cnn_level, whose convolutions see the same standardised spectrogram."""
+    simple_cnn_level (whose convolutions see the same standardised spectrogram) and spectrum_cnn."""
     torch.manual_seed(0)
     original, level = build_model("simple_cnn").eval(), build_model("simple_cnn_level").eval()
     x = torch.randn(3, 1, 65, 40) * 10 - 60
     with torch.no_grad():
         torch.testing.assert_close(original(x), original(x + 12.0), rtol=1e-4, atol=1e-4)
         assert not torch.allclose(level(x), level(x + 12.0), atol=1e-3)
+        spectrum = build_model("spectrum_cnn").eval()
+        assert not torch.allclose(spectrum(x), spectrum(x + 12.0), atol=1e-3)
         pooled = level.features(common.standardize(x))
         torch.testing.assert_close(level.features(common.standardize(x + 12.0)), pooled, rtol=1e-4, atol=1e-4)
 
