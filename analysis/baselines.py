@@ -52,14 +52,15 @@ def frame_spectra(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np
 
 def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None) -> np.ndarray:
     """FEATURES of one recording; `hz` None: the tone is the strongest bin of the mean spectrum."""
-    power, freqs = frame_spectra(np.asarray(samples, np.float64), sample_rate)
+    samples = np.asarray(samples, np.float64)
+    power, freqs = frame_spectra(samples, sample_rate)
     bins = np.arange(len(freqs))
     peak = int(np.argmax(power[:, 1:].mean(axis=0))) + 1 if hz is None else int(np.argmin(np.abs(freqs - hz)))
     tone = power[:, np.abs(bins - peak) <= TONE_BINS].sum(axis=1)
     outside = (np.abs(bins - peak) > NOISE_GUARD_BINS) & (bins > 0)
     level = power_db(np.percentile(tone, 75))
     floor = power_db(np.median(power[:, outside].sum(axis=1)))
-    broadband = power_db(np.mean(np.asarray(samples, np.float64) ** 2))
+    broadband = power_db(np.mean(samples ** 2))
     return np.array([level, floor, level - floor, broadband])
 
 

@@ -5,9 +5,6 @@ from pathlib import Path
 
 from datasets import room, synthetic
 
-KINDS = ("synthetic", "room")
-
-
 def demo_kind(value: bool | str | None) -> str | None:
     """--demo's value; runs saved before the room dataset existed stored True or False."""
     if value is True:

@@ -347,7 +347,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     del args.config  # the values it gave are the run's arguments; the file's name is not one
     if args.resume:
         args = argparse.Namespace(**resumed_args(parser, argv, args))
-    args.demo = demo_kind(args.demo)
     if args.data_root is None:
         args.data_root = config.DEMO_DATA_ROOTS[args.demo] if args.demo else config.DATA_ROOT
     check_args(parser, args)
