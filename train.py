@@ -26,6 +26,7 @@ from training.batch_hooks import BatchHooks
 from training.named_runs import named_run, run_folder_name
 from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
 from training.state import RunState, add_calibration, save_checkpoint, start_run, training_checkpoint
+from training.step_memory import check_step_memory
 from utils import distributed, interrupt, run_log
 from utils.checkpoints import load_checkpoint
 from utils.common_utils import choose_device, set_seed
@@ -38,6 +39,7 @@ from analysis.run_calibration import calibrate
 from utils.history import early_stop_reason, monitor_best, plot_history, record_epoch, write_metrics
 from utils.io_utils import save_pickle, save_yaml
 from utils.memory import retain_freed_memory
+from utils.phase_clock import CLOCK
 from utils.run_paths import RunPaths, consistency_folder
 from utils.run_log import RunLog
 from utils.run_summary import Heartbeat, summary_record, write_summary
@@ -47,6 +49,11 @@ __all__ = ["get_args_parser", "main", "parse_args"]
 # Arguments that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
               "skip_bad_files")
+
+# --profile's phases: (label, phase of the clock)
+PROFILE = [("start-up", "start-up"), ("training steps", "train step"),
+           ("loader and per-batch hooks", "training epoch - train step"), ("validation", "validation"),
+           ("epoch outputs", "epoch outputs"), ("final evaluation", "final evaluation")]
 
 
 def check_batches(run_args: dict, run: RunPaths) -> None:
@@ -143,8 +150,10 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
             epoch_started, hooks.epoch = time.perf_counter(), epoch
             try:
                 stop_check(device)
-                train = train_one_epoch(t, data.train_loader, device, epoch, progress, hooks)
-                val = evaluate(t, data.val_loader, device, epoch, progress)
+                with CLOCK.phase("training epoch"):
+                    train = train_one_epoch(t, data.train_loader, device, epoch, progress, hooks)
+                with CLOCK.phase("validation"):
+                    val = evaluate(t, data.val_loader, device, epoch, progress)
             except interrupt.TrainingInterrupted as exc:
                 if not exc.aborted and main_process:
                     save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)
@@ -154,9 +163,10 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
             record_epoch(state.history, epoch, train, val)
             state.epoch, state.elapsed = epoch, time.time() - started
             if main_process:
-                state.checkpoint = training_checkpoint(t, state, data, run, train, val)
-                save_epoch(run_args, t, run, state, started, (train, val, time.perf_counter() - epoch_started))
-                hooks.end_epoch(train, val)
+                with CLOCK.phase("epoch outputs"):
+                    state.checkpoint = training_checkpoint(t, state, data, run, train, val)
+                    save_epoch(run_args, t, run, state, started, (train, val, time.perf_counter() - epoch_started))
+                    hooks.end_epoch(train, val)
     finally:
         hooks.close()
 
@@ -208,10 +218,14 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
                   f"{finished['evaluation']['pairwise_accuracy']:.3f} on the {finished['evaluation']['split']} "
                   "recordings", flush=True)
             return result_row(finished)
+    CLOCK.reset()
     set_seed(run_args["seed"])
     data = build_data(run_args, run_args["frequency"], device)
     check_input_size(run_args["model"], tuple(data.recordings.data.shape[1:]))
     training = build_training(run_args, device)
+    if not run_args["skip_memory_check"]:
+        check_step_memory(run_args, training.model, tuple(data.recordings.data.shape[1:]), len(data.split.train),
+                          device, training.amp_dtype)
     run, state = start_run(run_args, training, data)
     started = time.time() - state.elapsed
     history = state.history
@@ -224,9 +238,11 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
     try:
         if run_args["verify_consistency"] and not run_args["resume"] and main_process:
             check_batches(run_args, run)
+        CLOCK.mark("start-up")
         fit(run_args, training, data, device, run, state, started)
         stop_check(device)
-        report = final_evaluation(run_args, training.model, data, device, run, history) if main_process else None
+        with CLOCK.phase("final evaluation"):
+            report = final_evaluation(run_args, training.model, data, device, run, history) if main_process else None
         report = distributed.broadcast_from_main(report)
         stop_check(device)
     except interrupt.TrainingInterrupted as exc:
@@ -243,7 +259,10 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
             write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
     completed = write_summary if main_process else summary_record
-    return result_row(completed(run, history, "completed", started, evaluation=evaluation_summary(report)))
+    row = result_row(completed(run, history, "completed", started, evaluation=evaluation_summary(report)))
+    if run_args["profile"] and main_process:
+        print(CLOCK.report(PROFILE), flush=True)
+    return row
 
 
 def result_row(summary: dict) -> dict:

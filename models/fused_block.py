@@ -117,9 +117,9 @@ def _flip(tensors: list[torch.Tensor], sign: torch.Tensor | None) -> None:
 
 
 def _moments(y: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Count, mean and biased variance per channel (two passes; the last two in float64)."""
-    m = y.mean(dim=(0, 2, 3), keepdim=True)
-    return y.numel() // y.shape[1], m.flatten().double(), (y - m).square_().mean(dim=(0, 2, 3)).double()
+    """Count per recording and channel, mean and biased variance `[r, C]` (two passes; the last two in float64)."""
+    m = y.mean(dim=(2, 3), keepdim=True)
+    return y[0, 0].numel(), m.flatten(1).double(), (y - m).square_().mean(dim=(2, 3)).double()
 
 
 def _add_weight_gradient(grad_wb: torch.Tensor, xp: torch.Tensor, grads: list[torch.Tensor], conv: nn.Conv2d
@@ -133,32 +133,55 @@ def _add_weight_gradient(grad_wb: torch.Tensor, xp: torch.Tensor, grads: list[to
 
 
 def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean and biased variance over all chunks from each chunk's (count, mean, variance), in float64."""
+    """Mean and biased variance `[r, C]` over all parts from each part's (count, mean, variance), in float64."""
     n = sum(count for count, _, _ in stats)
     mean = sum(count * m for count, m, _ in stats) / n
     var = sum(count * (v + (m - mean) ** 2) for count, m, v in stats) / n
     return mean, var, n
 
 
-def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, mean: torch.Tensor,
-                  rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """S = Σ g and D = Σ g · (y_argmax − μ) per channel in float64, g = grad_out · [out > 0], chunk by chunk."""
+def _group_moments(mean: torch.Tensor, var: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance `[C]` of a batch that holds recording r `weights[r]` times, from the recordings'
+    own `[R, C]` (all recordings have the same number of values)."""
+    w = (weights / weights.sum())[:, None]
+    group_mean = (w * mean).sum(0)
+    return group_mean, (w * (var + (mean - group_mean) ** 2)).sum(0)
+
+
+def _gather(y_at: torch.Tensor, group: list[int]) -> torch.Tensor:
+    """`y_at[group]`, row by row (several times faster than advanced indexing on channels-last tensors)."""
+    out = torch.empty((len(group), *y_at.shape[1:]), dtype=y_at.dtype, device=y_at.device,
+                      memory_format=torch.channels_last)
+    for row, r in zip(out, group):
+        row.copy_(y_at[r])
+    return out
+
+
+def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, group: list[int],
+                  mean: torch.Tensor, a: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """S = Σ g and D = Σ g · (y_argmax − μ) per channel in float64, g = grad_out · [out > 0], for the batch
+    `y_at[group]`, one recording at a time; adds a · g to each recording's row of `pooled`."""
     s = torch.zeros(out.shape[1], dtype=torch.float64, device=out.device)
     d = torch.zeros_like(s)
-    for out_c, grad_c, y_c in zip(out.split(rows), grad_out.split(rows), y_at.split(rows)):
-        g = torch.ops.aten.threshold_backward(grad_c, out_c, 0.0)  # grad where out > 0: relu's backward
-        s += g.sum(dim=(0, 2, 3)).double()
-        d += (y_c - mean).mul_(g).sum(dim=(0, 2, 3)).double()
+    for out_j, grad_j, r in zip(out, grad_out, group):
+        g = torch.ops.aten.threshold_backward(grad_j, out_j, 0.0)  # grad where out > 0: relu's backward
+        s += g.sum(dim=(1, 2)).double()
+        d += (y_at[r] - mean).mul_(g).sum(dim=(1, 2)).double()
+        pooled[r].add_(g.mul_(a))
     return s, d
 
 
 class _StdConvBNReLUPool(torch.autograd.Function):
+    """The block for several batches drawn from the same recordings x: batch h is `x[groups[h]]` (a list of
+    row numbers), with its own
+    BatchNorm statistics and output; each recording is convolved once whatever its number of copies."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows):
+    def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows, groups):
         # channels whose γ < 0 pool the minimum of y, as the maximum of −y
         sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None] if bool((gamma < 0).any()) else None
         weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
-        stats, x_means, x_scales = [], [], []
+        means, variances, x_means, x_scales = [], [], [], []
         out_h, out_w = conv_output_size(x, conv)
         y_at = torch.empty((len(x), len(weight), out_h // 2, out_w // 2), dtype=x.dtype, device=x.device,
                            memory_format=torch.channels_last)  # the pooled y, each window's y at its maximum
@@ -169,53 +192,72 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             x_scales.append(std + EPS)
             xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
             parts = [_conv(xp, phase, conv, weight_cl, bias) for phase in PHASES]
-            stats += [_moments(y) for y in parts]
+            mean_c, var_c, n = _combine([_moments(y) for y in parts])
+            means.append(mean_c)
+            variances.append(var_c)
             _flip(parts, sign)
             _pool(_windows(parts), out=y_at[start:start + len(xc)])
         _flip([y_at], sign)  # the pooled minima back to y's values
-        mean64, var64, n = _combine(stats)
-        mean, invstd = mean64.to(x.dtype), (var64 + bn.eps).rsqrt().to(x.dtype)
-        bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean64.to(x.dtype))
-        bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * n / max(n - 1, 1)).to(x.dtype))
-        a = gamma * invstd
-        out = torch.addcmul((beta - mean * a)[:, None, None], y_at, a[:, None, None]).clamp_min_(0.0)
-        ctx.conv, ctx.n, ctx.rows, ctx.sign = conv, n, rows, sign
-        ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma, mean, invstd,
-                              y_at, out)
-        return out
+        mean_r, var_r = torch.cat(means), torch.cat(variances)
+        counts = [torch.bincount(torch.tensor(g, dtype=torch.long), minlength=len(x)).to(torch.float64) for g in groups]
+        outs, group_means, invstds, sizes = [], [], [], []
+        for group, count in zip(groups, counts):
+            mean64, var64 = _group_moments(mean_r, var_r, count)
+            size = n * len(group)
+            mean, invstd = mean64.to(x.dtype), (var64 + bn.eps).rsqrt().to(x.dtype)
+            bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean)
+            bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * size / max(size - 1, 1)).to(x.dtype))
+            a = gamma * invstd
+            out = _gather(y_at, group).mul_(a[:, None, None]).add_((beta - mean * a)[:, None, None])
+            outs.append(out.clamp_min_(0.0))
+            group_means.append(mean)
+            invstds.append(invstd)
+            sizes.append(size)
+        ctx.conv, ctx.sizes, ctx.rows, ctx.sign, ctx.groups, ctx.counts = conv, sizes, rows, sign, groups, counts
+        ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma,
+                              torch.stack(group_means), torch.stack(invstds), y_at, *outs)
+        return tuple(outs)
 
     @staticmethod
-    def backward(ctx, grad_out):
-        x, x_mean, x_scale, weight_cl, bias, gamma, mean, invstd, y_at, out = ctx.saved_tensors
+    def backward(ctx, *grad_outs):
+        x, x_mean, x_scale, weight_cl, bias, gamma, means, invstds, y_at, *outs = ctx.saved_tensors
         rows = ctx.rows
         with torch.no_grad():
-            s, d = _channel_sums(out, grad_out, y_at, mean[:, None, None], rows)
-            a = gamma.double() * invstd.double()
-            big_a = -a * invstd.double() ** 2 * d / ctx.n
-            big_b = -a * s / ctx.n - big_a * mean.double()
-            # applied to the sign-flipped y that forward pooled, hence A·sign
-            scale, shift = big_a.to(x.dtype)[:, None, None], big_b.to(x.dtype)[:, None, None]
+            # per recording: grad_y = scale · y + shift + route(pooled), summed over the batches that hold it
+            scale = y_at.new_zeros(len(x), len(gamma), dtype=torch.float64)
+            shift, pooled = torch.zeros_like(scale), torch.zeros_like(y_at)
+            grad_gamma, grad_beta = torch.zeros_like(gamma), torch.zeros_like(gamma)
+            for group, count, out, grad_out, mean, invstd, size in zip(
+                    ctx.groups, ctx.counts, outs, grad_outs, means, invstds, ctx.sizes):
+                a = gamma.double() * invstd.double()
+                s, d = _channel_sums(out, grad_out, y_at, group, mean[:, None, None], a.to(x.dtype)[:, None, None],
+                                     pooled)
+                big_a = -a * invstd.double() ** 2 * d / size
+                scale += count[:, None] * big_a
+                shift += count[:, None] * (-a * s / size - big_a * mean.double())
+                grad_gamma += (invstd.double() * d).to(gamma.dtype)
+                grad_beta += s.to(gamma.dtype)
+            # applied to the sign-flipped y that forward pooled, hence scale · sign
+            scale, shift = scale.to(x.dtype)[:, :, None, None], shift.to(x.dtype)[:, :, None, None]
             if ctx.sign is not None:
                 scale = scale * ctx.sign
-            a = a.to(x.dtype)[:, None, None]
             k = weight_cl[0].numel()
             grad_wb = weight_cl.new_zeros(len(weight_cl), k + (bias is not None))
             buffer = _padding_buffer(x, rows, ctx.conv)
-            for xc, mc, sc, out_c, grad_c in zip(x.split(rows), x_mean.split(rows), x_scale.split(rows),
-                                                 out.split(rows), grad_out.split(rows)):
+            for xc, mc, sc, pooled_c, scale_c, shift_c in zip(
+                    x.split(rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows), scale.split(rows),
+                    shift.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
                 parts = [_conv(xp, phase, ctx.conv, weight_cl, bias) for phase in PHASES]
                 _flip(parts, ctx.sign)
-                _route(parts, torch.ops.aten.threshold_backward(grad_c, out_c, 0.0).mul_(a), scale, shift)
+                _route(parts, pooled_c, scale_c, shift_c)
                 _add_weight_gradient(grad_wb, xp, parts, ctx.conv)
         grad_bias = None if bias is None else grad_wb[:, k].clone()
-        grad_gamma = (invstd.double() * d).to(gamma.dtype)
-        return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, s.to(gamma.dtype), None,
-                None, None)
+        return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None,
+                None)
 
 
-def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
+def _check(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     if x.requires_grad or bn.momentum is None or not bn.track_running_stats or not bn.affine:
         raise ValueError("the fused block needs an input without gradient and an affine BatchNorm with "
                          "running statistics and a fixed momentum")
@@ -224,5 +266,19 @@ def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) 
     out_h, out_w = conv_output_size(x, conv)
     if out_h < 2 or out_w < 2:
         raise ValueError(f"the convolution's output ({out_h} × {out_w}) is smaller than one 2×2 pooling window")
-    bn.num_batches_tracked.add_(1)
-    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows_per_chunk(x, conv))
+
+
+def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
+    return std_conv_bn_relu_pool_batches(x, conv, bn, (torch.arange(len(x)),))[0]
+
+
+def std_conv_bn_relu_pool_batches(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d,
+                                  batches: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The block applied to each batch `x[index]` in turn (as separate training-mode calls would, running
+    statistics included), with every recording of x convolved once: a batch of pairs repeats recordings."""
+    _check(x, conv, bn)
+    batches = tuple(index.tolist() for index in batches)
+    bn.num_batches_tracked.add_(len(batches))
+    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows_per_chunk(x, conv),
+                                    batches)

@@ -13,21 +13,34 @@ import torch
 from torch import nn
 
 
+def distinct(x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's distinct recordings x (by dataset index, in order of index) and, for each of the 2B slots
+    of x1 then x2, the row of x that it holds."""
+    index = torch.cat([index1, index2])
+    rows, inverse = torch.unique(index, return_inverse=True)
+    positions = torch.arange(len(index))
+    first = torch.full((len(rows),), len(index)).scatter_reduce_(0, inverse, positions, "amin")
+    from_first = first < len(index1)
+    x = x1.new_empty((len(rows), *x1.shape[1:]))
+    x[from_first.to(x.device)] = x1[first[from_first].to(x1.device)]
+    x[(~from_first).to(x.device)] = x2[(first[~from_first] - len(index1)).to(x2.device)]
+    return x, inverse
+
+
 def separate(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor,
              index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """model(x1), model(x2); a model with `score_pairs` computes the same without repeating work."""
+    if not model.training:  # BatchNorm's running statistics: each score is the recording's own
+        return unique(model, x1, x2, index1, index2)
+    if hasattr(model, "score_pairs"):
+        return model.score_pairs(x1, x2, index1, index2)
     return model(x1), model(x2)
 
 
 def unique(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor,
            index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    index = torch.cat([index1, index2])
-    distinct, inverse = torch.unique(index, return_inverse=True)
-    positions = torch.arange(len(index))
-    first = torch.full((len(distinct),), len(index)).scatter_reduce_(0, inverse, positions, "amin")
-    from_first = first < len(index1)
-    x = x1.new_empty((len(distinct), *x1.shape[1:]))
-    x[from_first.to(x.device)] = x1[first[from_first].to(x1.device)]
-    x[(~from_first).to(x.device)] = x2[(first[~from_first] - len(index1)).to(x2.device)]
+    x, inverse = distinct(x1, x2, index1, index2)
     scores = model(x)[inverse.to(x.device)]
     return scores[:len(index1)], scores[len(index1):]
 

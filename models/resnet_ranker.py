@@ -7,7 +7,8 @@ from torch import nn
 from torchvision.models import resnet18
 
 from models.common import rows_per_chunk, standardize
-from models.fused_block import std_conv_bn_relu_pool
+from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
+from models.pair_forward import distinct
 
 
 def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d
@@ -42,16 +43,30 @@ class SimpleCNNAudioRanker(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return self._plain(x)
-        if not self.training:
-            return score_in_chunks(self._plain, x, self.features[0])
-        if torch.is_grad_enabled() and not x.requires_grad and x.dtype == torch.float32 \
-                and not torch.is_autocast_enabled("cpu"):
-            # The same maths as standardize + self.features[:4], in a fraction of the memory and time; written
-            # for CPU caches and float32, so GPUs and mixed precision take the plain path.
+        if self.training and self._fuses(x):
             return self._head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1])), x)
+        if not self.training and x.device.type == "cpu":
+            return score_in_chunks(self._plain, x, self.features[0])
         return self._plain(x)
+
+    def score_pairs(self, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`self(x1), self(x2)` in training mode, with the first block's convolution done once per distinct
+        recording (by dataset index): each half-batch keeps its own BatchNorm statistics, in which a repeated
+        recording counts as often as it appears."""
+        if not (self.training and self._fuses(x1)):
+            return self(x1), self(x2)
+        x, inverse = distinct(x1, x2, index1, index2)
+        blocks = std_conv_bn_relu_pool_batches(x, self.features[0], self.features[1], inverse.split(len(x1)))
+        return self._head(self.features[4:](blocks[0]), x1), self._head(self.features[4:](blocks[1]), x2)
+
+    @staticmethod
+    def _fuses(x: torch.Tensor) -> bool:
+        """Whether training takes the fused first block: the same maths as standardize + self.features[:4] in a
+        fraction of the memory and time, written for CPU caches and float32 (GPUs and mixed precision take the
+        plain path)."""
+        return (x.device.type == "cpu" and torch.is_grad_enabled() and not x.requires_grad
+                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self._head(self.features(standardize(x)), x)

@@ -1,10 +1,13 @@
+import copy
+
 import pytest
 import torch
 from conftest import tiny_train_args
+from test_fused_block import assert_grads_close
 from torch import nn
 
 import train
-from models import build_model
+from models import build_model, resnet_ranker
 from models.pair_forward import separate, unique
 
 
@@ -34,16 +37,54 @@ def test_unique_scores_each_distinct_recording_once_and_gathers_the_pairs():
     assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
 
 
-def test_unique_equals_separate_in_eval_mode():
+def test_separate_in_eval_mode_scores_each_distinct_recording_once():
+    x1, x2, index1, index2 = pair_batch()
+    model = CountingMean().eval()
+    s1, s2 = separate(model, x1, x2, index1, index2)
+    assert model.seen == 6
+    assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
+
+
+def test_unique_equals_model_x1_model_x2_in_eval_mode():
     torch.manual_seed(0)
     model = build_model("simple_cnn").eval()
     recordings = torch.randn(6, 1, 65, 40)
     index1, index2 = torch.tensor([0, 1, 2, 2, 5]), torch.tensor([3, 3, 0, 4, 1])
+    x1, x2 = recordings[index1], recordings[index2]
     with torch.no_grad():
-        a = separate(model, recordings[index1], recordings[index2], index1, index2)
-        b = unique(model, recordings[index1], recordings[index2], index1, index2)
+        a = model(x1), model(x2)
+        b = unique(model, x1, x2, index1, index2)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "simple_cnn_level"])
+def test_separate_training_step_equals_the_plain_step_and_convolves_each_recording_once(monkeypatch, name):
+    """Loss, every gradient and BatchNorm's running statistics as model(x1), model(x2) through the plain
+    module sequence give them, with repeated recordings in and across the half-batches."""
+    torch.manual_seed(1)
+    model = build_model(name).train()
+    with torch.no_grad():
+        model.features[1].weight.uniform_(-1.0, 2.0)  # negative gammas take the min-pool path
+    reference = copy.deepcopy(model)
+    recordings = torch.randn(7, 1, 65, 90) * 15 - 40
+    index1, index2 = torch.tensor([0, 1, 2, 2, 5, 6, 1]), torch.tensor([3, 3, 0, 4, 1, 1, 6])
+    x1, x2 = recordings[index1], recordings[index2]
+    target = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, 1.0, -1.0])
+    seen = []
+    batches = resnet_ranker.std_conv_bn_relu_pool_batches
+    monkeypatch.setattr(resnet_ranker, "std_conv_bn_relu_pool_batches",
+                        lambda x, *rest: seen.append(len(x)) or batches(x, *rest))
+    loss = nn.MarginRankingLoss(margin=1.0)
+    ours = loss(*separate(model, x1, x2, index1, index2), target)
+    plain = loss(reference._plain(x1), reference._plain(x2), target)
+    assert seen == [7]
+    torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)
+    ours.backward()
+    plain.backward()
+    assert_grads_close(model, reference, zero=("features.0.bias",))
+    for a, b in zip(model.buffers(), reference.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ from utils.tensorboard_log import tensorboard_missing
 
 # What a resumed run may change; every other flag must match the run being resumed.
 RESUME_OVERRIDES = ("resume", "epochs", "checkpoint_interval", "device", "num_workers", "threads", "no_progress",
-                    "tensorboard", "data_on_device")
+                    "tensorboard", "data_on_device", "skip_memory_check",
+                    "profile")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -114,10 +115,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-fft", type=int, default=config.N_FFT, help="STFT size (default: %(default)s)")
     p.add_argument("--hop-length", type=int, default=config.HOP_LENGTH, help="STFT hop (default: %(default)s)")
     p.add_argument("--pair-forward", default="separate", choices=list(PAIR_FORWARD),
-                   help="separate: model(x1), model(x2); unique: each distinct recording of a batch once, "
-                        "BatchNorm then sees each once (default: %(default)s)")
+                   help="separate: model(x1), model(x2) (the small CNNs convolve a repeated recording once, "
+                        "with the same result); unique: each distinct recording of a batch once, BatchNorm then sees "
+                        "each once (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    p.add_argument("--profile", action="store_true",
+                   help="print where the run's time went at its end: start-up, training steps, loader and per-batch "
+                        "hooks, validation, epoch outputs, final evaluation")
+    p.add_argument("--skip-memory-check", action="store_true",
+                   help="train even when the estimated peak memory of a training step exceeds the memory available "
+                        "(default: stop before training with the estimate and the largest batch size that fits)")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: BatchNorm statistics over all processes' batches (CUDA only)")
     p.add_argument("--amp", default="off", choices=list(AMP_DTYPES),

@@ -17,6 +17,7 @@ from models.pair_forward import PairScorer
 from utils import distributed, interrupt
 from utils.errors import TrainingStopped
 from utils.history import EPOCH_METRICS
+from utils.phase_clock import CLOCK
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -97,7 +98,8 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, batch in enumerate(bar, start=1):
         try:
-            step = train_step(t, batch, device, update=train)
+            with CLOCK.phase("train step" if train else "validation step"):
+                step = train_step(t, batch, device, update=train)
         except TrainingStopped as exc:
             raise TrainingStopped(f"{desc}, batch {batch_number}: {exc}") from None
         with torch.no_grad():

@@ -1,0 +1,94 @@
+"""The estimate of a training step's peak memory, against real peaks, and the check before training."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, tiny_train_args
+
+import train
+from models import build_model
+from training import step_memory
+from utils.errors import InputError
+
+# One real training step (the trainer's own, on random spectrograms) in a fresh process: its peak resident
+# memory above what the process held before the step, from the kernel's high-water mark reset just before.
+MEASURE = r"""
+import json, re, sys, torch
+sys.path.insert(0, sys.argv[1])
+from training.cli import get_args_parser
+from training.loop import build_training, train_step
+from training.step_memory import estimate
+
+name, height, width, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.manual_seed(0)
+run_args = vars(get_args_parser().parse_args(["--frequency", "1000hz", "--model", name, "--batch-size", str(batch)]))
+t = build_training(run_args, torch.device("cpu"))
+t.model.train()
+memory = estimate(t.model, name, (1, height, width), 2.0, torch.device("cpu"))
+x1, x2 = torch.randn(batch, 1, height, width), torch.randn(batch, 1, height, width)
+index = torch.arange(2 * batch)
+batch_tuple = (x1, x2, torch.ones(batch), None, None, index[:batch], index[batch:])
+
+def status(key):
+    return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+train_step(t, batch_tuple, torch.device("cpu"))
+print(json.dumps({"measured": status("VmHWM") - before, "estimate": memory.peak(batch)}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+@pytest.mark.parametrize("name, height, width, batch", [("resnet18", 257, 400, 4), ("simple_cnn", 257, 600, 8)])
+def test_the_estimate_is_at_or_a_little_above_the_real_peak(name, height, width, batch):
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(ROOT), name, str(height), str(width), str(batch)],
+                         capture_output=True, text=True, check=True)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert 0.9 <= figures["estimate"] / figures["measured"] <= 1.6, figures
+
+
+def test_the_estimate_grows_with_the_batch_and_the_spectrogram_area():
+    torch.manual_seed(0)
+    model = build_model("resnet18")
+    small = step_memory.estimate(model, "resnet18", (1, 128, 200), 2.0, torch.device("cpu"))
+    large = step_memory.estimate(model, "resnet18", (1, 256, 400), 2.0, torch.device("cpu"))
+    assert large.fixed == small.fixed
+    assert 3.5 <= large.per_pair / small.per_pair <= 4.5
+    assert large.peak(8) - large.peak(4) == pytest.approx(4 * large.per_pair)
+
+
+def test_a_step_that_does_not_fit_names_the_estimate_and_the_largest_batch(monkeypatch):
+    run_args = {"batch_size": 32, "pair_forward": "separate", "model": "resnet18"}
+    shape, device = (1, 257, 400), torch.device("cpu")
+    model = build_model("resnet18")
+    memory = step_memory.estimate(model, "resnet18", shape, 2.0, device)
+    available = memory.peak(9) + 0.5 * memory.per_pair
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: available)
+    with pytest.raises(InputError, match=r"--batch-size 32: .* needs about .* GB \(estimate\), more than the .* "
+                                         r"available on cpu; the largest batch that fits is --batch-size 9 "):
+        step_memory.check_step_memory(run_args, model, shape, 100, device, None)
+    assert step_memory.check_step_memory({**run_args, "batch_size": 9}, model, shape, 100, device, None) == memory
+
+
+def test_unique_pair_forward_counts_at_most_the_training_recordings(monkeypatch):
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: float("inf"))
+    args = {"batch_size": 32, "model": "simple_cnn"}
+    shape, device, model = (1, 65, 100), torch.device("cpu"), build_model("simple_cnn")
+    separate = step_memory.check_step_memory({**args, "pair_forward": "separate"}, model, shape, 16, device, None)
+    unique = step_memory.check_step_memory({**args, "pair_forward": "unique"}, model, shape, 16, device, None)
+    assert unique.per_pair == pytest.approx(separate.per_pair * 16 / 64)
+
+
+def test_train_stops_before_training_with_one_error_line(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(step_memory, "available_bytes", lambda device: 1.0)
+    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz")) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --batch-size 8: a training step of --model simple_cnn")
+    assert "not even --batch-size 1 fits" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "model_checkpoints").exists()
