@@ -10,7 +10,9 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
          allocator;
   ours   the trainer's own `training.loop.train_step` with default settings (pair scorer, GHM loss, fused
          first block, the non-finite-loss check, the (disabled) autocast and gradient scaler, retained memory);
-  unique ours with --pair-forward unique (each distinct recording of the batch through the model once).
+  unique ours with --pair-forward unique (each distinct recording of the batch through the model once);
+  resnet18 ours with --model resnet18 at the largest --batch-size that train.py's memory check lets through
+         (not in the default --variants: a step takes about a minute); it also reports the check's estimate.
 Per step: `data` (the loader's next batch) and `step`; the loss columns time one more forward + backward of
 each loss on the step's scores.
 With `--device cuda` every variant runs on the GPU (plain in float32 with the default weight layout; ours and
@@ -34,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 CACHE = ROOT / "benchmarks" / ".cache" / "data_6s"
 METRICS = ("data", "step", "total")
+SHAPE = (1, 1025, 1126)  # the spectrograms of the 6 s recordings
 
 
 def ensure_data() -> Path:
@@ -86,6 +89,8 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) ->
     flags = ["--frequency", "1000hz", "--data-root", str(CACHE), "--device", device_name,
              "--amp", "off" if variant == "plain" else amp]
     flags += ["--pair-forward", "unique"] if variant == "unique" else []
+    if variant == "resnet18":
+        flags += ["--model", "resnet18", "--batch-size", str(largest_resnet_batch(device_name, amp))]
     run_args = vars(parse_args(flags))
     torch.manual_seed(run_args["seed"])
     loader = build_data(run_args, "1000hz").train_loader
@@ -121,9 +126,27 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) ->
             record["loss_standard"].append(time_loss(standard, s1, s2, target, sync))
             record["loss_ghm"].append(time_loss(ghm, s1, s2, target, sync))
     record["pairs"] = loader.batch_size
+    if variant == "resnet18":
+        from training.step_memory import estimate
+        record["estimate_gb"] = estimate(t.model, "resnet18", SHAPE, 2.0, device, t.amp_dtype).peak(
+            loader.batch_size) / 1e9
     record["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     record["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
     return record
+
+
+def largest_resnet_batch(device_name: str, amp: str) -> int:
+    """The largest batch of pairs that train.py's memory check accepts for the ResNet-18 on the 6 s recordings."""
+    import torch
+
+    from models import build_model
+    from training.loop import AMP_DTYPES
+    from training.step_memory import available_bytes, estimate
+
+    device = torch.device(device_name)
+    model = build_model("resnet18").to(device)
+    memory = estimate(model, "resnet18", SHAPE, 2.0, device, AMP_DTYPES[amp])
+    return memory.largest_batch(available_bytes(device))
 
 
 def summary(values: list[float]) -> str:
@@ -138,6 +161,9 @@ def report(results: dict[str, dict]) -> None:
           + "".join(f"{r['pairs'] / statistics.median(r['total']):>26.2f}" for r in results.values()))
     print(f"{'peak RSS (GB, max over processes)':<36}"
           + "".join(f"{r['peak_rss_gb']:>26.2f}" for r in results.values()))
+    if any("estimate_gb" in r for r in results.values()):
+        print(f"{'memory check estimate (GB)':<36}"
+              + "".join(f"{r.get('estimate_gb', float('nan')):>26.2f}" for r in results.values()))
     if any(r["peak_gpu_gb"] for r in results.values()):
         print(f"{'peak GPU memory (GB, allocated)':<36}"
               + "".join(f"{r['peak_gpu_gb']:>26.2f}" for r in results.values()))
@@ -179,8 +205,8 @@ def main() -> None:
                                   "--warmup", str(args.warmup), "--device", args.device, "--amp", args.amp],
                                  capture_output=True, text=True, check=True)
             record = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{variant}: total {summary(record['total'])} s/step, peak RSS {record['peak_rss_gb']:.2f} GB",
-                  flush=True)
+            print(f"{variant}: total {summary(record['total'])} s/step, batch {record['pairs']} pairs, peak RSS "
+                  f"{record['peak_rss_gb']:.2f} GB", flush=True)
             if variant in results:
                 for key in METRICS + ("loss_standard", "loss_ghm"):
                     results[variant][key] += record[key]

@@ -70,7 +70,7 @@ def _conv(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, weight: tor
 
 
 def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, ones: bool) -> torch.Tensor:
-    """`[r, C·kh·kw (+ 1), N]`: the input value each weight meets at each of the N output positions of
+    """`[r, C·kh·kw (+ 1), h, w]`: the input value each weight meets at each output position of
     `_conv(xp, phase, ...)`, plus a row of ones (the bias's) when `ones`."""
     (i, j), (kh, kw), (sh, sw), (dh, dw) = phase, conv.kernel_size, conv.stride, conv.dilation
     r, c, hp, wp = xp.shape
@@ -82,7 +82,7 @@ def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, ones: bo
     out[:, :k].view(r, c, kh, kw, h, w).copy_(windows)
     if ones:
         out[:, k].fill_(1.0)
-    return out.view(r, k + ones, h * w)
+    return out
 
 
 def _windows(parts: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -122,14 +122,18 @@ def _moments(y: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     return y[0, 0].numel(), m.flatten(1).double(), (y - m).square_().mean(dim=(2, 3)).double()
 
 
-def _add_weight_gradient(grad_wb: torch.Tensor, xp: torch.Tensor, grads: list[torch.Tensor], conv: nn.Conv2d
-                         ) -> None:
-    """Add each phase's grad_y `[r, C_out, h, w]` times its patch matrix to grad_wb `[C_out, C·kh·kw (+ 1)]`
-    (the last column is the bias's when grad_wb has one more column than the weight has values)."""
-    ones = grad_wb.shape[1] > conv.weight[0].numel()
-    for phase, grad_y in zip(PHASES, grads):
-        for gy, patches in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2), _patches(xp, phase, conv, ones)):
-            grad_wb.addmm_(gy.t(), patches.t())
+def _phase_outputs(patches: torch.Tensor, weight_wb: torch.Tensor) -> torch.Tensor:
+    """`_conv`'s output `[r, C_out, h, w]` (channels-last) as the patch matrix times the weights (and bias)."""
+    r, k, h, w = patches.shape
+    return torch.matmul(patches.view(r, k, h * w).transpose(1, 2), weight_wb.t()).view(r, h, w, -1).permute(0, 3, 1, 2)
+
+
+def _add_weight_gradient(grad_wb: torch.Tensor, patches: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    """Add each phase's grad_y `[r, C_out, h, w]` times its patch matrix `[r, C·kh·kw (+ 1), h, w]` to grad_wb
+    `[C_out, C·kh·kw (+ 1)]`."""
+    for phase_patches, grad_y in zip(patches, grads):
+        for gy, p in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2), phase_patches.flatten(2)):
+            grad_wb.addmm_(gy.t(), p.t())
 
 
 def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -242,16 +246,20 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             if ctx.sign is not None:
                 scale = scale * ctx.sign
             k = weight_cl[0].numel()
-            grad_wb = weight_cl.new_zeros(len(weight_cl), k + (bias is not None))
+            weight_wb = weight_cl.reshape(len(weight_cl), k) if bias is None else \
+                torch.cat([weight_cl.reshape(len(weight_cl), k), bias[:, None]], dim=1)
+            grad_wb = torch.zeros_like(weight_wb)
             buffer = _padding_buffer(x, rows, ctx.conv)
             for xc, mc, sc, pooled_c, scale_c, shift_c in zip(
                     x.split(rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows), scale.split(rows),
                     shift.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
-                parts = [_conv(xp, phase, ctx.conv, weight_cl, bias) for phase in PHASES]
+                # the phases again, from the patches that the weight gradient needs anyway
+                patches = [_patches(xp, phase, ctx.conv, bias is not None) for phase in PHASES]
+                parts = [_phase_outputs(p, weight_wb) for p in patches]
                 _flip(parts, ctx.sign)
                 _route(parts, pooled_c, scale_c, shift_c)
-                _add_weight_gradient(grad_wb, xp, parts, ctx.conv)
+                _add_weight_gradient(grad_wb, patches, parts)
         grad_bias = None if bias is None else grad_wb[:, k].clone()
         return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None,
                 None)

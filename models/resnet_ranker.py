@@ -24,6 +24,8 @@ def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
 class SimpleCNNAudioRanker(nn.Module):
     """The original small CNN: two conv-BN-ReLU-pool blocks, global average pool, a 16→10→1 head."""
 
+    backward_memory_factor = 1.8  # a step's peak over what autograd keeps from forward (training/step_memory.py)
+
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(

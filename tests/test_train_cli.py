@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,16 @@ def load_pickle(path: Path):
         return pickle.load(f)
 
 
-def test_ghm_run_writes_every_output(tiny_data, tmp_path):
-    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--loss-type", "ghm")) == 0
+def test_ghm_run_writes_every_output(tiny_data, tmp_path, capsys):
+    assert train.main(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--loss-type", "ghm",
+                                      "--profile")) == 0
+    profile = [line for line in capsys.readouterr().out.splitlines() if line.startswith("profile of ")]
+    assert len(profile) == 1
+    seconds = [float(s) for s in re.findall(r"([\d.]+) s \(", profile[0])]
+    labels = re.findall(r"(?:: | · )([a-z -]+) [\d.]+ s", profile[0])
+    assert labels == ["start-up", "training steps", "loader and per-batch hooks", "validation", "epoch outputs",
+                      "final evaluation", "other"]
+    assert all(s >= 0 for s in seconds[:-1]) and seconds[1] > 0 and seconds[5] > 0
     checkpoints = run_dir(tmp_path, "model_checkpoints")
     run = checkpoints.name
     assert run.startswith("plastic_1000hz_ghm_alpha0.75_seed42_")

@@ -5,10 +5,11 @@ spectrograms and their area. The probe runs the model's own training forward (th
 under the run's autocast) on two spectrograms of a quarter of the height and width, counts the bytes of the
 tensors autograd saves, and scales them to the step:
 
-    peak ≈ BACKWARD_FACTOR · saved + 3 · parameter bytes (gradients, Adam's two moments) + FIXED_BYTES
+    peak ≈ factor · saved + 3 · parameter bytes (gradients, Adam's two moments) + FIXED_BYTES
 
-BACKWARD_FACTOR covers the gradients that exist beside the saved tensors in backward; tests/test_step_memory.py
-measures the estimate against real peaks.
+The factor covers the gradients that exist beside the saved tensors in backward: BACKWARD_FACTOR, or a model's own
+`backward_memory_factor` (the small CNN's fused first block keeps little from forward and makes the gradient of its
+whole output in backward). tests/test_step_memory.py measures the estimate against real peaks.
 """
 
 import copy
@@ -79,7 +80,8 @@ def estimate(model: nn.Module, model_name: str, shape: tuple[int, int, int], rec
     x = torch.randn(PROBE_RECORDINGS, *small, generator=torch.Generator().manual_seed(0)).to(device)
     per_recording = saved_bytes(model, x, amp_dtype) / PROBE_RECORDINGS * math.prod(shape) / math.prod(small)
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
-    return StepMemory(3 * parameters + FIXED_BYTES, BACKWARD_FACTOR * per_recording * recordings_per_pair)
+    factor = getattr(model, "backward_memory_factor", BACKWARD_FACTOR)
+    return StepMemory(3 * parameters + FIXED_BYTES, factor * per_recording * recordings_per_pair)
 
 
 def _cgroup_available() -> float:
