@@ -141,12 +141,12 @@ def largest_resnet_batch(device_name: str, amp: str) -> int:
 
     from models import build_model
     from training.loop import AMP_DTYPES
-    from training.step_memory import available_bytes, estimate
+    from training.step_memory import HEADROOM, available_bytes, estimate
 
     device = torch.device(device_name)
     model = build_model("resnet18").to(device)
     memory = estimate(model, "resnet18", SHAPE, 2.0, device, AMP_DTYPES[amp])
-    return memory.largest_batch(available_bytes(device))
+    return memory.largest_batch(HEADROOM * available_bytes(device))
 
 
 def summary(values: list[float]) -> str:

@@ -71,10 +71,10 @@ def test_a_step_that_does_not_fit_names_the_estimate_and_the_largest_batch(monke
     shape, device = (1, 257, 400), torch.device("cpu")
     model = build_model("resnet18")
     memory = step_memory.estimate(model, "resnet18", shape, 2.0, device)
-    available = memory.peak(9) + 0.5 * memory.per_pair
+    available = (memory.peak(9) + 0.5 * memory.per_pair) / step_memory.HEADROOM
     monkeypatch.setattr(step_memory, "available_bytes", lambda device: available)
-    with pytest.raises(InputError, match=r"--batch-size 32: .* needs about .* GB \(estimate\), more than the .* "
-                                         r"available on cpu; the largest batch that fits is --batch-size 9 "):
+    with pytest.raises(InputError, match=r"--batch-size 32: .* needs about .* GB \(estimate\), more than 85% of "
+                                         r"the .* available on cpu; the largest batch that fits is --batch-size 9 "):
         step_memory.check_step_memory(run_args, model, shape, 100, device, None)
     assert step_memory.check_step_memory({**run_args, "batch_size": 9}, model, shape, 100, device, None) == memory
 

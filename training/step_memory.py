@@ -24,7 +24,8 @@ from torch import nn
 from models import check_input_size
 from utils.errors import InputError
 
-BACKWARD_FACTOR = 1.3
+BACKWARD_FACTOR = 1.5
+HEADROOM = 0.85  # the share of the available memory a step may take: the rest for the heap's growth over steps
 FIXED_BYTES = 128 * 2**20  # the first backward's buffers, the fused block's chunks, the loss, allocator slack
 PROBE_RECORDINGS = 2
 GB = 1e9
@@ -119,12 +120,13 @@ def check_step_memory(run_args: dict, model: nn.Module, shape: tuple[int, int, i
     per_pair = 2.0 if run_args["pair_forward"] == "separate" else min(2.0, train_recordings / batch)
     memory = estimate(model, run_args["model"], shape, per_pair, device, amp_dtype)
     available = available_bytes(device)
-    if memory.peak(batch) > available:
-        largest = memory.largest_batch(available)
+    if memory.peak(batch) > HEADROOM * available:
+        largest = memory.largest_batch(HEADROOM * available)
         advice = (f"the largest batch that fits is --batch-size {largest}" if largest else
                   "not even --batch-size 1 fits: use shorter recordings, a larger --hop-length or a smaller model")
         raise InputError(f"--batch-size {batch}: a training step of --model {run_args['model']} on "
                          f"{shape[1]} × {shape[2]} spectrograms needs about {memory.peak(batch) / GB:.1f} GB "
-                         f"(estimate), more than the {available / GB:.1f} GB available on {device.type}; {advice} "
+                         f"(estimate), more than {HEADROOM:.0%} of the {available / GB:.1f} GB available on "
+                         f"{device.type}; {advice} "
                          "(--skip-memory-check trains anyway)")
     return memory
