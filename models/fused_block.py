@@ -35,6 +35,11 @@ from torch import nn
 
 from models.common import EPS, std_mean, conv_output_size, rows_per_chunk
 
+def _chunks(recordings: list[torch.Tensor], rows: int) -> list[torch.Tensor]:
+    """The recordings `rows` at a time as `[r, C, F, T]` (a single recording is passed as it is, not copied)."""
+    return [recordings[i] if rows == 1 else torch.cat(recordings[i:i + rows]) for i in range(0, len(recordings), rows)]
+
+
 def _padding_buffer(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> torch.Tensor:
     """Zeros for `rows` padded inputs plus `stride[1]` spare elements, so that every phase's input is a dense
     view (see `_conv`). Chunk after chunk only the inside is rewritten; the padding stays zero."""
@@ -181,16 +186,17 @@ class _StdConvBNReLUPool(torch.autograd.Function):
     BatchNorm statistics and output; each recording is convolved once whatever its number of copies."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, conv, bn, rows, groups):
+    def forward(ctx, weight, bias, gamma, beta, recordings, conv, bn, rows, groups):
         # channels whose γ < 0 pool the minimum of y, as the maximum of −y
+        x = recordings[0]
         sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None] if bool((gamma < 0).any()) else None
         weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         means, variances, x_means, x_scales = [], [], [], []
         out_h, out_w = conv_output_size(x, conv)
-        y_at = torch.empty((len(x), len(weight), out_h // 2, out_w // 2), dtype=x.dtype, device=x.device,
+        y_at = torch.empty((len(recordings), len(weight), out_h // 2, out_w // 2), dtype=x.dtype, device=x.device,
                            memory_format=torch.channels_last)  # the pooled y, each window's y at its maximum
         buffer = _padding_buffer(x, rows, conv)
-        for start, xc in zip(range(0, len(x), rows), x.split(rows)):
+        for start, xc in zip(range(0, len(recordings), rows), _chunks(recordings, rows)):
             std, x_mean = std_mean(xc)
             x_means.append(x_mean)
             x_scales.append(std + EPS)
@@ -203,7 +209,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             _pool(_windows(parts), out=y_at[start:start + len(xc)])
         _flip([y_at], sign)  # the pooled minima back to y's values
         mean_r, var_r = torch.cat(means), torch.cat(variances)
-        counts = [torch.bincount(torch.tensor(g, dtype=torch.long), minlength=len(x)).to(torch.float64) for g in groups]
+        counts = [torch.bincount(torch.tensor(g, dtype=torch.long), minlength=len(recordings)).double() for g in groups]
         outs, group_means, invstds, sizes = [], [], [], []
         for group, count in zip(groups, counts):
             mean64, var64 = _group_moments(mean_r, var_r, count)
@@ -218,17 +224,18 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             invstds.append(invstd)
             sizes.append(size)
         ctx.conv, ctx.sizes, ctx.rows, ctx.sign, ctx.groups, ctx.counts = conv, sizes, rows, sign, groups, counts
-        ctx.save_for_backward(x, torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma,
+        ctx.recordings = recordings  # inputs without gradient, views into the batch: kept as they are
+        ctx.save_for_backward(torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma,
                               torch.stack(group_means), torch.stack(invstds), y_at, *outs)
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grad_outs):
-        x, x_mean, x_scale, weight_cl, bias, gamma, means, invstds, y_at, *outs = ctx.saved_tensors
-        rows = ctx.rows
+        x_mean, x_scale, weight_cl, bias, gamma, means, invstds, y_at, *outs = ctx.saved_tensors
+        rows, recordings, x = ctx.rows, ctx.recordings, ctx.recordings[0]
         with torch.no_grad():
             # per recording: grad_y = scale · y + shift + route(pooled), summed over the batches that hold it
-            scale = y_at.new_zeros(len(x), len(gamma), dtype=torch.float64)
+            scale = y_at.new_zeros(len(recordings), len(gamma), dtype=torch.float64)
             shift, pooled = torch.zeros_like(scale), torch.zeros_like(y_at)
             grad_gamma, grad_beta = torch.zeros_like(gamma), torch.zeros_like(gamma)
             for group, count, out, grad_out, mean, invstd, size in zip(
@@ -251,7 +258,8 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             grad_wb = torch.zeros_like(weight_wb)
             buffer = _padding_buffer(x, rows, ctx.conv)
             for xc, mc, sc, pooled_c, scale_c, shift_c in zip(
-                    x.split(rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows), scale.split(rows),
+                    _chunks(recordings, rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows),
+                    scale.split(rows),
                     shift.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
                 # the phases again, from the patches that the weight gradient needs anyway
@@ -261,11 +269,11 @@ class _StdConvBNReLUPool(torch.autograd.Function):
                 _route(parts, pooled_c, scale_c, shift_c)
                 _add_weight_gradient(grad_wb, patches, parts)
         grad_bias = None if bias is None else grad_wb[:, k].clone()
-        return (None, grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None,
-                None)
+        return grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None, None, None
 
 
 def _check(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """x: one recording `[1, C, F, T]` (all have its size)."""
     if x.requires_grad or bn.momentum is None or not bn.track_running_stats or not bn.affine:
         raise ValueError("the fused block needs an input without gradient and an affine BatchNorm with "
                          "running statistics and a fixed momentum")
@@ -278,15 +286,17 @@ def _check(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
     """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
-    return std_conv_bn_relu_pool_batches(x, conv, bn, (torch.arange(len(x)),))[0]
+    return std_conv_bn_relu_pool_batches(list(x.split(1)), conv, bn, (list(range(len(x))),))[0]
 
 
-def std_conv_bn_relu_pool_batches(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d,
-                                  batches: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The block applied to each batch `x[index]` in turn (as separate training-mode calls would, running
-    statistics included), with every recording of x convolved once: a batch of pairs repeats recordings."""
-    _check(x, conv, bn)
-    batches = tuple(index.tolist() for index in batches)
+def std_conv_bn_relu_pool_batches(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d,
+                                  batches: tuple[list[int], ...]) -> tuple[torch.Tensor, ...]:
+    """The block applied to each batch `cat(recordings)[index]` in turn (as separate training-mode calls would,
+    running statistics included), with every recording `[1, C, F, T]` convolved once: a batch of pairs repeats
+    recordings. The recordings are read where they are (views into the batch), a few at a time."""
+    if any(r.requires_grad for r in recordings):
+        raise ValueError("the fused block needs inputs without gradient")
+    _check(recordings[0], conv, bn)
     bn.num_batches_tracked.add_(len(batches))
-    return _StdConvBNReLUPool.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, conv, bn, rows_per_chunk(x, conv),
-                                    batches)
+    rows = rows_per_chunk(recordings[0], conv)
+    return _StdConvBNReLUPool.apply(conv.weight, conv.bias, bn.weight, bn.bias, recordings, conv, bn, rows, batches)

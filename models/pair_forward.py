@@ -13,16 +13,22 @@ import torch
 from torch import nn
 
 
-def distinct(x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's distinct recordings x (by dataset index, in order of index) and, for each of the 2B slots
-    of x1 then x2, the row of x that it holds."""
+def first_slots(index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each distinct recording of a pair batch (by dataset index, in order of index) the first of the 2B slots,
+    x1's then x2's, that holds it; and for each slot, the distinct recording it holds."""
     index = torch.cat([index1, index2])
     rows, inverse = torch.unique(index, return_inverse=True)
     positions = torch.arange(len(index))
     first = torch.full((len(rows),), len(index)).scatter_reduce_(0, inverse, positions, "amin")
+    return first, inverse
+
+
+def distinct(x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's distinct recordings x and, for each slot of x1 then x2, the row of x that it holds."""
+    first, inverse = first_slots(index1, index2)
     from_first = first < len(index1)
-    x = x1.new_empty((len(rows), *x1.shape[1:]))
+    x = x1.new_empty((len(first), *x1.shape[1:]))
     x[from_first.to(x.device)] = x1[first[from_first].to(x1.device)]
     x[(~from_first).to(x.device)] = x2[(first[~from_first] - len(index1)).to(x2.device)]
     return x, inverse

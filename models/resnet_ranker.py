@@ -8,7 +8,7 @@ from torchvision.models import resnet18
 
 from models.common import rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
-from models.pair_forward import distinct
+from models.pair_forward import first_slots
 
 
 def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d
@@ -58,8 +58,10 @@ class SimpleCNNAudioRanker(nn.Module):
         recording counts as often as it appears."""
         if not (self.training and self._fuses(x1)):
             return self(x1), self(x2)
-        x, inverse = distinct(x1, x2, index1, index2)
-        blocks = std_conv_bn_relu_pool_batches(x, self.features[0], self.features[1], inverse.split(len(x1)))
+        first, inverse = first_slots(index1, index2)
+        recordings = [x1[p:p + 1] if p < len(x1) else x2[p - len(x1):p - len(x1) + 1] for p in first.tolist()]
+        halves = (inverse[:len(x1)].tolist(), inverse[len(x1):].tolist())
+        blocks = std_conv_bn_relu_pool_batches(recordings, self.features[0], self.features[1], halves)
         return self._head(self.features[4:](blocks[0]), x1), self._head(self.features[4:](blocks[1]), x2)
 
     @staticmethod

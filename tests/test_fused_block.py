@@ -67,7 +67,7 @@ def test_block_gradients_pass_a_float64_gradcheck(kind):
 
     def block(weight, *rest):
         bias = rest[0] if conv.bias is not None else None
-        return fused_block._StdConvBNReLUPool.apply(x, weight, bias, rest[-2], rest[-1], conv, bn, 1,
+        return fused_block._StdConvBNReLUPool.apply(weight, bias, rest[-2], rest[-1], list(x.split(1)), conv, bn, 1,
                                                     ([0, 1, 1], [2, 0, 2]))
     assert torch.autograd.gradcheck(block, tuple(params), eps=1e-6, atol=1e-5, rtol=1e-4)
 
