@@ -221,11 +221,11 @@ def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
     CLOCK.reset()
     set_seed(run_args["seed"])
     data = build_data(run_args, run_args["frequency"], device)
-    check_input_size(run_args["model"], tuple(data.recordings.data.shape[1:]))
+    shape = tuple(data.recordings.data.shape[1:])
+    check_input_size(run_args["model"], shape)
     training = build_training(run_args, device)
     if not run_args["skip_memory_check"]:
-        check_step_memory(run_args, training.model, tuple(data.recordings.data.shape[1:]), len(data.split.train),
-                          device, training.amp_dtype)
+        check_step_memory(run_args, training.model, shape, len(data.split.train), device, training.amp_dtype)
     run, state = start_run(run_args, training, data)
     started = time.time() - state.elapsed
     history = state.history

@@ -181,9 +181,9 @@ def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor,
 
 
 class _StdConvBNReLUPool(torch.autograd.Function):
-    """The block for several batches drawn from the same recordings x: batch h is `x[groups[h]]` (a list of
-    row numbers), with its own
-    BatchNorm statistics and output; each recording is convolved once whatever its number of copies."""
+    """The block for several batches drawn from the same recordings: batch h holds `recordings[r]` for each row
+    number r of `groups[h]`, with its own BatchNorm statistics and output; each recording is convolved once
+    whatever its number of copies."""
 
     @staticmethod
     def forward(ctx, weight, bias, gamma, beta, recordings, conv, bn, rows, groups):
@@ -259,8 +259,7 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             buffer = _padding_buffer(x, rows, ctx.conv)
             for xc, mc, sc, pooled_c, scale_c, shift_c in zip(
                     _chunks(recordings, rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows),
-                    scale.split(rows),
-                    shift.split(rows)):
+                    scale.split(rows), shift.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
                 # the phases again, from the patches that the weight gradient needs anyway
                 patches = [_patches(xp, phase, ctx.conv, bias is not None) for phase in PHASES]
@@ -272,9 +271,10 @@ class _StdConvBNReLUPool(torch.autograd.Function):
         return grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None, None, None
 
 
-def _check(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """x: one recording `[1, C, F, T]` (all have its size)."""
-    if x.requires_grad or bn.momentum is None or not bn.track_running_stats or not bn.affine:
+def _check(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """The recordings `[1, C, F, T]` all have the first one's size."""
+    x = recordings[0]
+    if any(r.requires_grad for r in recordings) or bn.momentum is None or not bn.track_running_stats or not bn.affine:
         raise ValueError("the fused block needs an input without gradient and an affine BatchNorm with "
                          "running statistics and a fixed momentum")
     if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
@@ -294,9 +294,7 @@ def std_conv_bn_relu_pool_batches(recordings: list[torch.Tensor], conv: nn.Conv2
     """The block applied to each batch `cat(recordings)[index]` in turn (as separate training-mode calls would,
     running statistics included), with every recording `[1, C, F, T]` convolved once: a batch of pairs repeats
     recordings. The recordings are read where they are (views into the batch), a few at a time."""
-    if any(r.requires_grad for r in recordings):
-        raise ValueError("the fused block needs inputs without gradient")
-    _check(recordings[0], conv, bn)
+    _check(recordings, conv, bn)
     bn.num_batches_tracked.add_(len(batches))
     rows = rows_per_chunk(recordings[0], conv)
     return _StdConvBNReLUPool.apply(conv.weight, conv.bias, bn.weight, bn.bias, recordings, conv, bn, rows, batches)

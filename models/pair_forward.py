@@ -23,17 +23,6 @@ def first_slots(index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tenso
     return first, inverse
 
 
-def distinct(x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's distinct recordings x and, for each slot of x1 then x2, the row of x that it holds."""
-    first, inverse = first_slots(index1, index2)
-    from_first = first < len(index1)
-    x = x1.new_empty((len(first), *x1.shape[1:]))
-    x[from_first.to(x.device)] = x1[first[from_first].to(x1.device)]
-    x[(~from_first).to(x.device)] = x2[(first[~from_first] - len(index1)).to(x2.device)]
-    return x, inverse
-
-
 def separate(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor,
              index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """model(x1), model(x2); a model with `score_pairs` computes the same without repeating work."""
@@ -46,7 +35,11 @@ def separate(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch
 
 def unique(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor,
            index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x, inverse = distinct(x1, x2, index1, index2)
+    first, inverse = first_slots(index1, index2)
+    from_first = first < len(index1)
+    x = x1.new_empty((len(first), *x1.shape[1:]))
+    x[from_first.to(x.device)] = x1[first[from_first].to(x1.device)]
+    x[(~from_first).to(x.device)] = x2[(first[~from_first] - len(index1)).to(x2.device)]
     scores = model(x)[inverse.to(x.device)]
     return scores[:len(index1)], scores[len(index1):]
 

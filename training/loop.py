@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -98,7 +99,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, batch in enumerate(bar, start=1):
         try:
-            with CLOCK.phase("train step" if train else "validation step"):
+            with CLOCK.phase("train step") if train else nullcontext():
                 step = train_step(t, batch, device, update=train)
         except TrainingStopped as exc:
             raise TrainingStopped(f"{desc}, batch {batch_number}: {exc}") from None
