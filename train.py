@@ -29,7 +29,7 @@ from training.state import RunState, add_calibration, save_checkpoint, start_run
 from training.step_memory import check_step_memory
 from utils import distributed, interrupt, run_log
 from utils.checkpoints import load_checkpoint
-from utils.common_utils import choose_device, set_seed
+from utils.common_utils import choose_algorithms, choose_device, set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError, TrainingStopped
 from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, estimate_headline, evaluate_recordings, headline,
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = choose_device(args.device)
+    choose_algorithms(device, args.deterministic)
     if distributed.launched_by_torchrun():
         device = distributed.setup(device)
     try:

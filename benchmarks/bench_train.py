@@ -16,7 +16,8 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
 Per step: `data` (the loader's next batch) and `step`; the loss columns time one more forward + backward of
 each loss on the step's scores.
 With `--device cuda` every variant runs on the GPU (plain in float32 with the default weight layout; ours and
-unique with `--amp` and the small CNN's channels-last weights), the clock is read after a device synchronisation,
+unique with `--amp`, the small CNN's channels-last weights and, as train.py, cuDNN's autotuning unless
+`--deterministic`), the clock is read after a device synchronisation,
 and the peak GPU memory is reported too.
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
 process-wide) stays with the variant it belongs to; with --rounds > 1 the processes alternate.
@@ -74,7 +75,7 @@ def plain_step(model, optimizer, criterion, batch, device) -> tuple:
     return s1.detach(), s2.detach(), target
 
 
-def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) -> dict:
+def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, deterministic: bool) -> dict:
     import torch
     from torch import nn
 
@@ -82,6 +83,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) ->
     from losses import build_loss, ghm_options
     from training.cli import parse_args
     from training.loop import build_training, train_step
+    from utils.common_utils import choose_algorithms
     from utils.memory import retain_freed_memory
 
     if variant != "plain":
@@ -89,12 +91,15 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) ->
     flags = ["--frequency", "1000hz", "--data-root", str(CACHE), "--device", device_name,
              "--amp", "off" if variant == "plain" else amp]
     flags += ["--pair-forward", "unique"] if variant == "unique" else []
+    flags += ["--deterministic"] if deterministic and variant != "plain" else []
     if variant == "resnet18":
         flags += ["--model", "resnet18", "--batch-size", str(largest_resnet_batch(device_name, amp))]
     run_args = vars(parse_args(flags))
     torch.manual_seed(run_args["seed"])
-    loader = build_data(run_args, "1000hz").train_loader
     device = torch.device(device_name)
+    loader = build_data(run_args, "1000hz", device).train_loader  # as train.py: pinned batches for a GPU
+    if variant != "plain":
+        choose_algorithms(device, run_args["deterministic"])  # as train.py does
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t = build_training(run_args, device)
     t.model.train()
@@ -132,6 +137,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str) ->
             loader.batch_size) / 1e9
     record["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     record["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9 if device.type == "cuda" else 0.0
+    record["reserved_gpu_gb"] = torch.cuda.max_memory_reserved() / 1e9 if device.type == "cuda" else 0.0
     return record
 
 
@@ -167,6 +173,8 @@ def report(results: dict[str, dict]) -> None:
     if any(r["peak_gpu_gb"] for r in results.values()):
         print(f"{'peak GPU memory (GB, allocated)':<36}"
               + "".join(f"{r['peak_gpu_gb']:>26.2f}" for r in results.values()))
+        print(f"{'peak GPU memory (GB, reserved)':<36}"
+              + "".join(f"{r['reserved_gpu_gb']:>26.2f}" for r in results.values()))
     for name, r in results.items():
         median = {key: statistics.median(r[key]) for key in METRICS + ("loss_standard", "loss_ghm")}
         ghm_ratio = (median["total"] + median["loss_ghm"]) / (median["total"] + median["loss_standard"])
@@ -187,22 +195,26 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,ours,unique")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="for ours and unique")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="ours and unique with train.py --deterministic (CUDA: no cuDNN autotuning)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.device, args.amp)))
+        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.device, args.amp, args.deterministic)))
         return
     ensure_data()
     import torch
 
     card = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{card}, --amp {args.amp} (ours, unique), "
+          f"{'--deterministic' if args.deterministic else 'cuDNN autotuning'} on CUDA (ours, unique), "
           "batch 32 pairs, 6 s recordings")
     results: dict[str, dict] = {}
     for _ in range(args.rounds):
         for variant in args.variants.split(","):
             out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(args.steps),
-                                  "--warmup", str(args.warmup), "--device", args.device, "--amp", args.amp],
+                                  "--warmup", str(args.warmup), "--device", args.device, "--amp", args.amp,
+                                  *(["--deterministic"] if args.deterministic else [])],
                                  capture_output=True, text=True, check=True)
             record = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{variant}: total {summary(record['total'])} s/step, batch {record['pairs']} pairs, peak RSS "

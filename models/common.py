@@ -22,6 +22,19 @@ def standardize(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return (x - mean) / (std + eps)
 
 
+class GlobalPool(nn.Module):
+    """Mean (or max) over the trailing `dims`, kept as size-1 dimensions: AdaptiveAvgPool2d(1) and
+    AdaptiveMaxPool1d(1) as plain reductions, whose backward is deterministic on CUDA (the adaptive pools'
+    raises under torch.use_deterministic_algorithms). No weights, so checkpoints are unchanged."""
+
+    def __init__(self, dims: tuple[int, ...], reduce: str = "mean"):
+        super().__init__()
+        self.dims, self.reduce = dims, reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dims, keepdim=True) if self.reduce == "mean" else x.amax(self.dims, keepdim=True)
+
+
 def conv_output_size(x: torch.Tensor, conv: nn.Conv2d) -> tuple[int, int]:
     return tuple((x.shape[2 + d] + 2 * conv.padding[d] - conv.dilation[d] * (conv.kernel_size[d] - 1) - 1)
                  // conv.stride[d] + 1 for d in (0, 1))

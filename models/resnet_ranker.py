@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from models.common import rows_per_chunk, standardize
+from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
 from models.pair_forward import first_slots
 
@@ -37,7 +37,7 @@ class SimpleCNNAudioRanker(nn.Module):
             nn.BatchNorm2d(16),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(1),
+            GlobalPool((2, 3)),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(16, 10), nn.ReLU(inplace=True), nn.Linear(10, 1))
         # Channels-last weights make the convolutions' outputs channels-last, where BatchNorm and max-pooling
@@ -87,6 +87,7 @@ class ResNetAudioRanker(nn.Module):
         super().__init__()
         self.net = resnet18(weights=None, num_classes=1)
         self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.net.avgpool = GlobalPool((2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training and x.device.type == "cpu":

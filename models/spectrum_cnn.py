@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from models.common import GlobalPool
+
 DB_SCALE = 20.0  # input dB divided by this: a factor of ten in amplitude is one unit
 
 
@@ -17,7 +19,7 @@ class SpectrumCNNAudioRanker(nn.Module):
             nn.Conv1d(1, channels, kernel, padding=kernel // 2), nn.BatchNorm1d(channels), nn.ReLU(inplace=True),
             nn.MaxPool1d(4),
             nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.BatchNorm1d(channels),
-            nn.ReLU(inplace=True), nn.AdaptiveMaxPool1d(1), nn.Flatten())
+            nn.ReLU(inplace=True), GlobalPool((2,), "max"), nn.Flatten())
         self.head = nn.Linear(channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,17 +23,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(DEVICE == "cuda" and not torch
                                                   reason="needs CUDA")]
 
 
-@pytest.fixture
-def deterministic(monkeypatch):
-    """What bit-identical CUDA runs need: deterministic kernels (cuBLAS wants its workspace setting before its
-    first call) and no cuDNN autotuning."""
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    torch.use_deterministic_algorithms(True)
-    yield
-    torch.use_deterministic_algorithms(False)
-
-
 def run_folder(save_dir):
     (folder,) = (save_dir / "model_checkpoints").iterdir()
     return folder
@@ -74,12 +63,19 @@ def test_mixed_precision_trains_on_the_device(tiny_data, tmp_path, amp):
     assert all(torch.isfinite(v).all() for v in checkpoint["model_state_dict"].values() if v.is_floating_point())
 
 
-def test_run_resume_and_evaluation_on_the_device(tiny_data, tmp_path, deterministic):
-    """Two epochs in one go against one epoch and a resume: bit-identical histories; then evaluate.py on the
-    device gives the final evaluation's figures."""
+def test_device_auto_takes_the_gpu(tiny_data, tmp_path, capsys):
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1", "--device", "auto")
+    assert train.main(argv) == 0
+    assert f"device {torch.device(DEVICE if DEVICE == 'cuda' else 'cpu')} (--device auto)" in capsys.readouterr().out
+
+
+def test_run_resume_and_evaluation_on_the_device(tiny_data, tmp_path):
+    """Two epochs in one go against one epoch and a resume (which keeps --deterministic): bit-identical histories;
+    then evaluate.py on the device gives the final evaluation's figures."""
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    assert train.main(tiny_train_args(tiny_data, whole, "--frequency", "1000hz", "--device", DEVICE)) == 0
-    first = tiny_train_args(tiny_data, halves, "--frequency", "1000hz", "--device", DEVICE, "--epochs", "1")
+    flags = ("--frequency", "1000hz", "--device", DEVICE, "--deterministic")
+    assert train.main(tiny_train_args(tiny_data, whole, *flags)) == 0
+    first = tiny_train_args(tiny_data, halves, *flags, "--epochs", "1")
     assert train.main(first) == 0
     assert train.main(["--resume", str(run_folder(halves)), "--epochs", "2", "--no-progress"]) == 0
     assert history(halves) == history(whole)
@@ -93,10 +89,11 @@ def test_run_resume_and_evaluation_on_the_device(tiny_data, tmp_path, determinis
     assert again["pairwise_accuracy"] == final["pairwise_accuracy"] and again["recordings"] == final["recordings"]
 
 
-def test_data_on_device_trains_as_the_default_loader(tiny_data, tmp_path, deterministic):
+def test_data_on_device_trains_as_the_default_loader(tiny_data, tmp_path):
     found = []
     for name, extra in (("copied", ()), ("on_device", ("--data-on-device",))):
-        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--device", DEVICE, *extra)
+        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--device", DEVICE,
+                               "--deterministic", *extra)
         assert train.main(argv) == 0
         found.append(history(tmp_path / name))
         found[-1]["args"].pop("data_on_device")

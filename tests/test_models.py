@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -81,3 +83,32 @@ def test_the_level_model_trains_through_the_fused_block_as_through_the_plain_mod
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         build_model("vgg")
+
+
+def test_global_pools_give_the_adaptive_pools_values_and_gradients():
+    x = torch.randn(3, 4, 7, 5, requires_grad=True)
+    for ours, theirs, shaped in ((common.GlobalPool((2, 3)), torch.nn.AdaptiveAvgPool2d(1), x),
+                                 (common.GlobalPool((2,), "max"), torch.nn.AdaptiveMaxPool1d(1), x.flatten(2))):
+        a, b = ours(shaped), theirs(shaped)
+        torch.testing.assert_close(a, b)
+        weights = torch.randn_like(a)
+        torch.testing.assert_close(torch.autograd.grad((a * weights).sum(), x)[0],
+                                   torch.autograd.grad((b * weights).sum(), x)[0])
+
+
+def test_deterministic_chooses_the_cuda_algorithms(monkeypatch):
+    """Setting the switches needs no GPU; the bit-identical runs themselves are in tests/test_gpu.py."""
+    from utils.common_utils import choose_algorithms
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    try:
+        choose_algorithms(torch.device("cpu"), True)
+        assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        choose_algorithms(torch.device("cuda"), False)
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+        choose_algorithms(torch.device("cuda"), True)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)

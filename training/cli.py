@@ -120,6 +120,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "each once (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA: deterministic kernels and no cuDNN autotuning, so that the same run repeats bit for "
+                        "bit (slower); runs on the CPU repeat without it (default: autotuning)")
     p.add_argument("--profile", action="store_true",
                    help="print where the run's time went at its end: start-up, training steps, loader and per-batch "
                         "hooks, validation, epoch outputs, final evaluation")

@@ -66,7 +66,7 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
     """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
     backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update."""
     x1, x2, target, _, _, index1, index2 = batch
-    x1, x2, target = x1.to(device), x2.to(device), target.to(device)
+    x1, x2, target = (x.to(device, non_blocking=True) for x in (x1, x2, target))  # from pinned batches
     with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
         s1, s2 = t.scorer(x1, x2, index1, index2)
     s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32

@@ -2,7 +2,7 @@
 
 A step's peak is dominated by what autograd keeps from forward to backward, which grows with the number of
 spectrograms and their area. The probe runs the model's own training forward (the fused or the plain path,
-under the run's autocast) on two spectrograms of a quarter of the height and width, counts the bytes of the
+under the run's autocast) on one and on two spectrograms of a quarter of the height and width, counts the bytes of the
 tensors autograd saves, and scales them to the step:
 
     peak ≈ factor · saved + 3 · parameter bytes (gradients, Adam's two moments) + FIXED_BYTES
@@ -27,7 +27,6 @@ from utils.errors import InputError
 BACKWARD_FACTOR = 1.5
 HEADROOM = 0.85  # the share of the available memory a step may take: the rest for the heap's growth over steps
 FIXED_BYTES = 128 * 2**20  # the first backward's buffers, the fused block's chunks, the loss, allocator slack
-PROBE_RECORDINGS = 2
 GB = 1e9
 
 
@@ -76,13 +75,18 @@ def saved_bytes(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None
 def estimate(model: nn.Module, model_name: str, shape: tuple[int, int, int], recordings_per_pair: float,
              device: torch.device, amp_dtype: torch.dtype | None = None) -> StepMemory:
     """The step's peak for spectrograms of `shape` [1, F, T], each pair sending `recordings_per_pair`
-    spectrograms through the model (2 with model(x1), model(x2); fewer when recordings repeat)."""
+    spectrograms through the model (2 with model(x1), model(x2); fewer when recordings repeat).
+
+    Probes of one and of two spectrograms separate what grows with the batch from what autograd keeps once per
+    step (under autocast, the weights' low-precision copies), which must not be scaled with the batch."""
     small = probe_shape(model_name, shape)
-    x = torch.randn(PROBE_RECORDINGS, *small, generator=torch.Generator().manual_seed(0)).to(device)
-    per_recording = saved_bytes(model, x, amp_dtype) / PROBE_RECORDINGS * math.prod(shape) / math.prod(small)
+    x = torch.randn(2, *small, generator=torch.Generator().manual_seed(0)).to(device)
+    one, two = saved_bytes(model, x[:1], amp_dtype), saved_bytes(model, x, amp_dtype)
+    per_recording = (two - one) * math.prod(shape) / math.prod(small)
+    once = max(0, 2 * one - two)
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     factor = getattr(model, "backward_memory_factor", BACKWARD_FACTOR)
-    return StepMemory(3 * parameters + FIXED_BYTES, factor * per_recording * recordings_per_pair)
+    return StepMemory(3 * parameters + once + FIXED_BYTES, factor * per_recording * recordings_per_pair)
 
 
 def _cgroup_available() -> float:

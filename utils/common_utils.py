@@ -1,5 +1,6 @@
-"""Seeding, loader-worker seeding and device choice."""
+"""Seeding, loader-worker seeding, device choice and the choice of CUDA algorithms."""
 
+import os
 import random
 
 import numpy as np
@@ -35,3 +36,15 @@ def choose_device(name: str = "auto") -> torch.device:
     if not device_available(name):
         raise ValueError(f"device {name!r} is not available on this machine")
     return torch.device(name)
+
+
+def choose_algorithms(device: torch.device, deterministic: bool) -> None:
+    """On CUDA, cuDNN's autotuning (the spectrograms keep one size, so it pays after the first step), or with
+    `deterministic` deterministic kernels only and no autotuning, so that a run repeats bit for bit. Runs on the
+    CPU repeat either way. Call before the first CUDA operation: cuBLAS reads its workspace setting once."""
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic)
