@@ -1,5 +1,6 @@
 """Shared fixtures: tiny WAV datasets made by the project's own generator, and tiny training flags."""
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,14 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The workers (pytest.ini: one per core) share the cores: one thread each, for the processes they start too.
+    # With PyTorch's default of all cores per worker the suite took 278 s on 2 cores, with one 193 s.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from datasets.synthetic import generate  # noqa: E402
 

@@ -300,3 +300,12 @@ def test_the_memory_mapped_cache_and_data_on_device_train_as_in_memory(tiny_data
     assert "--data-on-device needs the spectrograms in memory" in parser_error(
         tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--data-on-device", "--num-workers", "1"), capsys)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 18
+
+
+def test_help_lists_the_flags_with_their_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # no line breaks inside a flag's help
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--deterministic" in out and "Adam (default: 0.001)" in out

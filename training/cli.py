@@ -349,12 +349,13 @@ def resumed_args(parser: argparse.ArgumentParser, argv: list[str] | None, args: 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = get_args_parser()
+    args = parser.parse_args(argv)  # --help and malformed flags, before explicit_args hides the defaults
     given = explicit_args(argv)
     if given.get("config"):
         if given.get("resume"):
             parser.error("--config: a resumed run keeps its own arguments; give --resume alone")
         parser.set_defaults(**config_defaults(parser, given["config"]))
-    args = parser.parse_args(argv)
+        args = parser.parse_args(argv)
     del args.config  # the values it gave are the run's arguments; the file's name is not one
     if args.resume:
         args = argparse.Namespace(**resumed_args(parser, argv, args))
