@@ -8,6 +8,8 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
   plain  the straightforward step: default-collated pair batches, model(x1), model(x2) through the
          plain module sequence with the default weight layout, MarginRankingLoss, backward, Adam; default
          allocator;
+  plain_cl  the plain step with the model's channels-last weights (not in the default --variants: on a GPU it
+         shows what the layout alone does);
   ours   the trainer's own `training.loop.train_step` with default settings (pair scorer, GHM loss, fused
          first block, the non-finite-loss check, the (disabled) autocast and gradient scaler, retained memory);
   unique ours with --pair-forward unique (each distinct recording of the batch through the model once);
@@ -15,10 +17,10 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
          (not in the default --variants: a step takes about a minute); it also reports the check's estimate.
 Per step: `data` (the loader's next batch) and `step`; the loss columns time one more forward + backward of
 each loss on the step's scores.
-With `--device cuda` every variant runs on the GPU (plain in float32 with the default weight layout; ours and
-unique with `--amp`, the small CNN's channels-last weights and, as train.py, cuDNN's autotuning unless
-`--deterministic`), the clock is read after a device synchronisation,
-and the peak GPU memory is reported too.
+With `--device cuda` every variant runs on the GPU (the plain steps in float32 from ordinary memory with
+PyTorch's defaults; ours and unique with `--amp`, the small CNN's channels-last weights and, as train.py,
+page-locked batches and cuDNN's autotuning unless `--deterministic`), the clock is read after a device
+synchronisation, and the peak GPU memory is reported too.
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
 process-wide) stays with the variant it belongs to; with --rounds > 1 the processes alternate.
 """
@@ -86,25 +88,28 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     from utils.common_utils import choose_algorithms
     from utils.memory import retain_freed_memory
 
-    if variant != "plain":
+    plain = variant in ("plain", "plain_cl")
+    if not plain:
         retain_freed_memory()
     flags = ["--frequency", "1000hz", "--data-root", str(CACHE), "--device", device_name,
-             "--amp", "off" if variant == "plain" else amp]
+             "--amp", "off" if plain else amp]
     flags += ["--pair-forward", "unique"] if variant == "unique" else []
-    flags += ["--deterministic"] if deterministic and variant != "plain" else []
+    flags += ["--deterministic"] if deterministic and not plain else []
     if variant == "resnet18":
         flags += ["--model", "resnet18", "--batch-size", str(largest_resnet_batch(device_name, amp))]
     run_args = vars(parse_args(flags))
     torch.manual_seed(run_args["seed"])
     device = torch.device(device_name)
-    loader = build_data(run_args, "1000hz", device).train_loader  # as train.py: pinned batches for a GPU
-    if variant != "plain":
+    # as train.py: page-locked batches for a GPU, except for the plain steps (ordinary memory, the default)
+    loader = build_data(run_args, "1000hz", None if plain else device).train_loader
+    if not plain:
         choose_algorithms(device, run_args["deterministic"])  # as train.py does
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t = build_training(run_args, device)
     t.model.train()
-    if variant == "plain":
-        t.model.to(memory_format=torch.contiguous_format)  # the modules' default layout
+    if plain:
+        if variant == "plain":
+            t.model.to(memory_format=torch.contiguous_format)  # the modules' default layout
         criterion = nn.MarginRankingLoss(margin=run_args["margin"])
 
         def step(batch):

@@ -237,7 +237,8 @@ def test_expected_errors_are_one_line_without_traceback(tiny_data, tmp_path, cap
                                                    ("--duration", "inf", "--duration must be > 0 and finite"),
                                                    ("--margin", "nan", "--margin must be > 0 and finite"),
                                                    ("--margin", "-1 --ghm-temperature 1", "--margin must be > 0"),
-                                                   ("--threads", "-1", "--threads must be >= 0")])
+                                                   ("--threads", "-1", "--threads must be >= 0"),
+                                                   ("--time-crop", "1.5", "--time-crop must be > 0 and <= 1")])
 def test_flag_values_are_checked(tiny_data, flag, value, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--frequency", "500hz", "--data-root", str(tiny_data), flag, *value.split()])

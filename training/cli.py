@@ -103,6 +103,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "train on; the list itself is stored in the run's arguments (default: none)")
     p.add_argument("--duration", type=float,
                    help="crop or zero-pad every recording to this many seconds (default: all must be equally long)")
+    p.add_argument("--time-crop", type=float, metavar="FRACTION",
+                   help="augmentation: train on random windows of this fraction (0 < f <= 1) of each recording's "
+                        "frames, a new window per batch; validation and evaluation see whole recordings "
+                        "(default: whole recordings)")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="skip unreadable, empty, silent or non-finite recordings and those at another sample rate, "
                         "with a warning each (default: they are errors)")
@@ -201,6 +205,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
              ("--threads", args.threads >= 0, "must be >= 0"),
              ("--duration", args.duration is None or math.isfinite(args.duration) and args.duration > 0,
               "must be > 0 and finite"),
+             ("--time-crop", args.time_crop is None or math.isfinite(args.time_crop) and 0 < args.time_crop <= 1,
+              "must be > 0 and <= 1"),
              ("--device", args.device == "auto" or device_available(args.device), "is not available here"),
              ("--sync-bn", not args.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)"),
              ("--tensorboard", not args.tensorboard or not tensorboard_missing(),

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
+from datasets.time_crop import TimeCrop
 from losses import RunLosses, build_losses
 from models import build_model
 from models.pair_forward import PairScorer
@@ -26,7 +27,7 @@ AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 @dataclass
 class Training:
     """What one run trains with. `scorer` gives the pair scores (the model, wrapped for DistributedDataParallel
-    under torchrun)."""
+    under torchrun); `crop` cuts the training batches in time (--time-crop)."""
     model: nn.Module
     scorer: nn.Module
     losses: RunLosses
@@ -34,6 +35,7 @@ class Training:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler
+    crop: TimeCrop | None = None
 
 
 def build_training(run_args: dict, device: torch.device) -> Training:
@@ -49,8 +51,9 @@ def build_training(run_args: dict, device: torch.device) -> Training:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
     # fp16 needs its gradients scaled against underflow; a disabled scaler is a plain backward and step
     scaler = torch.amp.GradScaler(device.type, enabled=run_args["amp"] == "fp16")
+    crop = TimeCrop(run_args["time_crop"], run_args["seed"]) if run_args.get("time_crop") else None
     return Training(model, scorer, build_losses(run_args).to(device), optimizer, scheduler,
-                    AMP_DTYPES[run_args["amp"]], scaler)
+                    AMP_DTYPES[run_args["amp"]], scaler, crop)
 
 
 @dataclass
@@ -87,17 +90,21 @@ def stop_check(device: torch.device) -> None:
     interrupt.check(lambda flag: distributed.any_rank([flag], device)[0])
 
 
-def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool, desc: str, progress: bool,
+def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool, epoch: int, progress: bool,
               on_batch: Callable | None = None) -> dict:
-    """One pass over `loader`, with optimizer steps when `train`. Returns mean losses and accuracy.
+    """One pass over `loader`, with optimizer steps (on --time-crop windows) when `train`. Returns mean losses and
+    accuracy.
 
     `on_batch(batch, batches, step, index1, index2)` follows every step. Stops between steps
     (TrainingInterrupted) once SIGINT or SIGTERM has arrived. Under torchrun the figures are over all
     processes' pairs, and every stop is decided by all processes together.
     """
     sums = {"loss_main": 0.0, "loss_standard_log": 0.0, "correct": 0, "pairs": 0}
+    desc = f"epoch {epoch} {'train' if train else 'val'}"
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for batch_number, batch in enumerate(bar, start=1):
+        if train and t.crop is not None:
+            batch = t.crop(batch, epoch, batch_number)
         try:
             with CLOCK.phase("train step") if train else nullcontext():
                 step = train_step(t, batch, device, update=train)
@@ -126,14 +133,14 @@ def train_one_epoch(t: Training, loader: DataLoader, device: torch.device, epoch
     t.losses.criterion.train()
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
-    return run_epoch(t, loader, device, True, f"epoch {epoch} train", progress, on_batch)
+    return run_epoch(t, loader, device, True, epoch, progress, on_batch)
 
 
 @torch.no_grad()
 def evaluate(t: Training, loader: DataLoader, device: torch.device, epoch: int, progress: bool) -> dict:
     t.model.eval()
     t.losses.criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
-    return run_epoch(t, loader, device, False, f"epoch {epoch} val", progress)
+    return run_epoch(t, loader, device, False, epoch, progress)
 
 
 def epoch_line(epoch: int, epochs: int, train: dict, val: dict, lr: float, seconds: float) -> str:

@@ -1,0 +1,33 @@
+"""--time-crop: training batches of random windows in time, an augmentation for small data sets.
+
+Each recording of a training batch is cut to `fraction` of its frames at a random start, the same window wherever
+the recording appears in the batch (the pair scorers convolve a repeated recording once). The windows come from a
+generator seeded by (seed, epoch, batch number), so a resumed run crops exactly as the uninterrupted one would.
+Validation, evaluation and prediction see whole recordings: the models pool over time, so any length scores.
+"""
+
+import numpy as np
+import torch
+
+
+class TimeCrop:
+    def __init__(self, fraction: float, seed: int):
+        self.fraction, self.seed = fraction, seed
+
+    def width(self, frames: int) -> int:
+        return max(1, round(self.fraction * frames))
+
+    def __call__(self, batch: tuple, epoch: int, batch_number: int) -> tuple:
+        x1, x2, *rest = batch
+        frames = x1.shape[-1]
+        width = self.width(frames)
+        if width >= frames:
+            return batch
+        index1, index2 = rest[3], rest[4]
+        state = np.random.SeedSequence([self.seed, epoch, batch_number]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        recordings, slot = torch.cat([torch.as_tensor(index1), torch.as_tensor(index2)]).unique(return_inverse=True)
+        starts = torch.randint(0, frames - width + 1, (len(recordings),), generator=generator)[slot].tolist()
+        x = torch.cat([x1, x2])
+        cropped = torch.stack([x[i, ..., start:start + width] for i, start in enumerate(starts)])
+        return (cropped[:len(x1)], cropped[len(x1):], *rest)
