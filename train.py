@@ -153,7 +153,7 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
                 with CLOCK.phase("training epoch"):
                     train = train_one_epoch(t, data.train_loader, device, epoch, progress, hooks)
                 with CLOCK.phase("validation"):
-                    val = evaluate(t, data.val_loader, device, epoch, progress)
+                    val = evaluate(t, data.val_loader, data.val_pairs, device, epoch, progress)
             except interrupt.TrainingInterrupted as exc:
                 if not exc.aborted and main_process:
                     save_checkpoint(run.checkpoint(state.epoch), state.checkpoint)

@@ -103,6 +103,7 @@ class RunData:
     split: Split
     train_loader: DataLoader
     val_loader: DataLoader
+    val_pairs: RankingPairDataset  # what val_loader draws from: validation scores each of its recordings once
 
     @property
     def loaders(self) -> tuple[DataLoader, DataLoader]:
@@ -137,4 +138,4 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
     pin = device is not None and device.type == "cuda" and not gathered
     loaders = [make_loader(pairs, batch_size, shuffle, run_args["seed"], run_args["num_workers"], gathered, pin)
                for pairs, shuffle in ((train_pairs, True), (val_pairs, False))]
-    return RunData(recordings, split, *loaders)
+    return RunData(recordings, split, *loaders, val_pairs)

@@ -38,12 +38,18 @@ class RankingPairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def gather(self, indices: list[int]) -> tuple:
-        """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
-        operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
+    @property
+    def recordings(self) -> Dataset:
+        """The recording dataset underneath any `Subset` (the one `recording_indices` point into)."""
         recordings = self.dataset
         while isinstance(recordings, Subset):
             recordings = recordings.dataset
+        return recordings
+
+    def gather(self, indices: list[int]) -> tuple:
+        """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
+        operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
+        recordings = self.recordings
         first, second = self.first[indices], self.second[indices]
         i1, i2 = (torch.from_numpy(self.recording_indices[chosen]) for chosen in (first, second))
         on = recordings.data.device

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
+from datasets.pairs import RankingPairDataset
 from datasets.time_crop import TimeCrop
 from losses import RunLosses, build_losses
 from models import build_model
@@ -65,13 +67,19 @@ class Step:
     target: torch.Tensor
 
 
-def train_step(t: Training, batch: tuple, device: torch.device, update: bool = True) -> Step:
+def train_step(t: Training, batch: tuple, device: torch.device, update: bool = True,
+               scores: torch.Tensor | None = None) -> Step:
     """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
-    backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update."""
+    backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update.
+    `scores` (eval mode): every recording's score already computed (`recording_scores`), looked up instead."""
     x1, x2, target, _, _, index1, index2 = batch
-    x1, x2, target = (x.to(device, non_blocking=True) for x in (x1, x2, target))  # from pinned batches
-    with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-        s1, s2 = t.scorer(x1, x2, index1, index2)
+    target = target.to(device, non_blocking=True)
+    if scores is None:
+        x1, x2 = (x.to(device, non_blocking=True) for x in (x1, x2))  # from pinned batches
+        with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+            s1, s2 = t.scorer(x1, x2, index1, index2)
+    else:
+        s1, s2 = scores[index1.to(device)], scores[index2.to(device)]
     s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32
     loss = t.losses.criterion(s1, s2, target)
     value = loss.item()
@@ -91,7 +99,7 @@ def stop_check(device: torch.device) -> None:
 
 
 def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool, epoch: int, progress: bool,
-              on_batch: Callable | None = None) -> dict:
+              on_batch: Callable | None = None, scores: torch.Tensor | None = None) -> dict:
     """One pass over `loader`, with optimizer steps (on --time-crop windows) when `train`. Returns mean losses and
     accuracy.
 
@@ -107,7 +115,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
             batch = t.crop(batch, epoch, batch_number)
         try:
             with CLOCK.phase("train step") if train else nullcontext():
-                step = train_step(t, batch, device, update=train)
+                step = train_step(t, batch, device, update=train, scores=scores)
         except TrainingStopped as exc:
             raise TrainingStopped(f"{desc}, batch {batch_number}: {exc}") from None
         with torch.no_grad():
@@ -137,10 +145,30 @@ def train_one_epoch(t: Training, loader: DataLoader, device: torch.device, epoch
 
 
 @torch.no_grad()
-def evaluate(t: Training, loader: DataLoader, device: torch.device, epoch: int, progress: bool) -> dict:
+def recording_scores(t: Training, pairs: RankingPairDataset, device: torch.device, chunk: int) -> torch.Tensor:
+    """The eval-mode score of every recording that `pairs` draws from, `chunk` recordings at a time, in a table
+    indexed by recording number (NaN for the others). In eval mode a recording's score does not depend on the
+    rest of its batch, so one table serves every batch of a validation pass."""
+    recordings = pairs.recordings
+    rows = np.unique(pairs.recording_indices).tolist()
+    table = torch.full((len(recordings),), float("nan"), device=device)
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        x = torch.stack([recordings.data[i] for i in part]).to(device)
+        with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+            table[torch.tensor(part, device=device)] = t.model(x).float()
+    return table
+
+
+@torch.no_grad()
+def evaluate(t: Training, loader: DataLoader, pairs: RankingPairDataset, device: torch.device, epoch: int,
+             progress: bool) -> dict:
+    """A validation pass over `loader`, which draws from `pairs`: each recording scored once, the pairs' losses
+    from the scores."""
     t.model.eval()
     t.losses.criterion.eval()  # GHM momentum reads its state but does not update it on validation batches
-    return run_epoch(t, loader, device, False, epoch, progress)
+    scores = recording_scores(t, pairs, device, loader.batch_size)
+    return run_epoch(t, loader, device, False, epoch, progress, scores=scores)
 
 
 def epoch_line(epoch: int, epochs: int, train: dict, val: dict, lr: float, seconds: float) -> str:
