@@ -85,12 +85,14 @@ def run_split(recordings: Dataset, run_args: dict) -> Split:
 
 
 def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                gathered: bool = False, pin: bool = False) -> DataLoader:
+                gathered: bool = False, pin: bool = False, spectrograms: bool = True) -> DataLoader:
     """Under torchrun each process loads its own share of the pairs (a DistributedSampler). `gathered`: the
     loader draws the same pair indices and gathers each batch with `pairs.gather` (--data-on-device). `pin`:
-    batches in page-locked memory, which a GPU copies several times faster than ordinary memory."""
+    batches in page-locked memory, which a GPU copies several times faster than ordinary memory. Without
+    `spectrograms` the batches hold the pairs' targets, labels and recording numbers only (validation)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
-    source, collate = (range(len(pairs)), pairs.gather) if gathered else (pairs, None)
+    collate = pairs.index_batch if not spectrograms else pairs.gather if gathered else None
+    source = pairs if collate is None else range(len(pairs))
     return DataLoader(source, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=worker_init_fn, collate_fn=collate, pin_memory=pin)
@@ -136,6 +138,7 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
     pin = device is not None and device.type == "cuda" and not gathered
-    loaders = [make_loader(pairs, batch_size, shuffle, run_args["seed"], run_args["num_workers"], gathered, pin)
-               for pairs, shuffle in ((train_pairs, True), (val_pairs, False))]
+    loaders = [make_loader(pairs, batch_size, train, run_args["seed"], run_args["num_workers"], gathered, pin,
+                           spectrograms=train)  # validation scores each recording once and looks the pairs up
+               for pairs, train in ((train_pairs, True), (val_pairs, False))]
     return RunData(recordings, split, *loaders, val_pairs)

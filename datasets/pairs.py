@@ -46,15 +46,20 @@ class RankingPairDataset(Dataset):
             recordings = recordings.dataset
         return recordings
 
+    def index_batch(self, indices: list[int]) -> tuple:
+        """A batch of pairs without its spectrograms (None in their places), for a pass that scores each recording
+        once and looks the pairs up (validation)."""
+        first, second = self.first[indices], self.second[indices]
+        i1, i2 = (torch.from_numpy(self.recording_indices[chosen]) for chosen in (first, second))
+        labels = self.recordings.labels
+        return None, None, torch.from_numpy(self.targets[indices]), labels[i1], labels[i2], i1, i2
+
     def gather(self, indices: list[int]) -> tuple:
         """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
         operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
-        recordings = self.recordings
-        first, second = self.first[indices], self.second[indices]
-        i1, i2 = (torch.from_numpy(self.recording_indices[chosen]) for chosen in (first, second))
-        on = recordings.data.device
-        return (recordings.data.index_select(0, i1.to(on)), recordings.data.index_select(0, i2.to(on)),
-                torch.from_numpy(self.targets[indices]), recordings.labels[i1], recordings.labels[i2], i1, i2)
+        _, _, *rest = self.index_batch(indices)
+        data, i1, i2 = self.recordings.data, rest[3], rest[4]
+        return (data.index_select(0, i1.to(data.device)), data.index_select(0, i2.to(data.device)), *rest)
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

@@ -96,7 +96,7 @@ def test_cli_trains_with_unique_pair_forward(tiny_data, tmp_path):
 @pytest.mark.parametrize("model", ["simple_cnn", "spectrum_cnn"])
 def test_validation_from_one_score_per_recording_equals_scoring_every_batch(tiny_data, tmp_path, model):
     """evaluate() scores each validation recording once per pass; the per-batch forward gives the same figures."""
-    from datasets.loading import build_data
+    from datasets.loading import build_data, make_loader
     from training.loop import build_training, evaluate, run_epoch
 
     run_args = vars(train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz",
@@ -107,8 +107,9 @@ def test_validation_from_one_score_per_recording_equals_scoring_every_batch(tiny
     for _ in range(2):  # running statistics and GHM momentum away from their initial values
         run_epoch(t, data.train_loader, torch.device("cpu"), True, 1, False)
     once = evaluate(t, data.val_loader, data.val_pairs, torch.device("cpu"), 1, False)
+    with_spectrograms = make_loader(data.val_pairs, data.val_loader.batch_size, False, run_args["seed"], 0)
     with torch.no_grad():
-        every_batch = run_epoch(t, data.val_loader, torch.device("cpu"), False, 1, False)
+        every_batch = run_epoch(t, with_spectrograms, torch.device("cpu"), False, 1, False)
     assert once.keys() == every_batch.keys()
     for key in once:
         assert once[key] == pytest.approx(every_batch[key], rel=1e-5, abs=1e-6), key
