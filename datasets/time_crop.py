@@ -11,6 +11,8 @@ import torch
 
 
 class TimeCrop:
+    """`crop(batch, epoch, batch_number)`: the batch with each recording cut to its window of the batch."""
+
     def __init__(self, fraction: float, seed: int):
         self.fraction, self.seed = fraction, seed
 
