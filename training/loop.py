@@ -128,6 +128,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
             sums["pairs"] += n
         if on_batch is not None:
             on_batch(batch_number, len(loader), step, batch[5], batch[6])
+        del batch  # the loader builds the next batch before the loop rebinds the name: let this one go first
         bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
                         acc=f"{sums['correct'] / sums['pairs']:.3f}")
         stop_check(device)
