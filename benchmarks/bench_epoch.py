@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_train import CACHE, ensure_data, plain_step
+from bench_train import CACHE, device_sync, ensure_data, plain_step
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +45,7 @@ def plain_worker(steps: int, device_name: str) -> dict:
 
     run_args = vars(parse_args(["--frequency", "1000hz", "--data-root", str(CACHE)]))
     device = torch.device(device_name)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     torch.manual_seed(run_args["seed"])
     start = time.perf_counter()
     data = build_data(run_args, "1000hz")

@@ -51,6 +51,13 @@ def ensure_data() -> Path:
     return CACHE
 
 
+def device_sync(device):
+    """What makes the clock wait for the device's queued work: torch.cuda.synchronize on CUDA."""
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def time_loss(criterion, s1, s2, target, sync, repeats: int = 20) -> float:
     """Median seconds of one loss forward + backward on fixed scores."""
     times = []
@@ -104,7 +111,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     loader = build_data(run_args, "1000hz", None if plain else device).train_loader
     if not plain:
         choose_algorithms(device, run_args["deterministic"])  # as train.py does
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     t = build_training(run_args, device)
     t.model.train()
     if plain:

@@ -91,7 +91,10 @@ def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed:
     batches in page-locked memory, which a GPU copies several times faster than ordinary memory. Without
     `spectrograms` the batches hold the pairs' targets, labels and recording numbers only (validation)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
-    collate = pairs.index_batch if not spectrograms else pairs.gather if gathered else None
+    if not spectrograms:
+        collate = pairs.index_batch
+    else:
+        collate = pairs.gather if gathered else None
     source = pairs if collate is None else range(len(pairs))
     return DataLoader(source, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),

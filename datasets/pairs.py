@@ -57,9 +57,9 @@ class RankingPairDataset(Dataset):
     def gather(self, indices: list[int]) -> tuple:
         """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
         operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
-        _, _, *rest = self.index_batch(indices)
-        data, i1, i2 = self.recordings.data, rest[3], rest[4]
-        return (data.index_select(0, i1.to(data.device)), data.index_select(0, i2.to(data.device)), *rest)
+        batch = self.index_batch(indices)
+        data, i1, i2 = self.recordings.data, batch[5], batch[6]
+        return (data.index_select(0, i1.to(data.device)), data.index_select(0, i2.to(data.device)), *batch[2:])
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

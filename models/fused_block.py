@@ -35,6 +35,7 @@ from torch import nn
 
 from models.common import EPS, std_mean, conv_output_size, rows_per_chunk
 
+
 def _chunks(recordings: list[torch.Tensor], rows: int) -> list[torch.Tensor]:
     """The recordings `rows` at a time as `[r, C, F, T]` (a single recording is passed as it is, not copied)."""
     return [recordings[i] if rows == 1 else torch.cat(recordings[i:i + rows]) for i in range(0, len(recordings), rows)]
