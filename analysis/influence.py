@@ -4,18 +4,18 @@
 
 For every checkpoint k the run saved (model_epoch_<N>.pt, N ≥ 1) with its learning rate η_k, a training pair
 p = (a, b) with target t and score difference d = s_a − s_b has the loss w_p·max(0, margin − t·d), which depends
-on the parameters only through the two scores:
-    ∇ℓ_p = c_p (∇s_a − ∇s_b),   c_p = −w_p·t·1[margin − t·d > 0]
-(w_p: the GHM weight of the pair in a GHM run, 1 otherwise). With G_k the recordings' score gradients (eval-mode
-BatchNorm, one row per recording) and K_k = G_k G_kᵀ, every influence is a product of small matrices:
-    pair-sum self-influence of training recording r     Σ_k η_k v_rᵀ K_k v_r,   v_r = Σ_{p∋r} c_p (e_a − e_b)
-    pair-norms self-influence                            Σ_k η_k Σ_{p∋r} c_p² (K_aa + K_bb − 2 K_ab)
-    influence of training recording r on validation v   Σ_k η_k v_rᵀ K_k u_v
-where u_v sums the coefficients of v's validation pairs (every pair of v with a validation recording of another
-class, standard margin loss). Positive: a proponent (a step on r lowers v's loss); negative: an opponent.
-    validation harm of r                                 −Σ_v influence(r, v)
-how much training on r raises the validation recordings' losses altogether: the ranking that found mislabelled
-recordings in the label-noise experiment (README), where both self-influences did not.
+on the parameters only through the two scores: ∂ℓ_p/∂s_a = −∂ℓ_p/∂s_b = c_p = −w_p·t·1[margin − t·d > 0]
+(w_p: the GHM weight of the pair in a GHM run, 1 otherwise). The gradient of the training loss L = Σ_p ℓ_p
+therefore splits exactly into one share per recording, what that recording's own forward pass contributes:
+    ∇L = Σ_r g_r,   g_r = α_r ∇s_r,   α_r = ∂L/∂s_r = Σ_{p: a=r} c_p − Σ_{p: b=r} c_p
+With the recordings' score gradients ∇s_r (eval-mode BatchNorm, one backward pass per recording and checkpoint):
+    self-influence of training recording r              Σ_k η_k ‖g_r(θ_k)‖² = Σ_k η_k α_r² ‖∇s_r‖²
+    influence of training recording r on validation v   Σ_k η_k g_r · h_v,   h_v = β_v ∇s_v
+where β_v = ∂L_val/∂s_v over every pair of validation recordings of different classes (standard margin loss).
+Positive: a proponent (a step on r lowers v's loss); negative: an opponent.
+    validation harm of r                                 −Σ_v influence(r, v) = −Σ_k η_k g_r · ∇L_val
+how much training on r raises the validation loss altogether: the default ranking (README: the label-noise
+experiment, where it and self-influence found the mislabelled recordings and sums over a recording's pairs did not).
 """
 
 import argparse
@@ -44,8 +44,7 @@ from utils.errors import InputError  # noqa: E402
 from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
 from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder  # noqa: E402
 
-DEFINITIONS = ("pair-sum", "pair-norms")  # of self-influence
-RANKINGS = ("validation-harm", *DEFINITIONS)  # what ranks the training recordings in influence.csv and the plot
+RANKINGS = ("validation-harm", "self-influence")  # what ranks the training recordings in influence.csv and the plot
 HARD_BINS = 2
 
 
@@ -92,26 +91,15 @@ def pair_coefficients(pairs: Pairs, scores: np.ndarray, margin: float, weights: 
     return -(1.0 if weights is None else weights) * pairs.target * active
 
 
+def score_coefficients(pairs: Pairs, c: np.ndarray, n: int) -> np.ndarray:
+    """α [n]: ∂(Σ_p ℓ_p)/∂s_r for every recording r, from the pairs' coefficients c_p = ∂ℓ_p/∂s_a."""
+    return np.bincount(pairs.first, c, n) - np.bincount(pairs.second, c, n)
+
+
 def membership(pairs: Pairs, rows: list[int]) -> np.ndarray:
     """M [len(rows), pairs]: 1 where rows[i] is one of the pair's two recordings."""
     owners = np.asarray(rows)[:, None]
     return ((pairs.first[None, :] == owners) | (pairs.second[None, :] == owners)).astype(np.float64)
-
-
-def recording_sums(pairs: Pairs, c: np.ndarray, n: int, rows: list[int]) -> np.ndarray:
-    """V [len(rows), n]: row i is Σ_{p∋rows[i]} c_p (e_a − e_b), the pair gradients of a recording in the basis of
-    the recordings' score gradients."""
-    signed = np.zeros((len(c), n))
-    signed[np.arange(len(c)), pairs.first] += c
-    signed[np.arange(len(c)), pairs.second] -= c
-    return membership(pairs, rows) @ signed
-
-
-def pair_norms(pairs: Pairs, c: np.ndarray, gram: np.ndarray, rows: list[int]) -> np.ndarray:
-    """Σ_{p∋r} ‖∇ℓ_p‖² for each r in rows."""
-    norms = c ** 2 * (gram[pairs.first, pairs.first] + gram[pairs.second, pairs.second]
-                      - 2 * gram[pairs.first, pairs.second])
-    return membership(pairs, rows) @ norms
 
 
 def ghm_weights(run_args: dict, pairs: Pairs, scores: np.ndarray) -> np.ndarray | None:
@@ -127,7 +115,7 @@ def ghm_weights(run_args: dict, pairs: Pairs, scores: np.ndarray) -> np.ndarray 
 
 @dataclass
 class Influence:
-    self_influence: dict[str, np.ndarray]  # per definition, per training recording
+    self_influence: np.ndarray  # per training recording
     on_validation: np.ndarray  # [validation recordings, training recordings]
     final_loss: np.ndarray  # mean margin loss of each training recording's pairs at the last checkpoint
     checkpoints: list[int]
@@ -140,24 +128,21 @@ def run_influence(checkpoints: list[tuple[int, dict]], run_args: dict, recording
     train_pairs = training_pairs(recordings, train, run_args["seed"])
     val_pairs = validation_pairs(labels, val)
     n, margin = len(recordings), run_args["margin"]
-    total = {name: np.zeros(len(train)) for name in DEFINITIONS}
-    on_val = np.zeros((len(val), len(train)))
+    self_influence, on_val = np.zeros(len(train)), np.zeros((len(val), len(train)))
     model = build_model(run_args["model"])
     for _, checkpoint in checkpoints:
         model.load_state_dict(checkpoint["model_state_dict"])
         lr = checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
         scores, gradients = score_gradients(model, recordings.data)
-        gram = gradients @ gradients.T
         c = pair_coefficients(train_pairs, scores, margin, ghm_weights(run_args, train_pairs, scores))
-        v = recording_sums(train_pairs, c, n, train)
-        u = recording_sums(val_pairs, pair_coefficients(val_pairs, scores, margin, None), n, val)
-        total["pair-sum"] += lr * np.einsum("ij,jk,ik->i", v, gram, v)
-        total["pair-norms"] += lr * pair_norms(train_pairs, c, gram, train)
-        on_val += lr * (u @ gram @ v.T)
+        g = score_coefficients(train_pairs, c, n)[train, None] * gradients[train]
+        beta = score_coefficients(val_pairs, pair_coefficients(val_pairs, scores, margin, None), n)
+        self_influence += lr * np.einsum("ij,ij->i", g, g)
+        on_val += lr * (beta[val, None] * gradients[val]) @ g.T
     losses = np.maximum(0.0, margin - train_pairs.target * (scores[train_pairs.first] - scores[train_pairs.second]))
     owners = membership(train_pairs, train)
     final_loss = owners @ losses / owners.sum(axis=1)
-    return Influence(total, on_val, final_loss, [epoch for epoch, _ in checkpoints])
+    return Influence(self_influence, on_val, final_loss, [epoch for epoch, _ in checkpoints])
 
 
 def run_checkpoints(folder: Path) -> list[tuple[int, dict]]:
@@ -185,7 +170,7 @@ def hard_counts(run: RunPaths, paths: list[str]) -> list[int | None]:
 
 def recording_scores(result: Influence) -> dict[str, np.ndarray]:
     """Every ranking of the training recordings, higher = more suspicious."""
-    return {"validation-harm": -result.on_validation.sum(axis=0), **result.self_influence}
+    return {"validation-harm": -result.on_validation.sum(axis=0), "self-influence": result.self_influence}
 
 
 def write_tables(out: Path, result: Influence, ranking: str, recordings, train: list[int], val: list[int],
@@ -196,8 +181,7 @@ def write_tables(out: Path, result: Influence, ranking: str, recordings, train: 
     rows = [{"path": recordings.paths[r], "class": recordings.classes[int(recordings.labels[r])],
              "material": recordings.materials[r], "rank": int(ranks[i]), "score": float(scores[ranking][i]),
              "validation_harm": float(scores["validation-harm"][i]),
-             "self_influence_pair_sum": float(scores["pair-sum"][i]),
-             "self_influence_pair_norms": float(scores["pair-norms"][i]),
+             "self_influence": float(scores["self-influence"][i]),
              "final_pair_loss": float(result.final_loss[i]), "ghm_hard_pairs": hard[i]}
             for i, r in enumerate(train)]
     rows.sort(key=lambda row: row["rank"])
@@ -260,12 +244,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-dir", default="saved_models", help="(default: %(default)s)")
     p.add_argument("--rank-by", choices=RANKINGS, default="validation-harm",
                    help="what ranks the training recordings: validation-harm (minus the summed influence on every "
-                        "validation recording), or self-influence as the squared norm of the summed gradient of a "
-                        "recording's training pairs (pair-sum) or the sum of the pairs' squared norms (pair-norms) "
-                        "(default: %(default)s)")
+                        "validation recording) or self-influence (default: %(default)s)")
     p.add_argument("--margin", type=float,
-                   help="the margin of the loss whose gradients enter (default: the run's): a small margin keeps "
-                        "only the pairs that are misordered or nearly so (README: the label-noise experiment)")
+                   help="the margin of the loss whose gradients enter (default: the run's): a smaller margin keeps "
+                        "only the pairs that are misordered or nearly so")
     p.add_argument("--top", type=int, default=5, help="proponents and opponents per validation recording, and "
                                                       "recordings named in the plot (default: %(default)s)")
     p.add_argument("--out", help="(default: <save-dir>/analysis/<run>/influence/)")
