@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_train import CACHE, device_sync, ensure_data, plain_step
+from bench_train import CACHE, device_sync, ensure_data, plain_loader, plain_step
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,6 +37,7 @@ VARIANTS = {"default": [], "unique": ["--pair-forward", "unique"], "data_on_devi
 def plain_worker(steps: int, device_name: str) -> dict:
     import torch
     from torch import nn
+    from torch.utils.data import default_collate
 
     from datasets.loading import build_data
     from models.common import standardize
@@ -53,7 +54,7 @@ def plain_worker(steps: int, device_name: str) -> dict:
     t = build_training(run_args, device)
     t.model.to(memory_format=torch.contiguous_format).train()
     criterion = nn.MarginRankingLoss(margin=run_args["margin"])
-    batches, step_times = iter(data.train_loader), []
+    batches, step_times = iter(plain_loader(data, run_args["seed"])), []
     for n in range(steps + 1):
         batch = next(batches)
         start = time.perf_counter()
@@ -64,7 +65,7 @@ def plain_worker(steps: int, device_name: str) -> dict:
     val_times = []
     with torch.no_grad():
         size = data.val_loader.batch_size
-        for batch in (data.val_pairs.gather(list(range(k * size, (k + 1) * size))) for k in range(2)):
+        for batch in (default_collate([data.val_pairs[i] for i in range(k * size, (k + 1) * size)]) for k in range(2)):
             start = time.perf_counter()
             for x in batch[:2]:
                 t.model.head(t.model.features(standardize(x.to(device))))

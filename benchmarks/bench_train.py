@@ -71,6 +71,16 @@ def time_loss(criterion, s1, s2, target, sync, repeats: int = 20) -> float:
     return statistics.median(times)
 
 
+def plain_loader(data, seed: int):
+    """The plain implementation's batches: PyTorch's default collate of the pair items, two spectrograms per pair
+    (the trainer's loader gives each distinct recording once)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    return DataLoader(data.train_pairs, batch_size=data.train_loader.batch_size, shuffle=True, drop_last=True,
+                      generator=torch.Generator().manual_seed(seed))
+
+
 def plain_step(model, optimizer, criterion, batch, device) -> tuple:
     """The straightforward step: model(x1), model(x2) through the plain modules, the loss, backward, Adam."""
     from models.common import standardize
@@ -108,7 +118,8 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     torch.manual_seed(run_args["seed"])
     device = torch.device(device_name)
     # as train.py: page-locked batches for a GPU, except for the plain steps (ordinary memory, the default)
-    loader = build_data(run_args, "1000hz", None if plain else device).train_loader
+    data = build_data(run_args, "1000hz", None if plain else device)
+    loader = plain_loader(data, run_args["seed"]) if plain else data.train_loader
     if not plain:
         choose_algorithms(device, run_args["deterministic"])  # as train.py does
     sync = device_sync(device)

@@ -85,18 +85,15 @@ def run_split(recordings: Dataset, run_args: dict) -> Split:
 
 
 def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                gathered: bool = False, pin: bool = False, spectrograms: bool = True) -> DataLoader:
-    """Under torchrun each process loads its own share of the pairs (a DistributedSampler). `gathered`: the
-    loader draws the same pair indices and gathers each batch with `pairs.gather` (--data-on-device). `pin`:
-    batches in page-locked memory, which a GPU copies several times faster than ordinary memory. Without
-    `spectrograms` the batches hold the pairs' targets, labels and recording numbers only (validation)."""
+                pin: bool = False, spectrograms: bool = True) -> DataLoader:
+    """Batches of pair indices collated with `pairs.distinct_batch` (each recording's spectrogram once, gathered
+    where the recordings' `.data` lives: a GPU with --data-on-device). Under torchrun each process loads its own
+    share of the pairs (a DistributedSampler). `pin`: batches in page-locked memory, which a GPU copies several
+    times faster than ordinary memory. Without `spectrograms` the batches hold the pairs' targets, labels and
+    recording numbers only (validation)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
-    if not spectrograms:
-        collate = pairs.index_batch
-    else:
-        collate = pairs.gather if gathered else None
-    source = pairs if collate is None else range(len(pairs))
-    return DataLoader(source, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+    collate = pairs.distinct_batch if spectrograms else pairs.index_batch
+    return DataLoader(range(len(pairs)), batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=worker_init_fn, collate_fn=collate, pin_memory=pin)
 
@@ -108,6 +105,7 @@ class RunData:
     split: Split
     train_loader: DataLoader
     val_loader: DataLoader
+    train_pairs: RankingPairDataset  # what train_loader draws from
     val_pairs: RankingPairDataset  # what val_loader draws from: validation scores each of its recordings once
 
     @property
@@ -129,8 +127,8 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
     a `device`, the spectrograms are moved there and the loaders gather batches there; otherwise batches for a
     GPU come in page-locked memory."""
     recordings = load_recordings(run_args, frequency)
-    gathered = bool(run_args.get("data_on_device")) and device is not None
-    if gathered:
+    on_device = bool(run_args.get("data_on_device")) and device is not None
+    if on_device:
         recordings.data = recordings.data.to(device)
     split = run_split(recordings, run_args)
     train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=run_args["seed"])
@@ -140,8 +138,8 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
     if batch_size < 1:
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
-    pin = device is not None and device.type == "cuda" and not gathered
-    loaders = [make_loader(pairs, batch_size, train, run_args["seed"], run_args["num_workers"], gathered, pin,
+    pin = device is not None and device.type == "cuda" and not on_device
+    loaders = [make_loader(pairs, batch_size, train, run_args["seed"], run_args["num_workers"], pin,
                            spectrograms=train)  # validation scores each recording once and looks the pairs up
                for pairs, train in ((train_pairs, True), (val_pairs, False))]
-    return RunData(recordings, split, *loaders, val_pairs)
+    return RunData(recordings, split, *loaders, train_pairs, val_pairs)

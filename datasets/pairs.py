@@ -15,12 +15,26 @@ def labels_and_indices(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return labels, np.arange(len(labels))
 
 
+def batch_rows(index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct recordings of a pair batch (by recording number, ascending) and, for each of its 2B slots
+    (the first recordings', then the second's), the row of x in a distinct batch that holds it."""
+    return torch.unique(torch.cat([torch.as_tensor(index1), torch.as_tensor(index2)]), return_inverse=True)
+
+
+def pair_halves(x: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A distinct batch's x as the two half-batches x1, x2 that `__getitem__` and the default collate give."""
+    _, slots = batch_rows(index1, index2)
+    slots = slots.to(x.device)
+    return x[slots[:len(index1)]], x[slots[len(index1):]]
+
+
 class RankingPairDataset(Dataset):
     """n·(n−1) random draws of two distinct recordings; draws with equal labels are dropped.
 
     Target is +1 when the first recording has the higher label, −1 otherwise. Items are
     `(x1, x2, target, label1, label2, index1, index2)`, the indices pointing into the recording
-    dataset underneath any `Subset`, so that `paths[index]` names the recording.
+    dataset underneath any `Subset`, so that `paths[index]` names the recording. The trainer's loaders collate
+    with `distinct_batch` (training) and `index_batch` (validation) instead.
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
@@ -54,12 +68,14 @@ class RankingPairDataset(Dataset):
         labels = self.recordings.labels
         return None, None, torch.from_numpy(self.targets[indices]), labels[i1], labels[i2], i1, i2
 
-    def gather(self, indices: list[int]) -> tuple:
-        """A batch of pairs as the default collate makes it from `__getitem__`, gathered with one indexing
-        operation per tensor where the recordings' `.data` lives (a GPU with --data-on-device)."""
+    def distinct_batch(self, indices: list[int]) -> tuple:
+        """A batch of pairs whose spectrograms hold each of its recordings once: `(x, None, target, label1,
+        label2, index1, index2)`, x the distinct recordings in order of recording number (`batch_rows`). A batch
+        of 32 pairs holds about 31 distinct recordings instead of 64; the scorers read the pairs from x."""
         batch = self.index_batch(indices)
-        data, i1, i2 = self.recordings.data, batch[5], batch[6]
-        return (data.index_select(0, i1.to(data.device)), data.index_select(0, i2.to(data.device)), *batch[2:])
+        data = self.recordings.data  # on a GPU with --data-on-device: the batch is gathered there
+        rows, _ = batch_rows(batch[5], batch[6])
+        return (torch.stack([data[i] for i in rows.tolist()]), *batch[1:])
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

@@ -20,15 +20,13 @@ class TimeCrop:
         return max(1, round(self.fraction * frames))
 
     def __call__(self, batch: tuple, epoch: int, batch_number: int) -> tuple:
-        x1, x2, index1, index2 = batch[0], batch[1], batch[5], batch[6]
-        frames = x1.shape[-1]
+        """`batch` is a distinct batch (datasets.pairs): one row per recording, so one window per recording."""
+        x = batch[0]
+        frames = x.shape[-1]
         width = self.width(frames)
         if width >= frames:
             return batch
         state = np.random.SeedSequence([self.seed, epoch, batch_number]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
-        recordings, slot = torch.cat([torch.as_tensor(index1), torch.as_tensor(index2)]).unique(return_inverse=True)
-        starts = torch.randint(0, frames - width + 1, (len(recordings),), generator=generator)[slot].tolist()
-        x = torch.cat([x1, x2])
-        cropped = torch.stack([x[i, ..., start:start + width] for i, start in enumerate(starts)])
-        return (cropped[:len(x1)], cropped[len(x1):], *batch[2:])
+        starts = torch.randint(0, frames - width + 1, (len(x),), generator=generator).tolist()
+        return (torch.stack([row[..., start:start + width] for row, start in zip(x, starts)]), *batch[1:])

@@ -17,6 +17,7 @@ class LevelCNNAudioRanker(SimpleCNNAudioRanker):
         super().__init__()
         self.head[1] = nn.Linear(self.head[1].in_features + LEVELS, self.head[1].out_features)
 
-    def _head(self, pooled: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         levels = torch.stack([x.amax(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3))], dim=1).to(pooled.dtype) / 20
+        levels = levels if rows is None else levels[rows]
         return self.head[1:](torch.cat([self.head[0](pooled), levels], dim=1)).squeeze(1)

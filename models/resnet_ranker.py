@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from datasets.pairs import batch_rows, pair_halves
 from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
-from models.pair_forward import first_slots
 
 
 def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d
@@ -51,18 +51,20 @@ class SimpleCNNAudioRanker(nn.Module):
             return score_in_chunks(self._plain, x, self.features[0])
         return self._plain(x)
 
-    def score_pairs(self, x1: torch.Tensor, x2: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
+    def score_pairs(self, x: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`self(x1), self(x2)` in training mode, with the first block's convolution done once per distinct
-        recording (by dataset index): each half-batch keeps its own BatchNorm statistics, in which a repeated
-        recording counts as often as it appears."""
-        if not (self.training and self._fuses(x1)):
+        """`self(x1), self(x2)` in training mode for the half-batches of a distinct batch x (`models.pair_forward`),
+        with the first block's convolution done once per distinct recording: each half-batch keeps its own
+        BatchNorm statistics, in which a repeated recording counts as often as it appears."""
+        if not (self.training and self._fuses(x)):
+            x1, x2 = pair_halves(x, index1, index2)
             return self(x1), self(x2)
-        first, inverse = first_slots(index1, index2)
-        recordings = [x1[p:p + 1] if p < len(x1) else x2[p - len(x1):p - len(x1) + 1] for p in first.tolist()]
-        halves = (inverse[:len(x1)].tolist(), inverse[len(x1):].tolist())
-        blocks = std_conv_bn_relu_pool_batches(recordings, self.features[0], self.features[1], halves)
-        return self._head(self.features[4:](blocks[0]), x1), self._head(self.features[4:](blocks[1]), x2)
+        _, slots = batch_rows(index1, index2)
+        halves = (slots[:len(index1)], slots[len(index1):])
+        blocks = std_conv_bn_relu_pool_batches(list(x.split(1)), self.features[0], self.features[1],
+                                               [half.tolist() for half in halves])
+        s1, s2 = (self._head(self.features[4:](block), x, half) for block, half in zip(blocks, halves))
+        return s1, s2
 
     @staticmethod
     def _fuses(x: torch.Tensor) -> bool:
@@ -75,8 +77,9 @@ class SimpleCNNAudioRanker(nn.Module):
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self._head(self.features(standardize(x)), x)
 
-    def _head(self, pooled: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x`)."""
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x`, whose row
+        `rows[i]` is pooled's row i when given)."""
         return self.head(pooled).squeeze(1)
 
 

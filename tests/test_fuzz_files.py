@@ -142,7 +142,8 @@ def test_batch_consistency_records(real_run, tmp_path):
     (record,) = folder.iterdir()
     copy = tmp_path / record.name
     shutil.copy(record, copy)
-    batch = (torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3), torch.ones(2), torch.zeros(2, dtype=torch.int64),
+    x = torch.cat([torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)])  # a distinct batch: recordings 0-3
+    batch = (x, None, torch.ones(2), torch.zeros(2, dtype=torch.int64),
              torch.ones(2, dtype=torch.int64), torch.arange(2), torch.arange(2) + 2)
     seed = int(record.stem.rsplit("seed", 1)[1])
     for case in each_case(copy, "a damaged consistency record"):

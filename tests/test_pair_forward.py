@@ -24,25 +24,26 @@ class CountingMean(nn.Module):
 
 
 def pair_batch():
-    recordings = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 3, 4).contiguous()
-    index1, index2 = torch.tensor([0, 1, 2, 2, 5]), torch.tensor([3, 3, 0, 4, 1])
-    return recordings[index1], recordings[index2], index1, index2
+    """A distinct batch (datasets.pairs): recording r is the constant r."""
+    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 3, 4).contiguous()
+    return x, torch.tensor([0, 1, 2, 2, 5]), torch.tensor([3, 3, 0, 4, 1])
 
 
 def test_unique_scores_each_distinct_recording_once_and_gathers_the_pairs():
-    x1, x2, index1, index2 = pair_batch()
+    x, index1, index2 = pair_batch()
     model = CountingMean()
-    s1, s2 = unique(model, x1, x2, index1, index2)
+    s1, s2 = unique(model, x, index1, index2)
     assert model.seen == 6
     assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
 
 
-def test_separate_in_eval_mode_scores_each_distinct_recording_once():
-    x1, x2, index1, index2 = pair_batch()
-    model = CountingMean().eval()
-    s1, s2 = separate(model, x1, x2, index1, index2)
-    assert model.seen == 6
-    assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
+def test_separate_scores_the_half_batches_and_in_eval_mode_each_distinct_recording_once():
+    x, index1, index2 = pair_batch()
+    for mode, seen in (("train", 10), ("eval", 6)):
+        model = getattr(CountingMean(), mode)()
+        s1, s2 = separate(model, x, index1, index2)
+        assert model.seen == seen
+        assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
 
 
 def test_unique_equals_model_x1_model_x2_in_eval_mode():
@@ -50,10 +51,9 @@ def test_unique_equals_model_x1_model_x2_in_eval_mode():
     model = build_model("simple_cnn").eval()
     recordings = torch.randn(6, 1, 65, 40)
     index1, index2 = torch.tensor([0, 1, 2, 2, 5]), torch.tensor([3, 3, 0, 4, 1])
-    x1, x2 = recordings[index1], recordings[index2]
     with torch.no_grad():
-        a = model(x1), model(x2)
-        b = unique(model, x1, x2, index1, index2)
+        a = model(recordings[index1]), model(recordings[index2])
+        b = unique(model, recordings, index1, index2)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
@@ -76,7 +76,7 @@ def test_separate_training_step_equals_the_plain_step_and_convolves_each_recordi
     monkeypatch.setattr(resnet_ranker, "std_conv_bn_relu_pool_batches",
                         lambda x, *rest: seen.append(len(x)) or batches(x, *rest))
     loss = nn.MarginRankingLoss(margin=1.0)
-    ours = loss(*separate(model, x1, x2, index1, index2), target)
+    ours = loss(*separate(model, recordings, index1, index2), target)
     plain = loss(reference._plain(x1), reference._plain(x2), target)
     assert seen == [7]
     torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)

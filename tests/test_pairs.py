@@ -69,13 +69,19 @@ def test_fewer_than_two_recordings_give_no_pairs():
     assert len(RankingPairDataset(Recordings([1, 1, 1]), seed=0)) == 0
 
 
-def test_a_gathered_batch_equals_the_default_collate():
-    """--data-on-device's gather: the same tensors, dtypes and shapes as default_collate of the items."""
+def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_collate():
+    """The trainer's batches: each recording's spectrogram once, in order of recording number; expanded to the
+    half-batches, the same tensors, dtypes and shapes as default_collate of the items."""
     from torch.utils.data import default_collate
+
+    from datasets.pairs import pair_halves
 
     pairs = RankingPairDataset(Subset(Subset(Recordings(LABELS), [9, 0, 6, 3, 4, 7]), [5, 0, 1, 3, 2]), seed=2)
     chosen = [4, 0, 7, 2, 7]
-    expected, gathered = default_collate([pairs[k] for k in chosen]), pairs.gather(chosen)
-    assert len(gathered) == len(expected)
-    for a, b in zip(gathered, expected):
+    expected, distinct = default_collate([pairs[k] for k in chosen]), pairs.distinct_batch(chosen)
+    x, none, *rest = distinct
+    in_batch = sorted(set(expected[5].tolist()) | set(expected[6].tolist()))
+    assert none is None and x[:, 0, 0, 0].tolist() == in_batch
+    assert len(distinct) == len(expected)
+    for a, b in zip((*pair_halves(x, distinct[5], distinct[6]), *rest), expected):
         assert a.dtype == b.dtype and torch.equal(a, b)

@@ -36,14 +36,14 @@ for case in json.loads(sys.argv[2]):
     t = build_training(vars(get_args_parser().parse_args(flags)), torch.device("cpu"))
     t.model.train()
     memory = estimate(t.model, name, (1, height, width), 2.0, torch.device("cpu"))
-    x1, x2 = torch.randn(batch, 1, height, width), torch.randn(batch, 1, height, width)
+    x = torch.randn(2 * batch, 1, height, width)  # a distinct batch of 2·batch recordings
     index = torch.arange(2 * batch)
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    train_step(t, (x1, x2, torch.ones(batch), None, None, index[:batch], index[batch:]), torch.device("cpu"))
+    train_step(t, (x, None, torch.ones(batch), None, None, index[:batch], index[batch:]), torch.device("cpu"))
     print(json.dumps({"case": case, "measured": status("VmHWM") - before, "estimate": memory.peak(batch)}))
-    del t, x1, x2
+    del t, x
 """
 
 

@@ -4,17 +4,17 @@ import torch
 from conftest import tiny_train_args
 
 import train
+from datasets.pairs import pair_halves
 from datasets.time_crop import TimeCrop
 from utils.safe_pickle import load_pickle
 
 
 def batch_of(index1: list[int], index2: list[int], frames: int = 40) -> tuple:
-    """Pair batches whose recording r is the ramp r * 1000 + frame number, so a window shows where it starts."""
-    def spectrograms(index):
-        return torch.stack([r * 1000 + torch.arange(frames, dtype=torch.float32).expand(1, 3, frames)
-                            for r in index])
-    index1, index2 = torch.tensor(index1), torch.tensor(index2)
-    return (spectrograms(index1), spectrograms(index2), torch.ones(len(index1)), None, None, index1, index2)
+    """Distinct pair batches whose recording r is the ramp r * 1000 + frame number, so a window shows where it
+    starts."""
+    rows = sorted(set(index1) | set(index2))
+    x = torch.stack([r * 1000 + torch.arange(frames, dtype=torch.float32).expand(1, 3, frames) for r in rows])
+    return (x, None, torch.ones(len(index1)), None, None, torch.tensor(index1), torch.tensor(index2))
 
 
 def starts(x: torch.Tensor) -> list[int]:
@@ -23,10 +23,11 @@ def starts(x: torch.Tensor) -> list[int]:
 
 def test_a_recording_has_one_window_wherever_it_appears_in_the_batch():
     crop = TimeCrop(0.25, seed=7)
-    x1, x2, *rest = crop(batch_of([0, 1, 2, 1], [3, 0, 1, 4]), epoch=1, batch_number=1)
-    assert x1.shape == (4, 1, 3, 10) and x2.shape == (4, 1, 3, 10) and rest[3].tolist() == [0, 1, 2, 1]
-    for x in (x1, x2):  # each window is a contiguous slice of its own recording
-        torch.testing.assert_close(x - x[..., :1], torch.arange(10.0).expand_as(x))
+    x, *rest = crop(batch_of([0, 1, 2, 1], [3, 0, 1, 4]), epoch=1, batch_number=1)
+    assert x.shape == (5, 1, 3, 10) and rest[0] is None and rest[4].tolist() == [0, 1, 2, 1]
+    x1, x2 = pair_halves(x, rest[4], rest[5])
+    for half in (x1, x2):  # each window is a contiguous slice of its own recording
+        torch.testing.assert_close(half - half[..., :1], torch.arange(10.0).expand_as(half))
     first, second = starts(x1), starts(x2)
     assert first[1] == first[3] == second[2] and first[0] == second[1]
     assert all(0 <= s <= 30 for s in first + second)

@@ -72,12 +72,12 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
     """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
     backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update.
     `scores` (eval mode): every recording's score already computed (`recording_scores`), looked up instead."""
-    x1, x2, target, _, _, index1, index2 = batch
+    x, _, target, _, _, index1, index2 = batch  # a distinct batch (datasets.pairs)
     target = target.to(device, non_blocking=True)
     if scores is None:
-        x1, x2 = (x.to(device, non_blocking=True) for x in (x1, x2))  # from pinned batches
+        x = x.to(device, non_blocking=True)  # from pinned batches
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-            s1, s2 = t.scorer(x1, x2, index1, index2)
+            s1, s2 = t.scorer(x, index1, index2)
     else:
         s1, s2 = scores[index1.to(device)], scores[index2.to(device)]
     s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.pairs import pair_halves
 from utils.errors import InputError
 from utils.io_utils import save_pickle
 from utils.run_paths import consistency_record, consistency_records
@@ -13,7 +14,8 @@ from utils.safe_pickle import load_pickle
 
 def batch_record(batch: tuple) -> dict:
     """What identifies a pair batch: shapes, targets, labels, recording indices, data sums and stds."""
-    x1, x2, target, label1, label2, index1, index2 = batch
+    x, _, target, label1, label2, index1, index2 = batch
+    x1, x2 = pair_halves(x, index1, index2)
     return {
         "x1_shape": tuple(x1.shape), "x2_shape": tuple(x2.shape),
         "target": target.numpy().copy(), "label1": label1.numpy().copy(), "label2": label2.numpy().copy(),
