@@ -66,6 +66,13 @@ def test_the_estimate_grows_with_the_batch_and_the_spectrogram_area():
     assert large.peak(8) - large.peak(4) == pytest.approx(4 * large.per_pair)
 
 
+def test_the_resnet_is_estimated_on_spectrograms_that_shrink_to_one_value_per_channel():
+    """A small probe of a small spectrogram reaches 1 × 1 maps in the ResNet-18, where training-mode BatchNorm needs
+    more than one recording (probing a single one raised)."""
+    memory = step_memory.estimate(build_model("resnet18"), "resnet18", (1, 65, 40), 2.0, torch.device("cpu"))
+    assert memory.per_pair > 0 and memory.fixed > 0
+
+
 def test_a_step_that_does_not_fit_names_the_estimate_and_the_largest_batch(monkeypatch):
     run_args = {"batch_size": 32, "pair_forward": "separate", "model": "resnet18"}
     shape, device = (1, 257, 400), torch.device("cpu")

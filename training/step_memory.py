@@ -77,13 +77,15 @@ def estimate(model: nn.Module, model_name: str, shape: tuple[int, int, int], rec
     """The step's peak for spectrograms of `shape` [1, F, T], each pair sending `recordings_per_pair`
     spectrograms through the model (2 with model(x1), model(x2); fewer when recordings repeat).
 
-    Probes of one and of two spectrograms separate what grows with the batch from what autograd keeps once per
-    step (under autocast, the weights' low-precision copies), which must not be scaled with the batch."""
+    Probes of two and of four spectrograms separate what grows with the batch from what autograd keeps once per
+    step (under autocast, the weights' low-precision copies), which must not be scaled with the batch. Two, not
+    one: training-mode BatchNorm needs more than one value per channel, and the ResNet-18's last maps of a small
+    probe are 1 × 1."""
     small = probe_shape(model_name, shape)
-    x = torch.randn(2, *small, generator=torch.Generator().manual_seed(0)).to(device)
-    one, two = saved_bytes(model, x[:1], amp_dtype), saved_bytes(model, x, amp_dtype)
-    per_recording = (two - one) * math.prod(shape) / math.prod(small)
-    once = max(0, 2 * one - two)
+    x = torch.randn(4, *small, generator=torch.Generator().manual_seed(0)).to(device)
+    two, four = saved_bytes(model, x[:2], amp_dtype), saved_bytes(model, x, amp_dtype)
+    per_recording = (four - two) / 2 * math.prod(shape) / math.prod(small)
+    once = max(0, 2 * two - four)
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     factor = getattr(model, "backward_memory_factor", BACKWARD_FACTOR)
     return StepMemory(3 * parameters + once + FIXED_BYTES, factor * per_recording * recordings_per_pair)
