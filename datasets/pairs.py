@@ -68,14 +68,19 @@ class RankingPairDataset(Dataset):
         labels = self.recordings.labels
         return None, None, torch.from_numpy(self.targets[indices]), labels[i1], labels[i2], i1, i2
 
+    def spectrograms(self, rows: list[int]) -> torch.Tensor:
+        """The recordings' spectrograms `[len(rows), C, F, T]` by recording number, stacked where `.data` lives
+        (a GPU with --data-on-device)."""
+        data = self.recordings.data
+        return torch.stack([data[i] for i in rows])
+
     def distinct_batch(self, indices: list[int]) -> tuple:
         """A batch of pairs whose spectrograms hold each of its recordings once: `(x, None, target, label1,
         label2, index1, index2)`, x the distinct recordings in order of recording number (`batch_rows`). A batch
         of 32 pairs holds about 31 distinct recordings instead of 64; the scorers read the pairs from x."""
         batch = self.index_batch(indices)
-        data = self.recordings.data  # on a GPU with --data-on-device: the batch is gathered there
         rows, _ = batch_rows(batch[5], batch[6])
-        return (torch.stack([data[i] for i in rows.tolist()]), *batch[1:])
+        return (self.spectrograms(rows.tolist()), *batch[1:])
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

@@ -1,7 +1,7 @@
 """--time-crop: training batches of random windows in time, an augmentation for small data sets.
 
 Each recording of a training batch is cut to `fraction` of its frames at a random start, the same window wherever
-the recording appears in the batch (the pair scorers convolve a repeated recording once). The windows come from a
+the recording appears in the batch (a training batch holds each recording once). The windows come from a
 generator seeded by (seed, epoch, batch number), so a resumed run crops exactly as the uninterrupted one would.
 Validation, evaluation and prediction see whole recordings: the models pool over time, so any length scores.
 """

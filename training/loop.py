@@ -150,12 +150,11 @@ def recording_scores(t: Training, pairs: RankingPairDataset, device: torch.devic
     """The eval-mode score of every recording that `pairs` draws from, `chunk` recordings at a time, in a table
     indexed by recording number (NaN for the others). In eval mode a recording's score does not depend on the
     rest of its batch, so one table serves every batch of a validation pass."""
-    recordings = pairs.recordings
     rows = np.unique(pairs.recording_indices).tolist()
-    table = torch.full((len(recordings),), float("nan"), device=device)
+    table = torch.full((len(pairs.recordings),), float("nan"), device=device)
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        x = torch.stack([recordings.data[i] for i in part]).to(device)
+        x = pairs.spectrograms(part).to(device)
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
             table[torch.tensor(part, device=device)] = t.model(x).float()
     return table

@@ -2,7 +2,7 @@
 
 A step's peak is dominated by what autograd keeps from forward to backward, which grows with the number of
 spectrograms and their area. The probe runs the model's own training forward (the fused or the plain path,
-under the run's autocast) on one and on two spectrograms of a quarter of the height and width, counts the bytes of the
+under the run's autocast) on two and on four spectrograms of a quarter of the height and width, counts the bytes of the
 tensors autograd saves, and scales them to the step:
 
     peak ≈ factor · saved + 3 · parameter bytes (gradients, Adam's two moments) + FIXED_BYTES
