@@ -9,13 +9,12 @@ at full size), so that no full-size activation exists and each chunk's tensors s
 
 Forward. BatchNorm followed by ReLU is a per-channel monotone map f(y) = relu(a·y + b) with
 a = γ·invstd and b = β − a·μ, so max-pooling commutes with it: pool(f(y)) = f(pool(y)) when a > 0,
-and uses the minimum of y when a < 0 (pooled as the maximum of −y). Each chunk is convolved as four
-phases, y[..., i::2, j::2] for the four positions (i, j) of a pooling window, each a convolution with
-twice the stride and a channels-last output, so that pooling is an element-wise maximum of four whole
-tensors. The phases add their per-channel mean and variance to the batch statistics (combined in
-float64), and y is pooled before BatchNorm.
+and uses the minimum of y when a < 0. Each chunk is convolved at full resolution (oneDNN, channels-last);
+one compiled pass (models/fused_kernels.py) pools it and sums y and y² per recording and channel in float64,
+and BatchNorm then applies to the pooled y only.
 
-Backward. Each chunk's phases and their maximum are recomputed, and the BatchNorm gradient is an affine
+Backward. Each chunk's convolution is recomputed as four phases, y[..., i::2, j::2] for the four positions
+(i, j) of a pooling window, and the BatchNorm gradient is an affine
 map of y plus the pooled gradient routed to each window's first maximum (max_pool2d's choice):
 
     g       = g_out · [out > 0]                       pooled gradient after the ReLU
@@ -23,16 +22,19 @@ map of y plus the pooled gradient routed to each window's first maximum (max_poo
     grad_y  = A · y + B + route(a · g),   A = −a·invstd²·D / N,   B = −a·S / N − A·μ
     grad_γ  = invstd · D,   grad_β = S
 
-grad_y is formed in the recomputed phases' buffers; the weight gradient is grad_y times each phase's
-patch matrix (the input value each weight meets at each output position), a matrix product that is five
-to eight times faster per recording than oneDNN's weight gradient on small batches (2 cores).
+grad_y is formed in the recomputed phases' buffers by one compiled pass; the weight gradient is grad_y
+times each phase's patch matrix (the input value each weight meets at each output position), a matrix
+product that is five to eight times faster per recording than oneDNN's weight gradient on small batches
+(2 cores).
 The results equal the module sequence to float rounding; tests check it.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import models.fused_kernels as kernels
 from models.common import EPS, std_mean, conv_output_size, rows_per_chunk
 
 
@@ -42,10 +44,9 @@ def _chunks(recordings: list[torch.Tensor], rows: int) -> list[torch.Tensor]:
 
 
 def _padding_buffer(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> torch.Tensor:
-    """Zeros for `rows` padded inputs plus `stride[1]` spare elements, so that every phase's input is a dense
-    view (see `_conv`). Chunk after chunk only the inside is rewritten; the padding stays zero."""
+    """Zeros for `rows` padded inputs: chunk after chunk only the inside is rewritten; the padding stays zero."""
     (ph, pw), (_, c, h, w) = conv.padding, x.shape
-    return x.new_zeros(rows * c * (h + 2 * ph) * (w + 2 * pw) + conv.stride[1])
+    return x.new_zeros(rows * c * (h + 2 * ph) * (w + 2 * pw))
 
 
 def _padded(buffer: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, conv: nn.Conv2d
@@ -60,94 +61,48 @@ def _padded(buffer: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, scale: to
 PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # positions in a 2×2 pooling window, in max_pool2d's order
 
 
-def _conv(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, weight: torch.Tensor,
-          bias: torch.Tensor | None) -> torch.Tensor:
-    """`conv(x)[..., i::2, j::2]` for phase (i, j): the padded input xp from i strides down and j across,
-    convolved with twice the stride. `weight` is channels-last, so the output is channels-last.
-
-    The input is the dense view that starts j strides across: each of its rows runs on into the next
-    row's first elements (oneDNN would copy a column slice first, which costs more than the convolution);
-    output columns that reach them are cropped."""
-    (i, j), (sh, sw), (dw, kw) = phase, conv.stride, (conv.dilation[1], conv.kernel_size[1])
-    r, c, hp, wp = xp.shape
-    view = xp.as_strided((r, c, hp - i * sh, wp), xp.stride(), xp.storage_offset() + i * sh * wp + j * sw)
-    y = F.conv2d(view, weight, bias, (2 * sh, 2 * sw), 0, conv.dilation)
-    return y[..., :(wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1]
+def _phase_size(hp: int, wp: int, phase: tuple[int, int], conv: nn.Conv2d) -> tuple[int, int]:
+    """Rows and columns of the convolution's phase `[..., i::2, j::2]` for a padded input of hp × wp."""
+    (i, j), (kh, kw), (sh, sw), (dh, dw) = phase, conv.kernel_size, conv.stride, conv.dilation
+    return (hp - i * sh - dh * (kh - 1) - 1) // (2 * sh) + 1, (wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1
 
 
-def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, ones: bool) -> torch.Tensor:
-    """`[r, C·kh·kw (+ 1), h, w]`: the input value each weight meets at each output position of
-    `_conv(xp, phase, ...)`, plus a row of ones (the bias's) when `ones`."""
+def _patch_buffers(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> list[torch.Tensor]:
+    """Per phase `[rows, C·kh·kw + 1, h, w]` for `_patches` of inputs of x's size, the last row (the bias's)
+    all ones."""
+    (ph, pw), (_, c, h, w) = conv.padding, x.shape
+    k = c * conv.kernel_size[0] * conv.kernel_size[1]
+    buffers = [x.new_empty(rows, k + 1, *_phase_size(h + 2 * ph, w + 2 * pw, phase, conv)) for phase in PHASES]
+    for buffer in buffers:
+        buffer[:, k].fill_(1.0)
+    return buffers
+
+
+def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, buffer: torch.Tensor) -> torch.Tensor:
+    """`[r, C·kh·kw + 1, h, w]` in `buffer`: the input value each weight meets at each position of the
+    convolution's phase `[..., i::2, j::2]`, and the buffer's row of ones (the bias's)."""
     (i, j), (kh, kw), (sh, sw), (dh, dw) = phase, conv.kernel_size, conv.stride, conv.dilation
     r, c, hp, wp = xp.shape
-    h, w = (hp - i * sh - dh * (kh - 1) - 1) // (2 * sh) + 1, (wp - j * sw - dw * (kw - 1) - 1) // (2 * sw) + 1
-    k = c * kh * kw
-    out = xp.new_empty(r, k + ones, h, w)
+    h, w = _phase_size(hp, wp, phase, conv)
     windows = xp.as_strided((r, c, kh, kw, h, w), (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw),
                             xp.storage_offset() + i * sh * wp + j * sw)  # xp is contiguous (see _padded)
-    out[:, :k].view(r, c, kh, kw, h, w).copy_(windows)
-    if ones:
-        out[:, k].fill_(1.0)
+    out = buffer[:r]
+    out[:, :c * kh * kw].view(r, c, kh, kw, h, w).copy_(windows)
     return out
 
 
-def _windows(parts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The phases' outputs cropped to the pooling windows (max_pool2d drops an odd last row or column)."""
-    h, w = parts[3].shape[2], parts[3].shape[3]
-    return [part[:, :, :h, :w] for part in parts]
-
-
-def _pool(windows: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
-    return torch.maximum(torch.maximum(windows[0], windows[1]), torch.maximum(windows[2], windows[3]), out=out)
-
-
-def _route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
-    """Turn each part y into `scale · y + shift`, plus `grad` at each window's first maximum, in place
-    (`grad` is used up)."""
-    windows = _windows(parts)
-    pooled = _pool(windows)
-    hits = [torch.eq(window, pooled, out=torch.empty_like(pooled)) for window in windows[:3]]  # 1.0 or 0.0
-    for part in parts:
-        part.mul_(scale).add_(shift)
-    for window, hit in zip(windows, hits):
-        window.addcmul_(hit, grad)
-        grad.addcmul_(hit, grad, value=-1.0)
-    windows[3].add_(grad)
-
-
-def _flip(tensors: list[torch.Tensor], sign: torch.Tensor | None) -> None:
-    """Multiply by the per-channel sign `[C, 1, 1]` in place; None means all signs are +1."""
-    if sign is not None:
-        for t in tensors:
-            t.mul_(sign)
-
-
-def _moments(y: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Count per recording and channel, mean and biased variance `[r, C]` (two passes; the last two in float64)."""
-    m = y.mean(dim=(2, 3), keepdim=True)
-    return y[0, 0].numel(), m.flatten(1).double(), (y - m).square_().mean(dim=(2, 3)).double()
-
-
 def _phase_outputs(patches: torch.Tensor, weight_wb: torch.Tensor) -> torch.Tensor:
-    """`_conv`'s output `[r, C_out, h, w]` (channels-last) as the patch matrix times the weights (and bias)."""
+    """The convolution's phase `[r, C_out, h, w]` (channels-last) as its patch matrix times the weights and bias."""
     r, k, h, w = patches.shape
     return torch.matmul(patches.view(r, k, h * w).transpose(1, 2), weight_wb.t()).view(r, h, w, -1).permute(0, 3, 1, 2)
 
 
 def _add_weight_gradient(grad_wb: torch.Tensor, patches: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
-    """Add each phase's grad_y `[r, C_out, h, w]` times its patch matrix `[r, C·kh·kw (+ 1), h, w]` to grad_wb
-    `[C_out, C·kh·kw (+ 1)]`."""
+    """Add each phase's patch matrix `[r, C·kh·kw + 1, h, w]` times its grad_y `[r, C_out, h, w]` (channels-last)
+    to grad_wb `[C·kh·kw + 1, C_out]`."""
     for phase_patches, grad_y in zip(patches, grads):
-        for gy, p in zip(grad_y.permute(0, 2, 3, 1).flatten(1, 2), phase_patches.flatten(2)):
-            grad_wb.addmm_(gy.t(), p.t())
-
-
-def _combine(stats: list[tuple[int, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Mean and biased variance `[r, C]` over all parts from each part's (count, mean, variance), in float64."""
-    n = sum(count for count, _, _ in stats)
-    mean = sum(count * m for count, m, _ in stats) / n
-    var = sum(count * (v + (m - mean) ** 2) for count, m, v in stats) / n
-    return mean, var, n
+        for p, gy in zip(phase_patches.flatten(2), grad_y.permute(0, 2, 3, 1).flatten(1, 2)):
+            grad_wb.addmm_(p, gy)
 
 
 def _group_moments(mean: torch.Tensor, var: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,29 +113,6 @@ def _group_moments(mean: torch.Tensor, var: torch.Tensor, weights: torch.Tensor)
     return group_mean, (w * (var + (mean - group_mean) ** 2)).sum(0)
 
 
-def _gather(y_at: torch.Tensor, group: list[int]) -> torch.Tensor:
-    """`y_at[group]`, row by row (several times faster than advanced indexing on channels-last tensors)."""
-    out = torch.empty((len(group), *y_at.shape[1:]), dtype=y_at.dtype, device=y_at.device,
-                      memory_format=torch.channels_last)
-    for row, r in zip(out, group):
-        row.copy_(y_at[r])
-    return out
-
-
-def _channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, group: list[int],
-                  mean: torch.Tensor, a: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """S = Σ g and D = Σ g · (y_argmax − μ) per channel in float64, g = grad_out · [out > 0], for the batch
-    `y_at[group]`, one recording at a time; adds a · g to each recording's row of `pooled`."""
-    s = torch.zeros(out.shape[1], dtype=torch.float64, device=out.device)
-    d = torch.zeros_like(s)
-    for out_j, grad_j, r in zip(out, grad_out, group):
-        g = torch.ops.aten.threshold_backward(grad_j, out_j, 0.0)  # grad where out > 0: relu's backward
-        s += g.sum(dim=(1, 2)).double()
-        d += (y_at[r] - mean).mul_(g).sum(dim=(1, 2)).double()
-        pooled[r].add_(g.mul_(a))
-    return s, d
-
-
 class _StdConvBNReLUPool(torch.autograd.Function):
     """The block for several batches drawn from the same recordings: batch h holds `recordings[r]` for each row
     number r of `groups[h]`, with its own BatchNorm statistics and output; each recording is convolved once
@@ -188,9 +120,8 @@ class _StdConvBNReLUPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, bias, gamma, beta, recordings, conv, bn, rows, groups):
-        # channels whose γ < 0 pool the minimum of y, as the maximum of −y
         x = recordings[0]
-        sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)[:, None, None] if bool((gamma < 0).any()) else None
+        sign = torch.where(gamma < 0, -1.0, 1.0).to(x.dtype)  # channels whose γ < 0 pool the minimum of y
         weight_cl = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         means, variances, x_means, x_scales = [], [], [], []
         out_h, out_w = conv_output_size(x, conv)
@@ -202,15 +133,13 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             x_means.append(x_mean)
             x_scales.append(std + EPS)
             xp = _padded(buffer, xc, x_mean, x_scales[-1], conv)
-            parts = [_conv(xp, phase, conv, weight_cl, bias) for phase in PHASES]
-            mean_c, var_c, n = _combine([_moments(y) for y in parts])
+            y = F.conv2d(xp, weight_cl, bias, conv.stride, 0, conv.dilation)  # channels-last, as weight_cl
+            n, mean_c, var_c = kernels.pool_moments(y, sign, y_at[start:start + len(xc)])
             means.append(mean_c)
             variances.append(var_c)
-            _flip(parts, sign)
-            _pool(_windows(parts), out=y_at[start:start + len(xc)])
-        _flip([y_at], sign)  # the pooled minima back to y's values
         mean_r, var_r = torch.cat(means), torch.cat(variances)
-        counts = [torch.bincount(torch.tensor(g, dtype=torch.long), minlength=len(recordings)).double() for g in groups]
+        groups = [np.asarray(group, dtype=np.int64) for group in groups]
+        counts = [torch.bincount(torch.from_numpy(g), minlength=len(recordings)).double() for g in groups]
         outs, group_means, invstds, sizes = [], [], [], []
         for group, count in zip(groups, counts):
             mean64, var64 = _group_moments(mean_r, var_r, count)
@@ -219,14 +148,15 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean)
             bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * (var64 * size / max(size - 1, 1)).to(x.dtype))
             a = gamma * invstd
-            out = _gather(y_at, group).mul_(a[:, None, None]).add_((beta - mean * a)[:, None, None])
-            outs.append(out.clamp_min_(0.0))
+            outs.append(kernels.normalize(y_at, group, a, beta - mean * a))
             group_means.append(mean)
             invstds.append(invstd)
             sizes.append(size)
         ctx.conv, ctx.sizes, ctx.rows, ctx.sign, ctx.groups, ctx.counts = conv, sizes, rows, sign, groups, counts
         ctx.recordings = recordings  # inputs without gradient, views into the batch: kept as they are
-        ctx.save_for_backward(torch.cat(x_means), torch.cat(x_scales), weight_cl, bias, gamma,
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(torch.cat(x_means), torch.cat(x_scales), weight_cl,
+                              weight.new_zeros(len(weight)) if bias is None else bias, gamma,
                               torch.stack(group_means), torch.stack(invstds), y_at, *outs)
         return tuple(outs)
 
@@ -242,34 +172,29 @@ class _StdConvBNReLUPool(torch.autograd.Function):
             for group, count, out, grad_out, mean, invstd, size in zip(
                     ctx.groups, ctx.counts, outs, grad_outs, means, invstds, ctx.sizes):
                 a = gamma.double() * invstd.double()
-                s, d = _channel_sums(out, grad_out, y_at, group, mean[:, None, None], a.to(x.dtype)[:, None, None],
-                                     pooled)
+                s, d = kernels.channel_sums(out, grad_out, y_at, group, mean, a.to(x.dtype), pooled)
                 big_a = -a * invstd.double() ** 2 * d / size
                 scale += count[:, None] * big_a
                 shift += count[:, None] * (-a * s / size - big_a * mean.double())
                 grad_gamma += (invstd.double() * d).to(gamma.dtype)
                 grad_beta += s.to(gamma.dtype)
-            # applied to the sign-flipped y that forward pooled, hence scale · sign
-            scale, shift = scale.to(x.dtype)[:, :, None, None], shift.to(x.dtype)[:, :, None, None]
-            if ctx.sign is not None:
-                scale = scale * ctx.sign
+            scale, shift = scale.to(x.dtype), shift.to(x.dtype)
             k = weight_cl[0].numel()
-            weight_wb = weight_cl.reshape(len(weight_cl), k) if bias is None else \
-                torch.cat([weight_cl.reshape(len(weight_cl), k), bias[:, None]], dim=1)
-            grad_wb = torch.zeros_like(weight_wb)
+            weight_wb = torch.cat([weight_cl.reshape(len(weight_cl), k), bias[:, None]], dim=1)
+            grad_wb = weight_wb.new_zeros(k + 1, len(weight_wb))
             buffer = _padding_buffer(x, rows, ctx.conv)
+            patch_buffers = _patch_buffers(x, rows, ctx.conv)
             for xc, mc, sc, pooled_c, scale_c, shift_c in zip(
                     _chunks(recordings, rows), x_mean.split(rows), x_scale.split(rows), pooled.split(rows),
                     scale.split(rows), shift.split(rows)):
                 xp = _padded(buffer, xc, mc, sc, ctx.conv)
                 # the phases again, from the patches that the weight gradient needs anyway
-                patches = [_patches(xp, phase, ctx.conv, bias is not None) for phase in PHASES]
+                patches = [_patches(xp, phase, ctx.conv, b) for phase, b in zip(PHASES, patch_buffers)]
                 parts = [_phase_outputs(p, weight_wb) for p in patches]
-                _flip(parts, ctx.sign)
-                _route(parts, pooled_c, scale_c, shift_c)
+                kernels.route(parts, pooled_c, scale_c, shift_c, ctx.sign)
                 _add_weight_gradient(grad_wb, patches, parts)
-        grad_bias = None if bias is None else grad_wb[:, k].clone()
-        return grad_wb[:, :k].reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None, None, None
+        grad_bias = grad_wb[k].clone() if ctx.has_bias else None
+        return grad_wb[:k].t().reshape(weight_cl.shape), grad_bias, grad_gamma, grad_beta, None, None, None, None, None
 
 
 def _check(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:

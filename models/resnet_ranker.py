@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 from datasets.pairs import batch_rows, pair_halves
+from models import fused_kernels
 from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
 
@@ -70,9 +71,9 @@ class SimpleCNNAudioRanker(nn.Module):
     def _fuses(x: torch.Tensor) -> bool:
         """Whether training takes the fused first block: the same maths as standardize + self.features[:4] in a
         fraction of the memory and time, written for CPU caches and float32 (GPUs and mixed precision take the
-        plain path)."""
+        plain path, as do machines without numba, which compiles its element-wise passes)."""
         return (x.device.type == "cpu" and torch.is_grad_enabled() and not x.requires_grad
-                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
+                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu") and fused_kernels.available())
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self._head(self.features(standardize(x)), x)

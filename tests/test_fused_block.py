@@ -1,6 +1,7 @@
 """The memory-efficient first block computes what the plain module sequence computes."""
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -122,9 +123,42 @@ def test_gradient_goes_to_the_first_maximum_of_each_window_like_max_pool2d():
     y = torch.randint(0, 3, (2, 3, 9, 11)).float().requires_grad_()  # ties in most windows; odd edges dropped
     grad = torch.randn(2, 3, 4, 5)
     torch.nn.functional.max_pool2d(y, 2).backward(grad)
-    parts = [y.detach()[:, :, i::2, j::2].clone() for i, j in fused_block.PHASES]  # as the block computes them
-    fused_block._route(parts, grad.clone(), torch.full((3, 1, 1), 2.0), torch.full((3, 1, 1), 0.5))
+    parts = [y.detach()[:, :, i::2, j::2].contiguous(memory_format=torch.channels_last)  # as the block has them
+             for i, j in fused_block.PHASES]
+    fused_block.kernels.route(parts, grad.contiguous(memory_format=torch.channels_last), torch.full((2, 3), 2.0),
+                              torch.full((2, 3), 0.5), torch.ones(3))
     routed = torch.empty_like(y)
     for (i, j), part in zip(fused_block.PHASES, parts):
         routed[:, :, i::2, j::2] = part
     torch.testing.assert_close(routed, 2.0 * y.detach() + 0.5 + y.grad, rtol=0, atol=0)
+
+
+def test_without_numba_the_small_cnn_trains_through_its_plain_modules(monkeypatch):
+    model = build_model("simple_cnn").train()
+    x = torch.randn(4, 1, 65, 120)
+    assert model._fuses(x)
+    monkeypatch.setattr(fused_block.kernels, "available", lambda: False)
+    assert not model._fuses(x)
+    torch.testing.assert_close(model(x), plain_forward(copy.deepcopy(model), x))
+
+
+def test_kernels_run_from_several_threads_at_once():
+    """Training runs in threads of one process (tests/test_run_outputs.py) call the compiled passes at the same
+    time; each call's results are its own."""
+    torch.manual_seed(3)
+    ys = [torch.randn(2, 8, 41, 30).contiguous(memory_format=torch.channels_last) for _ in range(4)]
+    expected = [torch.nn.functional.max_pool2d(y, 2) for y in ys]
+    pooled = [torch.empty_like(e, memory_format=torch.channels_last) for e in expected]
+
+    def work(i):
+        for _ in range(20):
+            fused_block.kernels.pool_moments(ys[i], torch.ones(8), pooled[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    for p, e in zip(pooled, expected):
+        torch.testing.assert_close(p, e, rtol=0, atol=0)

@@ -1,0 +1,165 @@
+"""The fused first block's element-wise passes as compiled loops (numba), one pass over memory each.
+
+In PyTorch each of these is a chain of five to fifteen whole-tensor operations, every one reading and writing
+tensors of several MB, so that on a CPU they cost several times the convolution itself. All arrays are numpy views
+of channels-last tensors, `[recordings, rows, columns, channels]`. Sums are accumulated in float64, one partial
+sum per row (or pair of rows), added up afterwards. `sign[c]` is +1 or −1: channels whose BatchNorm scale γ is
+negative pool the minimum (see fused_block).
+
+The loops run on one thread: they are bound by memory bandwidth, so that a second thread gained little (on 2 cores,
+1.3 against 1.5 ms for one 6 s recording's pooling pass), while numba's thread pools spun against PyTorch's and
+against other processes. Compiled on first use and cached beside this file (numba's `cache=True`); `available()`
+says whether numba is installed: without it the models take their plain modules.
+"""
+
+import importlib.util
+
+import numpy as np
+import torch
+
+_kernels = None
+
+
+def available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+def _nhwc(t: torch.Tensor) -> np.ndarray:
+    """The numpy view `[N, H, W, C]` of a channels-last tensor `[N, C, H, W]`."""
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+def _compile():
+    """The kernels, compiled (or loaded from numba's cache) at the first call.
+
+    Indices are unsigned (`u`): numba then skips its negative-index check on every access, which otherwise keeps
+    the loops from being vectorised (two to three times slower)."""
+    from numba import njit
+
+    u = np.uint64
+
+    @njit(cache=True)
+    def pool_moments(y, sign, pooled, partial):
+        """pooled = the 2×2 max (min where sign < 0) of y; partial[n, p] = Σ y and Σ y² over rows 2p and 2p + 1."""
+        r, h, w, channels = u(y.shape[0]), u(y.shape[1]), u(y.shape[2]), u(y.shape[3])
+        sum1, sum2 = np.empty(y.shape[3]), np.empty(y.shape[3])  # the rows' sums, apart from the arrays read
+        for n in range(r):
+            for p in range(u(partial.shape[1])):
+                sum1[:] = 0.0
+                sum2[:] = 0.0
+                for i in range(u(2) * p, min(u(2) * p + u(2), h)):
+                    for j in range(w):
+                        for c in range(channels):
+                            v = np.float64(y[n, i, j, c])
+                            sum1[c] += v
+                            sum2[c] += v * v
+                partial[n, p, 0] = sum1
+                partial[n, p, 1] = sum2
+                if p < u(pooled.shape[1]):
+                    i = u(2) * p
+                    for j in range(u(pooled.shape[2])):
+                        k = u(2) * j
+                        for c in range(channels):
+                            s = sign[c]
+                            m = max(max(s * y[n, i, k, c], s * y[n, i, k + u(1), c]),
+                                    max(s * y[n, i + u(1), k, c], s * y[n, i + u(1), k + u(1), c]))
+                            pooled[n, p, j, c] = s * m
+
+    @njit(cache=True)
+    def normalize(y_at, group, a, b, out):
+        """out[k] = max(0, a · y_at[group[k]] + b)."""
+        for k in range(u(len(group))):
+            r = u(group[k])
+            for i in range(u(out.shape[1])):
+                for j in range(u(out.shape[2])):
+                    for c in range(u(out.shape[3])):
+                        out[k, i, j, c] = max(np.float32(0.0), a[c] * y_at[r, i, j, c] + b[c])
+
+    @njit(cache=True)
+    def channel_sums(out, grad_out, y_at, group, mean, a, pooled, partial):
+        """g = grad_out where out > 0: partial[k, i] = Σ g and Σ g · (y_at[group[k]] − mean) over row i of batch
+        row k; pooled[group[k]] += a · g."""
+        channels = u(out.shape[3])
+        s, d = np.empty(out.shape[3]), np.empty(out.shape[3])  # the row's sums, apart from the arrays read
+        for k in range(u(len(group))):
+            r = u(group[k])
+            for i in range(u(out.shape[1])):
+                s[:] = 0.0
+                d[:] = 0.0
+                for j in range(u(out.shape[2])):
+                    for c in range(channels):
+                        g = grad_out[k, i, j, c] if out[k, i, j, c] > 0 else np.float32(0.0)
+                        s[c] += g
+                        d[c] += np.float64(g) * (np.float64(y_at[r, i, j, c]) - mean[c])
+                        pooled[r, i, j, c] += a[c] * g
+                partial[k, i, 0] = s
+                partial[k, i, 1] = d
+
+    @njit(cache=True)
+    def route(y0, y1, y2, y3, grad, scale, shift, sign):
+        """Each phase y_φ (window positions (0, 0), (0, 1), (1, 0), (1, 1)) becomes scale · y_φ + shift, plus grad
+        at the window's first maximum of sign · y, as max_pool2d routes it. Rows and columns beyond grad's (an odd
+        last one of the convolution, which pooling drops) get the affine part only."""
+        r, h, w, channels = u(grad.shape[0]), u(grad.shape[1]), u(grad.shape[2]), u(grad.shape[3])
+        for n in range(r):
+            for y in (y0, y1, y2, y3):
+                for i in range(u(y.shape[1])):
+                    for j in range(w if i < h else u(0), u(y.shape[2])):
+                        for c in range(channels):
+                            y[n, i, j, c] = scale[n, c] * y[n, i, j, c] + shift[n, c]
+            for i in range(h):
+                for j in range(w):
+                    for c in range(channels):
+                        s, a, b, g = sign[c], scale[n, c], shift[n, c], grad[n, i, j, c]
+                        v0, v1, v2, v3 = y0[n, i, j, c], y1[n, i, j, c], y2[n, i, j, c], y3[n, i, j, c]
+                        m = max(max(s * v0, s * v1), max(s * v2, s * v3))
+                        y0[n, i, j, c] = a * v0 + b + (g if s * v0 == m else 0.0)
+                        y1[n, i, j, c] = a * v1 + b + (g if s * v1 == m and s * v0 != m else 0.0)
+                        y2[n, i, j, c] = a * v2 + b + (g if s * v2 == m and s * v0 != m and s * v1 != m else 0.0)
+                        y3[n, i, j, c] = a * v3 + b + (g if s * v0 != m and s * v1 != m and s * v2 != m else 0.0)
+
+    return pool_moments, normalize, channel_sums, route
+
+
+def _run(kernel: int, *arrays: np.ndarray) -> None:
+    """Kernel number `kernel` of `_compile`'s on the arrays."""
+    global _kernels
+    if _kernels is None:
+        _kernels = _compile()
+    _kernels[kernel](*arrays)
+
+
+def pool_moments(y: torch.Tensor, sign: torch.Tensor, pooled: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Writes the 2×2 max-pool of y (the min in channels where sign < 0) into `pooled`; returns the count per
+    recording and channel, and each recording's channel means and biased variances `[r, C]` in float64."""
+    r, c, h, w = y.shape
+    partial = np.empty((r, (h + 1) // 2, 2, c))
+    _run(0, _nhwc(y), sign.numpy(), _nhwc(pooled), partial)
+    sums = torch.from_numpy(partial).sum(1) / (h * w)
+    return h * w, sums[:, 0], sums[:, 1] - sums[:, 0] ** 2
+
+
+def normalize(y_at: torch.Tensor, group: np.ndarray, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """`relu(a · y_at[group] + b)` per channel, channels-last."""
+    out = torch.empty((len(group), *y_at.shape[1:]), dtype=y_at.dtype, memory_format=torch.channels_last)
+    _run(1, _nhwc(y_at), group, a.numpy(), b.numpy(), _nhwc(out))
+    return out
+
+
+def channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, group: np.ndarray,
+                 mean: torch.Tensor, a: torch.Tensor, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """S = Σ g and D = Σ g · (y_at[group] − mean) per channel in float64, g = grad_out where out > 0; adds a · g to
+    `pooled`'s row of each batch row's recording."""
+    grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+    partial = np.empty((len(out), out.shape[2], 2, out.shape[1]))
+    _run(2, _nhwc(out), _nhwc(grad_out), _nhwc(y_at), group, mean.double().numpy(), a.numpy(), _nhwc(pooled),
+         partial)
+    sums = torch.from_numpy(partial).sum((0, 1))
+    return sums[0], sums[1]
+
+
+def route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+          sign: torch.Tensor) -> None:
+    """Each phase part (channels-last) becomes `scale · y + shift` plus `grad` at each window's first maximum
+    (minimum where sign < 0), in place; scale and shift are `[r, C]`."""
+    _run(3, *(_nhwc(part) for part in parts), _nhwc(grad), scale.numpy(), shift.numpy(), sign.numpy())
