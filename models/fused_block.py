@@ -81,13 +81,9 @@ def _patch_buffers(x: torch.Tensor, rows: int, conv: nn.Conv2d) -> list[torch.Te
 def _patches(xp: torch.Tensor, phase: tuple[int, int], conv: nn.Conv2d, buffer: torch.Tensor) -> torch.Tensor:
     """`[r, C·kh·kw + 1, h, w]` in `buffer`: the input value each weight meets at each position of the
     convolution's phase `[..., i::2, j::2]`, and the buffer's row of ones (the bias's)."""
-    (i, j), (kh, kw), (sh, sw), (dh, dw) = phase, conv.kernel_size, conv.stride, conv.dilation
-    r, c, hp, wp = xp.shape
-    h, w = _phase_size(hp, wp, phase, conv)
-    windows = xp.as_strided((r, c, kh, kw, h, w), (c * hp * wp, hp * wp, dh * wp, dw, 2 * sh * wp, 2 * sw),
-                            xp.storage_offset() + i * sh * wp + j * sw)  # xp is contiguous (see _padded)
-    out = buffer[:r]
-    out[:, :c * kh * kw].view(r, c, kh, kw, h, w).copy_(windows)
+    (i, j), (sh, sw) = phase, conv.stride
+    out = buffer[:len(xp)]
+    kernels.patches(xp, (i * sh, j * sw), conv.kernel_size, conv.dilation, (2 * sh, 2 * sw), out)
     return out
 
 

@@ -1,10 +1,10 @@
 """The fused first block's element-wise passes as compiled loops (numba), one pass over memory each.
 
 In PyTorch each of these is a chain of five to fifteen whole-tensor operations, every one reading and writing
-tensors of several MB, so that on a CPU they cost several times the convolution itself. All arrays are numpy views
-of channels-last tensors, `[recordings, rows, columns, channels]`. Sums are accumulated in float64, one partial
-sum per row (or pair of rows), added up afterwards. `sign[c]` is +1 or −1: channels whose BatchNorm scale γ is
-negative pool the minimum (see fused_block).
+tensors of several MB, so that on a CPU they cost several times the convolution itself. The arrays are numpy views
+of channels-last tensors, `[recordings, rows, columns, channels]` (the patch matrices' excepted). Sums are
+accumulated in float64, one partial sum per row (or pair of rows), added up afterwards. `sign[c]` is +1 or −1:
+channels whose BatchNorm scale γ is negative pool the minimum (see fused_block).
 
 The loops run on one thread: they are bound by memory bandwidth, so that a second thread gained little (on 2 cores,
 1.3 against 1.5 ms for one 6 s recording's pooling pass), while numba's thread pools spun against PyTorch's and
@@ -29,7 +29,7 @@ def _nhwc(t: torch.Tensor) -> np.ndarray:
     return t.permute(0, 2, 3, 1).numpy()
 
 
-def _compile():
+def _compile() -> tuple:
     """The kernels, compiled (or loaded from numba's cache) at the first call.
 
     Indices are unsigned (`u`): numba then skips its negative-index check on every access, which otherwise keeps
@@ -118,15 +118,32 @@ def _compile():
                         y2[n, i, j, c] = a * v2 + b + (g if s * v2 == m and s * v0 != m and s * v1 != m else 0.0)
                         y3[n, i, j, c] = a * v3 + b + (g if s * v0 != m and s * v1 != m and s * v2 != m else 0.0)
 
-    return pool_moments, normalize, channel_sums, route
+    @njit(cache=True)
+    def patches(xp, i0, j0, kh, kw, dh, dw, sh, sw, out):
+        """out[n, (c, ki, kj), a, b] = xp[n, c, i0 + ki·dh + a·sh, j0 + kj·dw + b·sw]: the input value each weight
+        meets at each output position (xp is `[N, C, H, W]`, not channels-last)."""
+        kh, kw, h, w = u(kh), u(kw), u(out.shape[2]), u(out.shape[3])
+        for n in range(u(xp.shape[0])):
+            for c in range(u(xp.shape[1])):
+                for ki in range(kh):
+                    for kj in range(kw):
+                        row = (c * kh + ki) * kw + kj
+                        for a in range(h):
+                            src = xp[n, c, u(i0) + ki * u(dh) + a * u(sh)]
+                            dst = out[n, row, a]
+                            start = u(j0) + kj * u(dw)
+                            for b in range(w):
+                                dst[b] = src[start + b * u(sw)]
+
+    return pool_moments, normalize, channel_sums, route, patches
 
 
-def _run(kernel: int, *arrays: np.ndarray) -> None:
-    """Kernel number `kernel` of `_compile`'s on the arrays."""
+def _run(kernel: int, *args: np.ndarray | int) -> None:
+    """Kernel number `kernel` of `_compile`'s on the arguments."""
     global _kernels
     if _kernels is None:
         _kernels = _compile()
-    _kernels[kernel](*arrays)
+    _kernels[kernel](*args)
 
 
 def pool_moments(y: torch.Tensor, sign: torch.Tensor, pooled: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
@@ -163,3 +180,11 @@ def route(parts: list[torch.Tensor], grad: torch.Tensor, scale: torch.Tensor, sh
     """Each phase part (channels-last) becomes `scale · y + shift` plus `grad` at each window's first maximum
     (minimum where sign < 0), in place; scale and shift are `[r, C]`."""
     _run(3, *(_nhwc(part) for part in parts), _nhwc(grad), scale.numpy(), shift.numpy(), sign.numpy())
+
+
+def patches(xp: torch.Tensor, origin: tuple[int, int], kernel: tuple[int, int], dilation: tuple[int, int],
+            step: tuple[int, int], out: torch.Tensor) -> None:
+    """Writes into out `[r, C·kh·kw (+ more), h, w]` the input value each weight of a kernel of size `kernel`
+    meets at each output position of a convolution of xp `[r, C, H, W]` whose first output reads xp at `origin`
+    and whose outputs lie `step` apart."""
+    _run(4, xp.numpy(), *origin, *kernel, *dilation, *step, out.numpy())
