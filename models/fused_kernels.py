@@ -12,6 +12,7 @@ against other processes. Compiled on first use and cached beside this file (numb
 says whether numba is installed: without it the models take their plain modules.
 """
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -20,7 +21,9 @@ import torch
 _kernels = None
 
 
+@functools.cache
 def available() -> bool:
+    """Whether numba is installed; asked on every training forward, so looked up once."""
     return importlib.util.find_spec("numba") is not None
 
 
