@@ -85,17 +85,19 @@ def run_split(recordings: Dataset, run_args: dict) -> Split:
 
 
 def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                pin: bool = False, spectrograms: bool = True) -> DataLoader:
-    """Batches of pair indices collated with `pairs.distinct_batch` (each recording's spectrogram once, gathered
-    where the recordings' `.data` lives: a GPU with --data-on-device). Under torchrun each process loads its own
-    share of the pairs (a DistributedSampler). `pin`: batches in page-locked memory, which a GPU copies several
-    times faster than ordinary memory. Without `spectrograms` the batches hold the pairs' targets, labels and
-    recording numbers only (validation)."""
+                form: str = "views") -> DataLoader:
+    """Batches of pair indices, collated as `form`: "views" (`pairs.view_batch`: each recording's spectrogram once,
+    as views into the recordings), "stacked" (`pairs.distinct_batch`: stacked where the recordings' `.data` lives,
+    a GPU with --data-on-device, or in worker processes, which send copies anyway), "pinned" (stacked in
+    page-locked memory, which a GPU copies several times faster than ordinary memory) or "index" (the pairs'
+    targets, labels and recording numbers only: validation). Under torchrun each process loads its own share of
+    the pairs (a DistributedSampler)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
-    collate = pairs.distinct_batch if spectrograms else pairs.index_batch
+    collate = {"views": pairs.view_batch, "stacked": pairs.distinct_batch, "pinned": pairs.distinct_batch,
+               "index": pairs.index_batch}[form]
     return DataLoader(range(len(pairs)), batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       drop_last=True, num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=worker_init_fn, collate_fn=collate, pin_memory=pin)
+                      worker_init_fn=worker_init_fn, collate_fn=collate, pin_memory=form == "pinned")
 
 
 @dataclass
@@ -125,7 +127,7 @@ class RunData:
 def build_data(run_args: dict, frequency: str, device: torch.device | None = None) -> RunData:
     """Recordings, their seeded splits, the train/validation pairs, and their loaders; with --data-on-device and
     a `device`, the spectrograms are moved there and the loaders gather batches there; otherwise batches for a
-    GPU come in page-locked memory."""
+    GPU come in page-locked memory, and training batches on the CPU as views into the recordings."""
     recordings = load_recordings(run_args, frequency)
     on_device = bool(run_args.get("data_on_device")) and device is not None
     if on_device:
@@ -139,7 +141,8 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
     pin = device is not None and device.type == "cuda" and not on_device
-    loaders = [make_loader(pairs, batch_size, train, run_args["seed"], run_args["num_workers"], pin,
-                           spectrograms=train)  # validation scores each recording once and looks the pairs up
-               for pairs, train in ((train_pairs, True), (val_pairs, False))]
+    form = "pinned" if pin else "stacked" if on_device or run_args["num_workers"] else "views"
+    loaders = [make_loader(train_pairs, batch_size, True, run_args["seed"], run_args["num_workers"], form),
+               # validation scores each recording once and looks the pairs up
+               make_loader(val_pairs, batch_size, False, run_args["seed"], run_args["num_workers"], "index")]
     return RunData(recordings, split, *loaders, train_pairs, val_pairs)

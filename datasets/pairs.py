@@ -1,5 +1,7 @@
 """Pairs of recordings from different classes, with the ranking target."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
@@ -21,8 +23,22 @@ def batch_rows(index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tensor
     return torch.unique(torch.cat([torch.as_tensor(index1), torch.as_tensor(index2)]), return_inverse=True)
 
 
-def pair_halves(x: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stacked(x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """A batch's spectrograms as one tensor `[B, C, F, T]`, whether collated stacked or as views (`view_batch`)."""
+    return x if isinstance(x, torch.Tensor) else torch.stack(list(x))
+
+
+def batch_to(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -> torch.Tensor | Sequence[torch.Tensor]:
+    """A batch's spectrograms on `device`; a CPU batch's views (`view_batch`) stay views for the CPU."""
+    if not isinstance(x, torch.Tensor) and device.type == x[0].device.type == "cpu":
+        return x
+    return stacked(x).to(device, non_blocking=True)  # non-blocking from page-locked batches
+
+
+def pair_halves(x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """A distinct batch's x as the two half-batches x1, x2 that `__getitem__` and the default collate give."""
+    x = stacked(x)
     _, slots = batch_rows(index1, index2)
     slots = slots.to(x.device)
     return x[slots[:len(index1)]], x[slots[len(index1):]]
@@ -34,7 +50,7 @@ class RankingPairDataset(Dataset):
     Target is +1 when the first recording has the higher label, −1 otherwise. Items are
     `(x1, x2, target, label1, label2, index1, index2)`, the indices pointing into the recording
     dataset underneath any `Subset`, so that `paths[index]` names the recording. The trainer's loaders collate
-    with `distinct_batch` (training) and `index_batch` (validation) instead.
+    with `distinct_batch` or `view_batch` (training) and `index_batch` (validation) instead.
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
@@ -78,9 +94,16 @@ class RankingPairDataset(Dataset):
         """A batch of pairs whose spectrograms hold each of its recordings once: `(x, None, target, label1,
         label2, index1, index2)`, x the distinct recordings in order of recording number (`batch_rows`). A batch
         of 32 pairs holds about 31 distinct recordings instead of 64; the scorers read the pairs from x."""
+        x, *rest = self.view_batch(indices)
+        return (stacked(x), *rest)
+
+    def view_batch(self, indices: list[int]) -> tuple:
+        """`distinct_batch` with x a tuple of the recordings' own tensors `[C, F, T]` (views, not copies), for
+        training in the process that holds the recordings: a 6 s batch of 31 recordings would copy 143 MB."""
         batch = self.index_batch(indices)
         rows, _ = batch_rows(batch[5], batch[6])
-        return (self.spectrograms(rows.tolist()), *batch[1:])
+        data = self.recordings.data
+        return (tuple(data[i] for i in rows.tolist()), *batch[1:])
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

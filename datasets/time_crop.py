@@ -20,13 +20,15 @@ class TimeCrop:
         return max(1, round(self.fraction * frames))
 
     def __call__(self, batch: tuple, epoch: int, batch_number: int) -> tuple:
-        """`batch` is a distinct batch (datasets.pairs): one row per recording, so one window per recording."""
+        """`batch` is a distinct batch (datasets.pairs): one row per recording, so one window per recording. A batch
+        of views (`view_batch`) stays one: each window a view."""
         x = batch[0]
-        frames = x.shape[-1]
+        frames = x[0].shape[-1]
         width = self.width(frames)
         if width >= frames:
             return batch
         state = np.random.SeedSequence([self.seed, epoch, batch_number]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
         starts = torch.randint(0, frames - width + 1, (len(x),), generator=generator).tolist()
-        return (torch.stack([row[..., start:start + width] for row, start in zip(x, starts)]), *batch[1:])
+        windows = [row[..., start:start + width] for row, start in zip(x, starts)]
+        return (torch.stack(windows) if isinstance(x, torch.Tensor) else tuple(windows), *batch[1:])

@@ -29,6 +29,8 @@ product that is five to eight times faster per recording than oneDNN's weight gr
 The results equal the module sequence to float rounding; tests check it.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -206,9 +208,11 @@ def _check(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d) 
         raise ValueError(f"the convolution's output ({out_h} × {out_w}) is smaller than one 2×2 pooling window")
 
 
-def std_conv_bn_relu_pool(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode; x needs no gradient."""
-    return std_conv_bn_relu_pool_batches(list(x.split(1)), conv, bn, (list(range(len(x))),))[0]
+def std_conv_bn_relu_pool(x: torch.Tensor | Sequence[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d
+                          ) -> torch.Tensor:
+    """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode for a batch x `[B, C, F, T]` (or
+    its B recordings `[C, F, T]`); x needs no gradient."""
+    return std_conv_bn_relu_pool_batches([row.unsqueeze(0) for row in x], conv, bn, (list(range(len(x))),))[0]
 
 
 def std_conv_bn_relu_pool_batches(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d,

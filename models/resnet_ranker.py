@@ -1,12 +1,11 @@
 """Rankers: a spectrogram `[B, 1, F, T]` in, one score per spectrogram `[B]` out."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
-from datasets.pairs import batch_rows, pair_halves
+from datasets.pairs import batch_rows, pair_halves, stacked
 from models import fused_kernels
 from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
@@ -26,6 +25,7 @@ class SimpleCNNAudioRanker(nn.Module):
     """The original small CNN: two conv-BN-ReLU-pool blocks, global average pool, a 16→10→1 head."""
 
     backward_memory_factor = 1.8  # a step's peak over what autograd keeps from forward (training/step_memory.py)
+    reads_views = True  # forward and score_pairs take a batch's recordings as a sequence of views `[C, F, T]`
 
     def __init__(self):
         super().__init__()
@@ -45,14 +45,15 @@ class SimpleCNNAudioRanker(nn.Module):
         # are several times faster on CPU.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         if self.training and self._fuses(x):
             return self._head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1])), x)
+        x = stacked(x)
         if not self.training and x.device.type == "cpu":
             return score_in_chunks(self._plain, x, self.features[0])
         return self._plain(x)
 
-    def score_pairs(self, x: torch.Tensor, index1: torch.Tensor, index2: torch.Tensor
+    def score_pairs(self, x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`self(x1), self(x2)` in training mode for the half-batches of a distinct batch x (`models.pair_forward`),
         with the first block's convolution done once per distinct recording: each half-batch keeps its own
@@ -62,23 +63,25 @@ class SimpleCNNAudioRanker(nn.Module):
             return self(x1), self(x2)
         _, slots = batch_rows(index1, index2)
         halves = (slots[:len(index1)], slots[len(index1):])
-        blocks = std_conv_bn_relu_pool_batches(list(x.split(1)), self.features[0], self.features[1],
+        blocks = std_conv_bn_relu_pool_batches([row.unsqueeze(0) for row in x], self.features[0], self.features[1],
                                                [half.tolist() for half in halves])
         s1, s2 = (self._head(self.features[4:](block), x, half) for block, half in zip(blocks, halves))
         return s1, s2
 
     @staticmethod
-    def _fuses(x: torch.Tensor) -> bool:
+    def _fuses(x: torch.Tensor | Sequence[torch.Tensor]) -> bool:
         """Whether training takes the fused first block: the same maths as standardize + self.features[:4] in a
         fraction of the memory and time, written for CPU caches and float32 (GPUs and mixed precision take the
         plain path, as do machines without numba, which compiles its element-wise passes)."""
+        x = x[0]  # the batch's recordings all alike
         return (x.device.type == "cpu" and torch.is_grad_enabled() and not x.requires_grad
                 and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu") and fused_kernels.available())
 
     def _plain(self, x: torch.Tensor) -> torch.Tensor:
         return self._head(self.features(standardize(x)), x)
 
-    def _head(self, pooled: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None
+              ) -> torch.Tensor:
         """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x`, whose row
         `rows[i]` is pooled's row i when given)."""
         return self.head(pooled).squeeze(1)
@@ -89,6 +92,9 @@ class ResNetAudioRanker(nn.Module):
 
     def __init__(self):
         super().__init__()
+        # torchvision's import (with torch._dynamo) takes ~1.4 s of every run's start; only this model needs it
+        from torchvision.models import resnet18
+
         self.net = resnet18(weights=None, num_classes=1)
         self.net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.net.avgpool = GlobalPool((2, 3))

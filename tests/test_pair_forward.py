@@ -46,6 +46,21 @@ def test_separate_scores_the_half_batches_and_in_eval_mode_each_distinct_recordi
         assert torch.equal(s1, index1.float()) and torch.equal(s2, index2.float())
 
 
+@pytest.mark.parametrize("name", ["simple_cnn", "simple_cnn_level", "spectrum_cnn"])
+def test_unique_training_step_reads_a_batch_of_views_as_the_stacked_batch(name):
+    torch.manual_seed(2)
+    model = build_model(name).train()
+    reference = copy.deepcopy(model)
+    recordings = torch.randn(5, 1, 65, 90) * 15 - 40
+    index1, index2 = torch.tensor([0, 1, 2, 2]), torch.tensor([3, 4, 0, 1])
+    ours = torch.cat(unique(model, tuple(recordings), index1, index2))
+    stacked = torch.cat(unique(reference, recordings, index1, index2))
+    torch.testing.assert_close(ours, stacked, rtol=1e-6, atol=1e-6)
+    ours.sum().backward()
+    stacked.sum().backward()
+    assert_grads_close(model, reference, zero=("features.0.bias", "features.4.bias"))  # before BatchNorm
+
+
 def test_unique_equals_model_x1_model_x2_in_eval_mode():
     torch.manual_seed(0)
     model = build_model("simple_cnn").eval()
@@ -58,10 +73,12 @@ def test_unique_equals_model_x1_model_x2_in_eval_mode():
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("views", [False, True])
 @pytest.mark.parametrize("name", ["simple_cnn", "simple_cnn_level"])
-def test_separate_training_step_equals_the_plain_step_and_convolves_each_recording_once(monkeypatch, name):
+def test_separate_training_step_equals_the_plain_step_and_convolves_each_recording_once(monkeypatch, name, views):
     """Loss, every gradient and BatchNorm's running statistics as model(x1), model(x2) through the plain
-    module sequence give them, with repeated recordings in and across the half-batches."""
+    module sequence give them, with repeated recordings in and across the half-batches; the batch stacked or as
+    views of its recordings (a CPU training batch)."""
     torch.manual_seed(1)
     model = build_model(name).train()
     with torch.no_grad():
@@ -76,7 +93,7 @@ def test_separate_training_step_equals_the_plain_step_and_convolves_each_recordi
     monkeypatch.setattr(resnet_ranker, "std_conv_bn_relu_pool_batches",
                         lambda x, *rest: seen.append(len(x)) or batches(x, *rest))
     loss = nn.MarginRankingLoss(margin=1.0)
-    ours = loss(*separate(model, recordings, index1, index2), target)
+    ours = loss(*separate(model, tuple(recordings) if views else recordings, index1, index2), target)
     plain = loss(reference._plain(x1), reference._plain(x2), target)
     assert seen == [7]
     torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)

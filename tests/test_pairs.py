@@ -85,3 +85,21 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
     assert len(distinct) == len(expected)
     for a, b in zip((*pair_halves(x, distinct[5], distinct[6]), *rest), expected):
         assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
+    """On the CPU training reads each recording where it is: no copy of the batch's spectrograms."""
+    from datasets.pairs import batch_to, stacked
+
+    recordings = Recordings(LABELS)
+    pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)
+    chosen = [4, 0, 7, 2, 7]
+    views, distinct = pairs.view_batch(chosen), pairs.distinct_batch(chosen)
+    assert isinstance(views[0], tuple) and torch.equal(stacked(views[0]), distinct[0])
+    for a, b in zip(views[1:], distinct[1:]):
+        assert a is b is None or torch.equal(a, b)
+    storage = recordings.data.untyped_storage().data_ptr()
+    assert all(row.untyped_storage().data_ptr() == storage for row in views[0])
+    assert batch_to(views[0], torch.device("cpu")) is views[0]
+    moved = batch_to(views[0], torch.device("meta"))  # another device: the batch stacked there
+    assert moved.device.type == "meta" and moved.shape == distinct[0].shape

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
-from datasets.pairs import RankingPairDataset
+from datasets.pairs import RankingPairDataset, batch_to
 from datasets.time_crop import TimeCrop
 from losses import RunLosses, build_losses
 from models import build_model
@@ -75,7 +75,7 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
     x, _, target, _, _, index1, index2 = batch  # a distinct batch (datasets.pairs)
     target = target.to(device, non_blocking=True)
     if scores is None:
-        x = x.to(device, non_blocking=True)  # from pinned batches
+        x = batch_to(x, device)
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
             s1, s2 = t.scorer(x, index1, index2)
     else:
