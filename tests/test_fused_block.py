@@ -3,6 +3,7 @@
 import copy
 import threading
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -142,9 +143,45 @@ def test_without_numba_the_small_cnn_trains_through_its_plain_modules(monkeypatc
     torch.testing.assert_close(model(x), plain_forward(copy.deepcopy(model), x))
 
 
-def test_kernels_run_from_several_threads_at_once():
+@pytest.fixture
+def two_threads():
+    """PyTorch allowed two threads (the suite's workers have one): the compiled passes then split their work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def kernel_results() -> list[torch.Tensor]:
+    """Every compiled pass on one set of inputs with odd sizes (an odd last row pair, odd phase sizes)."""
+    torch.manual_seed(4)
+    kernels, cl = fused_block.kernels, torch.channels_last
+    y = torch.randn(2, 6, 23, 17).contiguous(memory_format=cl)
+    sign = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
+    y_at = torch.empty(2, 6, 11, 8).contiguous(memory_format=cl)
+    _, mean, var = kernels.pool_moments(y, sign, y_at)
+    group, a, b = np.array([1, 0, 1]), torch.rand(6) - 0.3, torch.randn(6)
+    out = kernels.normalize(y_at, group, a, b)
+    pooled = torch.zeros_like(y_at)
+    sums = kernels.channel_sums(out, torch.randn_like(out), y_at, group, mean[0], a, pooled)
+    parts = [y[:1, :, i::2, j::2].contiguous(memory_format=cl) for i, j in fused_block.PHASES]
+    kernels.route(parts, pooled[:1], torch.rand(1, 6), torch.randn(1, 6), sign)
+    xp, patches = torch.randn(2, 3, 21, 19), torch.empty(2, 3 * 5 * 5, 7, 4)
+    kernels.patches(xp, (1, 2), (5, 5), (1, 1), (2, 4), patches)
+    return [mean, var, y_at, out, pooled, *sums, *parts, patches]
+
+
+def test_kernels_give_the_same_bits_on_one_thread_and_on_two(two_threads):
+    """Two threads write disjoint halves and per-row partial sums: the results do not depend on the threads."""
+    on_two = kernel_results()
+    torch.set_num_threads(1)
+    for a, b in zip(kernel_results(), on_two):
+        assert torch.equal(a, b)
+
+
+def test_kernels_run_from_several_threads_at_once(two_threads):
     """Training runs in threads of one process (tests/test_run_outputs.py) call the compiled passes at the same
-    time; each call's results are its own."""
+    time, sharing the passes' helper thread; each call's results are its own."""
     torch.manual_seed(3)
     ys = [torch.randn(2, 8, 41, 30).contiguous(memory_format=torch.channels_last) for _ in range(4)]
     expected = [torch.nn.functional.max_pool2d(y, 2) for y in ys]
