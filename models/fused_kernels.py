@@ -6,13 +6,15 @@ of channels-last tensors, `[recordings, rows, columns, channels]` (the patch mat
 accumulated in float64, one partial sum per row (or pair of rows), added up afterwards. `sign[c]` is +1 or −1:
 channels whose BatchNorm scale γ is negative pool the minimum (see fused_block).
 
-When PyTorch may use two threads or more, each loop runs in two halves (of rows), the caller's thread taking one
-and a helper thread the other (the loops release the GIL): on 2 cores a training step's loops took 0.37 s instead
-of 0.47 s. The halves write disjoint parts and per-row partial sums, so the results do not depend on the number of
-threads. numba's own parallel loops were tried first and dropped: their OpenMP/workqueue pools spun against
-PyTorch's threads and other processes (the test suite's CPU time doubled), and the workqueue pool aborted training
-from several threads of one process. Compiled on first use and cached beside this file (numba's `cache=True`);
-`available()` says whether numba is installed: without it the models take their plain modules.
+The two passes over whole half-batches (`normalize`, `channel_sums`) run in two halves of rows when PyTorch may use
+two threads or more, the caller's thread taking one and a helper thread the other (the loops release the GIL): on 2
+cores 0.12 s → 0.07 s per unique step. The halves write disjoint parts and per-row partial sums, so the results do
+not depend on the number of threads. The per-recording passes stay on one thread: each follows a oneDNN or MKL call
+whose OpenMP worker keeps spinning on the other core for a while, so that their halves gained 20 % in a quiet hour
+and nothing in a busy one. numba's own parallel loops were tried first and dropped: their OpenMP/workqueue pools
+spun against PyTorch's threads and other processes (the test suite's CPU time doubled), and the workqueue pool
+aborted training from several threads of one process. Compiled on first use and cached beside this file (numba's
+`cache=True`); `available()` says whether numba is installed: without it the models take their plain modules.
 """
 
 import functools
@@ -148,14 +150,14 @@ def _compile() -> tuple:
     return pool_moments, normalize, channel_sums, route, patches
 
 
-def _run(kernel: int, extent: int, *args: np.ndarray | int) -> None:
-    """Kernel number `kernel` of `_compile`'s on the arguments, over [0, extent) of the dimension it splits: in two
-    halves on two threads (the caller's and a helper's) when PyTorch may use two or more."""
+def _run(kernel: int, extent: int, *args: np.ndarray | int, halves: bool = False) -> None:
+    """Kernel number `kernel` of `_compile`'s on the arguments, over [0, extent) of the dimension it splits; with
+    `halves`, in two halves on two threads (the caller's and a helper's) when PyTorch may use two or more."""
     global _kernels
     if _kernels is None:
         _kernels = _compile()
     run, middle = _kernels[kernel], extent // 2
-    if torch.get_num_threads() < 2 or middle == 0:
+    if not halves or torch.get_num_threads() < 2 or middle == 0:
         run(0, extent, *args)
         return
     second = _helper(os.getpid()).submit(run, middle, extent, *args)
@@ -184,7 +186,7 @@ def pool_moments(y: torch.Tensor, sign: torch.Tensor, pooled: torch.Tensor) -> t
 def normalize(y_at: torch.Tensor, group: np.ndarray, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`relu(a · y_at[group] + b)` per channel, channels-last."""
     out = torch.empty((len(group), *y_at.shape[1:]), dtype=y_at.dtype, memory_format=torch.channels_last)
-    _run(1, out.shape[2], _nhwc(y_at), group, a.numpy(), b.numpy(), _nhwc(out))
+    _run(1, out.shape[2], _nhwc(y_at), group, a.numpy(), b.numpy(), _nhwc(out), halves=True)
     return out
 
 
@@ -195,7 +197,7 @@ def channel_sums(out: torch.Tensor, grad_out: torch.Tensor, y_at: torch.Tensor, 
     grad_out = grad_out.contiguous(memory_format=torch.channels_last)
     partial = np.empty((len(out), out.shape[2], 2, out.shape[1]))
     _run(2, out.shape[2], _nhwc(out), _nhwc(grad_out), _nhwc(y_at), group, mean.double().numpy(), a.numpy(),
-         _nhwc(pooled), partial)
+         _nhwc(pooled), partial, halves=True)
     sums = torch.from_numpy(partial).sum((0, 1))
     return sums[0], sums[1]
 
