@@ -141,7 +141,8 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
     pin = device is not None and device.type == "cuda" and not on_device
-    form = "pinned" if pin else "stacked" if on_device or run_args["num_workers"] else "views"
+    here = not run_args["num_workers"] and (not on_device or device.type == "cpu")  # the recordings in this process
+    form = "pinned" if pin else "views" if here else "stacked"
     loaders = [make_loader(train_pairs, batch_size, True, run_args["seed"], run_args["num_workers"], form),
                # validation scores each recording once and looks the pairs up
                make_loader(val_pairs, batch_size, False, run_args["seed"], run_args["num_workers"], "index")]

@@ -287,17 +287,18 @@ def test_mixed_precision_trains_and_checkpoints_the_scaler(tiny_data, tmp_path, 
     assert abs(stats["weight"].mean() - 1.0) < 1e-6
 
 
-def test_the_memory_mapped_cache_and_data_on_device_train_as_in_memory(tiny_data, tmp_path, capsys):
+def test_the_memory_mapped_cache_data_on_device_and_worker_processes_train_as_in_memory(tiny_data, tmp_path, capsys):
+    """In memory a CPU batch holds views of its recordings; from worker processes a stacked copy."""
     histories = []
     for name, extra in (("memory", ()), ("mapped", ("--cache-dir", str(tmp_path / "cache"))),
-                        ("on_device", ("--data-on-device", "--device", "cpu"))):
+                        ("on_device", ("--data-on-device", "--device", "cpu")), ("workers", ("--num-workers", "1"))):
         argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "500hz", "--epochs", "1", *extra)
         assert train.main(argv) == 0
         history = load_pickle(next(run_dir(tmp_path / name, "model_checkpoints").glob("training_history_*.pkl")))
-        for key in ("save_dir", "cache_dir", "data_on_device", "device"):
+        for key in ("save_dir", "cache_dir", "data_on_device", "device", "num_workers"):
             history["args"].pop(key)
         histories.append(history)
-    assert histories[0] == histories[1] == histories[2]
+    assert histories[0] == histories[1] == histories[2] == histories[3]
     assert "--data-on-device needs the spectrograms in memory" in parser_error(
         tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--data-on-device", "--num-workers", "1"), capsys)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 18
