@@ -51,30 +51,34 @@ def _compile() -> tuple:
     @njit(cache=True, nogil=True)
     def pool_moments(first, stop, y, sign, pooled, partial):
         """pooled = the 2×2 max (min where sign < 0) of y; partial[n, p] = Σ y and Σ y² over rows 2p and 2p + 1;
-        for the row pairs p in [first, stop)."""
+        for the row pairs p in [first, stop). One read of y: the sums are taken window by window, then over the
+        odd last column and row that pooling drops."""
         r, h, w, channels = u(y.shape[0]), u(y.shape[1]), u(y.shape[2]), u(y.shape[3])
+        ph, pw = u(pooled.shape[1]), u(pooled.shape[2])
         sum1, sum2 = np.empty(y.shape[3]), np.empty(y.shape[3])  # the rows' sums, apart from the arrays read
         for n in range(r):
             for p in range(u(first), u(stop)):
                 sum1[:] = 0.0
                 sum2[:] = 0.0
-                for i in range(u(2) * p, min(u(2) * p + u(2), h)):
-                    for j in range(w):
+                i = u(2) * p
+                for j in range(pw if p < ph else u(0)):
+                    k = u(2) * j
+                    for c in range(channels):
+                        a, b = y[n, i, k, c], y[n, i, k + u(1), c]
+                        d, e = y[n, i + u(1), k, c], y[n, i + u(1), k + u(1), c]
+                        a64, b64, d64, e64 = np.float64(a), np.float64(b), np.float64(d), np.float64(e)
+                        sum1[c] += (a64 + b64) + (d64 + e64)
+                        sum2[c] += (a64 * a64 + b64 * b64) + (d64 * d64 + e64 * e64)
+                        s = sign[c]
+                        pooled[n, p, j, c] = s * max(max(s * a, s * b), max(s * d, s * e))
+                for row in range(i, min(i + u(2), h)):
+                    for j in range(u(2) * pw if p < ph else u(0), w):
                         for c in range(channels):
-                            v = np.float64(y[n, i, j, c])
+                            v = np.float64(y[n, row, j, c])
                             sum1[c] += v
                             sum2[c] += v * v
                 partial[n, p, 0] = sum1
                 partial[n, p, 1] = sum2
-                if p < u(pooled.shape[1]):
-                    i = u(2) * p
-                    for j in range(u(pooled.shape[2])):
-                        k = u(2) * j
-                        for c in range(channels):
-                            s = sign[c]
-                            m = max(max(s * y[n, i, k, c], s * y[n, i, k + u(1), c]),
-                                    max(s * y[n, i + u(1), k, c], s * y[n, i + u(1), k + u(1), c]))
-                            pooled[n, p, j, c] = s * m
 
     @njit(cache=True, nogil=True)
     def normalize(first, stop, y_at, group, a, b, out):
