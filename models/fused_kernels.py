@@ -137,16 +137,16 @@ def _compile() -> tuple:
     @njit(cache=True, nogil=True)
     def patches(first, stop, xp, i0, j0, kh, kw, dh, dw, sh, sw, out):
         """out[n, (c, ki, kj), a, b] = xp[n, c, i0 + ki·dh + a·sh, j0 + kj·dw + b·sw]: the input value each weight
-        meets at each output position (xp is `[N, C, H, W]`, not channels-last); output rows a in [first, stop)."""
+        meets at each output position (xp is `[N, C, H, W]`, not channels-last); output rows a in [first, stop).
+        Output row by output row, so that the kh input rows it reads stay in the cache."""
         kh, kw, w = u(kh), u(kw), u(out.shape[3])
         for n in range(u(xp.shape[0])):
-            for c in range(u(xp.shape[1])):
-                for ki in range(kh):
-                    for kj in range(kw):
-                        row = (c * kh + ki) * kw + kj
-                        for a in range(u(first), u(stop)):
-                            src = xp[n, c, u(i0) + ki * u(dh) + a * u(sh)]
-                            dst = out[n, row, a]
+            for a in range(u(first), u(stop)):
+                for c in range(u(xp.shape[1])):
+                    for ki in range(kh):
+                        src = xp[n, c, u(i0) + ki * u(dh) + a * u(sh)]
+                        for kj in range(kw):
+                            dst = out[n, (c * kh + ki) * kw + kj, a]
                             start = u(j0) + kj * u(dw)
                             for b in range(w):
                                 dst[b] = src[start + b * u(sw)]
