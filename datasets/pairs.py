@@ -37,9 +37,12 @@ def batch_to(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -> 
 
 def pair_halves(x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A distinct batch's x as the two half-batches x1, x2 that `__getitem__` and the default collate give."""
-    x = stacked(x)
+    """A distinct batch's x as the two half-batches x1, x2 that `__getitem__` and the default collate give (from
+    views, gathered straight from the recordings: one copy, not two)."""
     _, slots = batch_rows(index1, index2)
+    if not isinstance(x, torch.Tensor):
+        rows = [x[i] for i in slots.tolist()]
+        return torch.stack(rows[:len(index1)]), torch.stack(rows[len(index1):])
     slots = slots.to(x.device)
     return x[slots[:len(index1)]], x[slots[len(index1):]]
 

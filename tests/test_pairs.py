@@ -89,7 +89,7 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
 
 def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     """On the CPU training reads each recording where it is: no copy of the batch's spectrograms."""
-    from datasets.pairs import batch_to, stacked
+    from datasets.pairs import batch_to, pair_halves, stacked
 
     recordings = Recordings(LABELS)
     pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)
@@ -101,5 +101,7 @@ def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     storage = recordings.data.untyped_storage().data_ptr()
     assert all(row.untyped_storage().data_ptr() == storage for row in views[0])
     assert batch_to(views[0], torch.device("cpu")) is views[0]
+    for a, b in zip(pair_halves(views[0], views[5], views[6]), pair_halves(distinct[0], views[5], views[6])):
+        assert torch.equal(a, b)
     moved = batch_to(views[0], torch.device("meta"))  # another device: the batch stacked there
     assert moved.device.type == "meta" and moved.shape == distinct[0].shape
