@@ -88,10 +88,10 @@ def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed:
                 form: str = "views") -> DataLoader:
     """Batches of pair indices, collated as `form`: "views" (`pairs.view_batch`: each recording's spectrogram once,
     as views into the recordings), "stacked" (`pairs.distinct_batch`: stacked where the recordings' `.data` lives,
-    a GPU with --data-on-device, or in worker processes, which send copies anyway), "pinned" (stacked in
-    page-locked memory, which a GPU copies several times faster than ordinary memory) or "index" (the pairs'
-    targets, labels and recording numbers only: validation). Under torchrun each process loads its own share of
-    the pairs (a DistributedSampler)."""
+    a GPU with --data-on-device, or in worker processes, which send copies anyway), "pinned" (stacked, then copied
+    by the loader into page-locked memory, which a GPU copies several times faster than ordinary memory) or
+    "index" (the pairs' targets, labels and recording numbers only: validation). Under torchrun each process
+    loads its own share of the pairs (a DistributedSampler)."""
     sampler = DistributedSampler(pairs, shuffle=shuffle, seed=seed, drop_last=True) if distributed.active() else None
     collate = {"views": pairs.view_batch, "stacked": pairs.distinct_batch, "pinned": pairs.distinct_batch,
                "index": pairs.index_batch}[form]
@@ -126,8 +126,9 @@ class RunData:
 
 def build_data(run_args: dict, frequency: str, device: torch.device | None = None) -> RunData:
     """Recordings, their seeded splits, the train/validation pairs, and their loaders; with --data-on-device and
-    a `device`, the spectrograms are moved there and the loaders gather batches there; otherwise batches for a
-    GPU come in page-locked memory, and training batches on the CPU as views into the recordings."""
+    a `device`, the spectrograms are moved there and the loaders gather batches there; otherwise training batches
+    come as views into the recordings (`batch_to` stacks them for a GPU), or from worker processes stacked (in
+    page-locked memory for a GPU)."""
     recordings = load_recordings(run_args, frequency)
     on_device = bool(run_args.get("data_on_device")) and device is not None
     if on_device:
@@ -140,9 +141,9 @@ def build_data(run_args: dict, frequency: str, device: torch.device | None = Non
     if batch_size < 1:
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
-    pin = device is not None and device.type == "cuda" and not on_device
     here = not run_args["num_workers"] and (not on_device or device.type == "cpu")  # the recordings in this process
-    form = "pinned" if pin else "views" if here else "stacked"
+    pin = device is not None and device.type == "cuda" and not on_device  # worker processes' batches for a GPU
+    form = "views" if here else "pinned" if pin else "stacked"
     loaders = [make_loader(train_pairs, batch_size, True, run_args["seed"], run_args["num_workers"], form),
                # validation scores each recording once and looks the pairs up
                make_loader(val_pairs, batch_size, False, run_args["seed"], run_args["num_workers"], "index")]

@@ -29,9 +29,13 @@ def stacked(x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def batch_to(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -> torch.Tensor | Sequence[torch.Tensor]:
-    """A batch's spectrograms on `device`; a CPU batch's views (`view_batch`) stay views for the CPU."""
-    if not isinstance(x, torch.Tensor) and device.type == x[0].device.type == "cpu":
-        return x
+    """A batch's spectrograms on `device`. A CPU batch's views (`view_batch`) stay views for the CPU; for a GPU
+    they are stacked once, straight into page-locked memory, from which the copy does not hold this thread up."""
+    if not isinstance(x, torch.Tensor) and x[0].device.type == "cpu":
+        if device.type == "cpu":
+            return x
+        if device.type == "cuda":
+            x = torch.stack(list(x), out=torch.empty((len(x), *x[0].shape), dtype=x[0].dtype, pin_memory=True))
     return stacked(x).to(device, non_blocking=True)  # non-blocking from page-locked batches
 
 

@@ -21,14 +21,16 @@ def build_model(name: str) -> nn.Module:
 
 
 def check_input_size(name: str, shape: tuple[int, ...]) -> None:
-    """InputError unless model `name` can score spectrograms of `shape` [1, F, T].
+    """InputError unless model `name` can score spectrograms of `shape` [C, F, T].
 
-    The check is a forward pass on the meta device: shapes only, no arithmetic and no memory.
+    The check scores one zero spectrogram on the CPU in eval mode: a small fraction of one training step's
+    arithmetic. (A forward pass on the meta device needs none, but its shape functions import torch._dynamo and
+    sympy on first use: 1 to 4 s of every run's start.)
     """
-    with torch.device("meta"):
-        model = build_model(name).eval()
+    model = build_model(name).eval()
     try:
-        model(torch.empty(1, *shape, device="meta"))
+        with torch.inference_mode():
+            model(torch.zeros(1, *shape))
     except RuntimeError as exc:
         raise InputError(f"spectrograms of {shape[-2]} × {shape[-1]} are too small for model {name} "
                          f"({str(exc).splitlines()[0]}): use a larger --n-fft, a smaller --hop-length or longer "

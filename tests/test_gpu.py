@@ -52,6 +52,20 @@ def test_a_training_step_on_the_device_matches_the_cpu():
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4, msg=name)
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="page-locked memory needs CUDA")
+def test_batches_of_views_reach_the_device_stacked_through_page_locked_memory():
+    """Each batch is stacked into a page-locked buffer that PyTorch reuses once its copy is done: three batches
+    sent one after the other without waiting all arrive intact."""
+    from datasets.pairs import batch_to
+
+    data = torch.randn(6, 1, 33, 40)
+    rows = ([4, 0, 2], [1, 3, 5], [2, 2, 0])
+    moved = [batch_to(tuple(data[i] for i in chosen), torch.device(DEVICE)) for chosen in rows]
+    torch.cuda.synchronize()
+    for chosen, batch in zip(rows, moved):
+        assert batch.device.type == "cuda" and torch.equal(batch.cpu(), data[chosen])
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_on_the_device(tiny_data, tmp_path, amp):
     argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1", "--amp", amp,

@@ -3,7 +3,6 @@ heartbeat."""
 
 import torch
 
-from analysis.ranking_metrics import ordered_correctly
 from datasets.loading import RunData
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Step, Training
@@ -31,8 +30,8 @@ class BatchHooks:
             self.recorder.epoch = self.epoch
             self.recorder(batch, batches, step, index1, index2)
         if self.board is not None:
-            accuracy = ordered_correctly(step.s1 - step.s2, step.target).float().mean().item()
-            self.board.step(self.epoch, batch, step.loss, accuracy, self.t.optimizer.param_groups[0]["lr"])
+            self.board.step(self.epoch, batch, step.loss, step.correct / len(step.target),
+                            self.t.optimizer.param_groups[0]["lr"])
         if self.heartbeat is not None:
             self.heartbeat()
 

@@ -60,8 +60,11 @@ def build_training(run_args: dict, device: torch.device) -> Training:
 
 @dataclass
 class Step:
-    """What a step leaves: the loss's value and the detached pair scores and targets."""
+    """What a step leaves: the loss's value, the margin loss logged beside it (the loss itself when it is the
+    margin loss), the number of pairs ordered correctly, and the detached pair scores and targets."""
     loss: float
+    margin: float
+    correct: int
     s1: torch.Tensor
     s2: torch.Tensor
     target: torch.Tensor
@@ -82,7 +85,7 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
         s1, s2 = scores[index1.to(device)], scores[index2.to(device)]
     s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32
     loss = t.losses.criterion(s1, s2, target)
-    value = loss.item()
+    value, margin, correct = step_figures(t.losses, loss, s1, s2, target)
     if distributed.any_rank([not math.isfinite(value)], device)[0]:
         raise TrainingStopped(f"the loss is {value}; training stopped before this step, earlier checkpoints are kept")
     if update:
@@ -90,7 +93,18 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
         t.scaler.scale(loss).backward()
         t.scaler.step(t.optimizer)
         t.scaler.update()
-    return Step(value, s1.detach(), s2.detach(), target)
+    return Step(value, margin, correct, s1.detach(), s2.detach(), target)
+
+
+@torch.no_grad()
+def step_figures(losses: RunLosses, loss: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, target: torch.Tensor
+                 ) -> tuple[float, float, int]:
+    """The loss, the logged margin loss and the correct pairs, read from the device in one wait, before the
+    backward is queued: on a GPU the loop then prepares the next batch while the backward runs."""
+    margin = loss if losses.margin_log is None else losses.margin_log(s1, s2, target)
+    correct = ordered_correctly(s1 - s2, target).sum()
+    value, margin, correct = torch.stack([loss.detach(), margin, correct.to(loss.dtype)]).tolist()
+    return value, margin, int(correct)
 
 
 def stop_check(device: torch.device) -> None:
@@ -118,14 +132,11 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
                 step = train_step(t, batch, device, update=train, scores=scores)
         except TrainingStopped as exc:
             raise TrainingStopped(f"{desc}, batch {batch_number}: {exc}") from None
-        with torch.no_grad():
-            margin_log = t.losses.margin_log
-            margin = step.loss if margin_log is None else margin_log(step.s1, step.s2, step.target).item()
-            n = len(step.target)
-            sums["loss_main"] += step.loss * n
-            sums["loss_standard_log"] += margin * n
-            sums["correct"] += int(ordered_correctly(step.s1 - step.s2, step.target).sum())
-            sums["pairs"] += n
+        n = len(step.target)
+        sums["loss_main"] += step.loss * n
+        sums["loss_standard_log"] += step.margin * n
+        sums["correct"] += step.correct
+        sums["pairs"] += n
         if on_batch is not None:
             on_batch(batch_number, len(loader), step, batch[5], batch[6])
         del batch  # the loader builds the next batch before the loop rebinds the name: let this one go first
