@@ -19,8 +19,8 @@ Per step: `data` (the loader's next batch) and `step`; the loss columns time one
 each loss on the step's scores.
 With `--device cuda` every variant runs on the GPU (the plain steps in float32 from ordinary memory with
 PyTorch's defaults; ours and unique with `--amp`, the small CNN's channels-last weights and, as train.py,
-page-locked batches and cuDNN's autotuning unless `--deterministic`), the clock is read after a device
-synchronisation, and the peak GPU memory is reported too.
+batches stacked into page-locked memory within the step and cuDNN's autotuning unless `--deterministic`), the
+clock is read after a device synchronisation, and the peak GPU memory is reported too.
 Each variant runs in its own process, so peak RSS does not mix and the allocator setting (which is
 process-wide) stays with the variant it belongs to; with --rounds > 1 the processes alternate.
 """
@@ -117,7 +117,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     run_args = vars(parse_args(flags))
     torch.manual_seed(run_args["seed"])
     device = torch.device(device_name)
-    # as train.py: page-locked batches for a GPU, except for the plain steps (ordinary memory, the default)
+    # as train.py (batch_to stacks a GPU batch into page-locked memory), except for the plain steps (ordinary memory)
     data = build_data(run_args, "1000hz", None if plain else device)
     loader = plain_loader(data, run_args["seed"]) if plain else data.train_loader
     if not plain:
