@@ -25,7 +25,7 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
 
     The check scores one zero spectrogram on the CPU in eval mode: a small fraction of one training step's
     arithmetic. (A forward pass on the meta device needs none, but its shape functions import torch._dynamo and
-    sympy on first use: 1 to 4 s of every run's start.)
+    sympy on first use, 1.2 s here: a third of evaluate.py's run on the demo data.)
     """
     model = build_model(name).eval()
     try:
