@@ -1,5 +1,6 @@
 """Ranking models, selected by name."""
 
+import sys
 from pathlib import Path
 
 import torch
@@ -23,14 +24,18 @@ def build_model(name: str) -> nn.Module:
 def check_input_size(name: str, shape: tuple[int, ...]) -> None:
     """InputError unless model `name` can score spectrograms of `shape` [C, F, T].
 
-    The check scores one zero spectrogram on the CPU in eval mode: a small fraction of one training step's
-    arithmetic. (A forward pass on the meta device needs none, but its shape functions import torch._dynamo and
-    sympy on first use, 1.2 s here: a third of evaluate.py's run on the demo data.)
+    A forward pass on the meta device computes shapes only, but its shape functions import torch._dynamo and sympy
+    on first use (1.2 s here: a third of evaluate.py's run on the demo data). Unless building the model imported
+    them already (torchvision does, for the ResNet-18, whose real forward of one long recording takes seconds on a
+    CPU), the check scores one zero spectrogram on the CPU instead: tens of milliseconds for the small CNNs.
     """
-    model = build_model(name).eval()
+    with torch.device("meta"):
+        model, device = build_model(name).eval(), "meta"
+    if "torch._dynamo" not in sys.modules:
+        model, device = build_model(name).eval(), "cpu"
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, *shape))
+            model(torch.zeros(1, *shape, device=device))
     except RuntimeError as exc:
         raise InputError(f"spectrograms of {shape[-2]} × {shape[-1]} are too small for model {name} "
                          f"({str(exc).splitlines()[0]}): use a larger --n-fft, a smaller --hop-length or longer "

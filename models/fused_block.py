@@ -212,14 +212,15 @@ def std_conv_bn_relu_pool(x: torch.Tensor | Sequence[torch.Tensor], conv: nn.Con
                           ) -> torch.Tensor:
     """`max_pool2d(relu(bn(conv(standardize(x)))), 2)` with `bn` in training mode for a batch x `[B, C, F, T]` (or
     its B recordings `[C, F, T]`); x needs no gradient."""
-    return std_conv_bn_relu_pool_batches([row.unsqueeze(0) for row in x], conv, bn, (list(range(len(x))),))[0]
+    return std_conv_bn_relu_pool_batches(x, conv, bn, (list(range(len(x))),))[0]
 
 
-def std_conv_bn_relu_pool_batches(recordings: list[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d,
+def std_conv_bn_relu_pool_batches(x: torch.Tensor | Sequence[torch.Tensor], conv: nn.Conv2d, bn: nn.BatchNorm2d,
                                   batches: tuple[list[int], ...]) -> tuple[torch.Tensor, ...]:
-    """The block applied to each batch `cat(recordings)[index]` in turn (as separate training-mode calls would,
-    running statistics included), with every recording `[1, C, F, T]` convolved once: a batch of pairs repeats
-    recordings. The recordings are read where they are (views into the batch), a few at a time."""
+    """The block applied to each batch `x[index]` in turn (as separate training-mode calls would, running
+    statistics included), with every recording of x (`[B, C, F, T]`, or its B recordings `[C, F, T]`) convolved
+    once: a batch of pairs repeats recordings. The recordings are read where they are, a few at a time."""
+    recordings = [row.unsqueeze(0) for row in x]
     _check(recordings, conv, bn)
     bn.num_batches_tracked.add_(len(batches))
     rows = rows_per_chunk(recordings[0], conv)

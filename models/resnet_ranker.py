@@ -63,7 +63,7 @@ class SimpleCNNAudioRanker(nn.Module):
             return self(x1), self(x2)
         _, slots = batch_rows(index1, index2)
         halves = (slots[:len(index1)], slots[len(index1):])
-        blocks = std_conv_bn_relu_pool_batches([row.unsqueeze(0) for row in x], self.features[0], self.features[1],
+        blocks = std_conv_bn_relu_pool_batches(x, self.features[0], self.features[1],
                                                [half.tolist() for half in halves])
         s1, s2 = (self._head(self.features[4:](block), x, half) for block, half in zip(blocks, halves))
         return s1, s2
