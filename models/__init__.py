@@ -29,10 +29,11 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
     them already (torchvision does, for the ResNet-18, whose real forward of one long recording takes seconds on a
     CPU), the check scores one zero spectrogram on the CPU instead: tens of milliseconds for the small CNNs.
     """
-    with torch.device("meta"):
-        model, device = build_model(name).eval(), "meta"
-    if "torch._dynamo" not in sys.modules:
-        model, device = build_model(name).eval(), "cpu"
+    with torch.random.fork_rng(devices=[]):  # building a model draws weights: the run's own draws stay as seeded
+        with torch.device("meta"):
+            model, device = build_model(name).eval(), "meta"
+        if "torch._dynamo" not in sys.modules:
+            model, device = build_model(name).eval(), "cpu"
     try:
         with torch.inference_mode():
             model(torch.zeros(1, *shape, device=device))
