@@ -1,6 +1,7 @@
 """Training-step benchmark on real-size recordings: the plain implementation against the trainer's step.
 
     python benchmarks/bench_train.py [--steps 5] [--warmup 2] [--rounds 1] [--device cuda] [--amp bf16]
+        [--variants plain,ours,unique,ours:bf16]
 
 Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in six classes
 (1025 × 1126 spectrograms) and times, per variant, `--steps` training steps of 32 pairs after
@@ -15,6 +16,8 @@ Generates once (cached in benchmarks/.cache) 54 recordings of 6 s at 48 kHz in s
   unique ours with --pair-forward unique (each distinct recording of the batch through the model once);
   resnet18 ours with --model resnet18 at the largest --batch-size that train.py's memory check lets through
          (not in the default --variants: a step takes about a minute); it also reports the check's estimate.
+A variant may name its own `--amp` after a colon (`ours:bf16`, `resnet18:bf16`), so one invocation compares fp32
+and mixed precision against one plain step; the plain steps are always float32.
 Per step: `data` (the loader's next batch) and `step`; the loss columns time one more forward + backward of
 each loss on the step's scores.
 With `--device cuda` every variant runs on the GPU (the plain steps in float32 from ordinary memory with
@@ -210,14 +213,38 @@ def report(results: dict[str, dict]) -> None:
                 print(f"plain / {name} step time: {plain / statistics.median(results[name]['total']):.2f}x")
 
 
+VARIANTS = ("plain", "plain_cl", "ours", "unique", "resnet18")
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+def parse_variants(spec: str, amp: str) -> dict[str, tuple[str, str]]:
+    """`ours,ours:bf16` -> {"ours": ("ours", amp), "ours:bf16": ("ours", "bf16")}; ValueError names a bad one."""
+    variants = {}
+    for item in spec.split(","):
+        name, _, own_amp = item.partition(":")
+        if name not in VARIANTS or (own_amp and (own_amp not in AMP_MODES or name.startswith("plain"))):
+            raise ValueError(f"--variants: {item!r} is not one of {', '.join(VARIANTS)}, optionally with :"
+                             f"{'|'.join(AMP_MODES)} (not for the plain steps, which are float32)")
+        variants[item] = (name, own_amp or amp)
+    return variants
+
+
+def run_worker(name: str, amp: str, args) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", name, "--steps", str(args.steps),
+                          "--warmup", str(args.warmup), "--device", args.device, "--amp", amp,
+                          *(["--deterministic"] if args.deterministic else [])],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="alternating processes per variant")
-    parser.add_argument("--variants", default="plain,ours,unique")
+    parser.add_argument("--variants", default="plain,ours,unique", help="comma-separated; name:amp sets one's --amp")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="for ours and unique")
+    parser.add_argument("--amp", default="off", choices=AMP_MODES, help="for the variants without their own")
     parser.add_argument("--deterministic", action="store_true",
                         help="ours and unique with train.py --deterministic (CUDA: no cuDNN autotuning)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -225,31 +252,33 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.warmup, args.device, args.amp, args.deterministic)))
         return
+    try:
+        variants = parse_variants(args.variants, args.amp)
+    except ValueError as error:
+        parser.error(str(error))
     ensure_data()
+    import platform
+
     import torch
 
     card = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{card}, --amp {args.amp} (ours, unique), "
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads{card}, "
+          f"--amp {args.amp} (ours, unique, resnet18 unless named), "
           f"{'--deterministic' if args.deterministic else 'cuDNN autotuning'} on CUDA (ours, unique), "
           "batch 32 pairs, 6 s recordings")
     results: dict[str, dict] = {}
     for _ in range(args.rounds):
-        for variant in args.variants.split(","):
-            out = subprocess.run([sys.executable, __file__, "--worker", variant, "--steps", str(args.steps),
-                                  "--warmup", str(args.warmup), "--device", args.device, "--amp", args.amp,
-                                  *(["--deterministic"] if args.deterministic else [])],
-                                 capture_output=True, text=True, check=True)
-            record = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{variant}: total {summary(record['total'])} s/step, batch {record['pairs']} pairs, peak RSS "
+        for label, (name, amp) in variants.items():
+            record = run_worker(name, amp, args)
+            print(f"{label}: total {summary(record['total'])} s/step, batch {record['pairs']} pairs, peak RSS "
                   f"{record['peak_rss_gb']:.2f} GB", flush=True)
-            if variant in results:
+            if label in results:
                 for key in METRICS + ("loss_standard", "loss_ghm"):
-                    results[variant][key] += record[key]
-                results[variant]["peak_rss_gb"] = max(results[variant]["peak_rss_gb"], record["peak_rss_gb"])
+                    results[label][key] += record[key]
+                results[label]["peak_rss_gb"] = max(results[label]["peak_rss_gb"], record["peak_rss_gb"])
             else:
-                results[variant] = record
+                results[label] = record
     report(results)
-
 
 if __name__ == "__main__":
     main()
