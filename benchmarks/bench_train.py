@@ -43,6 +43,9 @@ sys.path.insert(0, str(ROOT))
 CACHE = ROOT / "benchmarks" / ".cache" / "data_6s"
 METRICS = ("data", "step", "total")
 SHAPE = (1, 1025, 1126)  # the spectrograms of the 6 s recordings
+PLAIN = ("plain", "plain_cl")  # float32 steps without the trainer's code
+VARIANTS = (*PLAIN, "ours", "unique", "resnet18")
+AMP_MODES = ("off", "bf16", "fp16")
 
 
 def ensure_data() -> Path:
@@ -108,7 +111,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     from utils.common_utils import choose_algorithms
     from utils.memory import retain_freed_memory
 
-    plain = variant in ("plain", "plain_cl")
+    plain = variant in PLAIN
     if not plain:
         retain_freed_memory()
     flags = ["--frequency", "1000hz", "--data-root", str(CACHE), "--device", device_name,
@@ -213,23 +216,19 @@ def report(results: dict[str, dict]) -> None:
                 print(f"plain / {name} step time: {plain / statistics.median(results[name]['total']):.2f}x")
 
 
-VARIANTS = ("plain", "plain_cl", "ours", "unique", "resnet18")
-AMP_MODES = ("off", "bf16", "fp16")
-
-
 def parse_variants(spec: str, amp: str) -> dict[str, tuple[str, str]]:
     """`ours,ours:bf16` -> {"ours": ("ours", amp), "ours:bf16": ("ours", "bf16")}; ValueError names a bad one."""
     variants = {}
     for item in spec.split(","):
         name, _, own_amp = item.partition(":")
-        if name not in VARIANTS or (own_amp and (own_amp not in AMP_MODES or name.startswith("plain"))):
+        if name not in VARIANTS or (own_amp and (own_amp not in AMP_MODES or name in PLAIN)):
             raise ValueError(f"--variants: {item!r} is not one of {', '.join(VARIANTS)}, optionally with :"
                              f"{'|'.join(AMP_MODES)} (not for the plain steps, which are float32)")
         variants[item] = (name, own_amp or amp)
     return variants
 
 
-def run_worker(name: str, amp: str, args) -> dict:
+def run_worker(name: str, amp: str, args: argparse.Namespace) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", name, "--steps", str(args.steps),
                           "--warmup", str(args.warmup), "--device", args.device, "--amp", amp,
                           *(["--deterministic"] if args.deterministic else [])],
