@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datasets import SpectrogramDatasetWithMaterial
-from datasets.loading import load_recordings, run_split
+from audio_data import SpectrogramDatasetWithMaterial
+from audio_data.loading import load_recordings, run_split
 from models import MODELS, check_input_size, checkpoint_model
 from training.cli import checkpoint_run
 from utils.common_utils import choose_device

@@ -13,8 +13,8 @@ from pathlib import Path
 from analysis.calibration import estimate
 from analysis.evaluation import score_recordings
 from analysis.run_calibration import checkpoint_calibration
-from datasets.loading import load_recordings
-from datasets.spectrogram_dataset import fitting_spectrograms
+from audio_data.loading import load_recordings
+from audio_data.spectrogram_dataset import fitting_spectrograms
 from models import check_input_size, checkpoint_model
 from training.cli import checkpoint_run
 from utils.common_utils import choose_device

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datasets.classes import find_frequencies
-from datasets.loading import RunData, build_data
-from datasets.demo import ensure_demo_data
+from audio_data.classes import find_frequencies
+from audio_data.loading import RunData, build_data
+from audio_data.demo import ensure_demo_data
 from models import check_input_size, checkpoint_model
 from training.cli import get_args_parser, parse_args
 from training.batch_hooks import BatchHooks

@@ -8,7 +8,7 @@ import sys
 
 import config
 import train
-from datasets.loading import build_data
+from audio_data.loading import build_data
 from utils.debugging_utils import first_batches, record_differences
 
 NOTICE = "train_with_ghm.py is deprecated; use: python train.py --loss-type ghm [flags]"

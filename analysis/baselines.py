@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ranking_metrics import ranking_metrics
-from datasets.audio import fit_length, read_wav
-from datasets.classes import frequency_hz
+from audio_data.audio import fit_length, read_wav
+from audio_data.classes import frequency_hz
 
 FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
 SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from datasets.naming import recording_labels  # noqa: E402
+from audio_data.naming import recording_labels  # noqa: E402
 from utils.errors import InputError  # noqa: E402
 from analysis.ghm_stats import load_ghm_stats  # noqa: E402
 from utils.ghm_utils import before_after_bars  # noqa: E402

@@ -35,8 +35,8 @@ from torch.utils.data import Subset  # noqa: E402
 
 from analysis.ghm_runs import hard_recordings  # noqa: E402
 from analysis.ghm_stats import load_ghm_stats  # noqa: E402
-from datasets.loading import load_recordings, run_split  # noqa: E402
-from datasets.pairs import RankingPairDataset  # noqa: E402
+from audio_data.loading import load_recordings, run_split  # noqa: E402
+from audio_data.pairs import RankingPairDataset  # noqa: E402
 from losses import build_loss, ghm_options  # noqa: E402
 from models import build_model  # noqa: E402
 from training.cli import argument_defaults  # noqa: E402

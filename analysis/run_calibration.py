@@ -8,9 +8,9 @@ from torch import nn
 
 from analysis.calibration import calibration_problem, fit_calibration
 from analysis.evaluation import score_recordings
-from datasets.classes import class_angle
-from datasets.loading import load_recordings, run_split
-from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from audio_data.classes import class_angle
+from audio_data.loading import load_recordings, run_split
+from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from utils.errors import InputError
 
 

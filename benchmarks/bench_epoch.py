@@ -39,7 +39,7 @@ def plain_worker(steps: int, device_name: str) -> dict:
     from torch import nn
     from torch.utils.data import default_collate
 
-    from datasets.loading import build_data
+    from audio_data.loading import build_data
     from models.common import standardize
     from training.cli import parse_args
     from training.loop import build_training

@@ -58,7 +58,7 @@ def train_args(data: Path, cache: Path, batch_size: int) -> list[str]:
 
 
 def build_cache(data: Path, cache: Path) -> dict:
-    from datasets.loading import load_recordings
+    from audio_data.loading import load_recordings
     from training.cli import parse_args
 
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def train_steps(data: Path, cache: Path, steps: int, batch_size: int) -> dict:
     """The trainer's own loader, model, GHM loss and step, for `steps` batches."""
     import torch
 
-    from datasets.loading import build_data
+    from audio_data.loading import build_data
     from training.cli import parse_args
     from training.loop import build_training, train_step
     from utils.memory import retain_freed_memory

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 import config  # noqa: E402
 from bench_train import CACHE, ensure_data  # noqa: E402
-from datasets import SpectrogramDatasetWithMaterial  # noqa: E402
-from datasets.audio import read_wav  # noqa: E402
-from datasets.spectrogram import spectrogram_db  # noqa: E402
+from audio_data import SpectrogramDatasetWithMaterial  # noqa: E402
+from audio_data.audio import read_wav  # noqa: E402
+from audio_data.spectrogram import spectrogram_db  # noqa: E402
 
 
 def numpy_per_frame(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

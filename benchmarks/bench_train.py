@@ -49,7 +49,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 
 
 def ensure_data() -> Path:
-    from datasets.synthetic import MARKER, generate
+    from audio_data.synthetic import MARKER, generate
 
     if not (CACHE / MARKER).is_file():
         print(f"generating 6 s recordings in {CACHE} ...", flush=True)
@@ -104,7 +104,7 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     import torch
     from torch import nn
 
-    from datasets.loading import build_data
+    from audio_data.loading import build_data
     from losses import build_loss, ghm_options
     from training.cli import parse_args
     from training.loop import build_training, train_step

@@ -1,6 +1,6 @@
 """How a batch of pairs goes through the model: `separate` (model(x1), model(x2)) or `unique`.
 
-A training batch holds each of its recordings once (`datasets.pairs.RankingPairDataset.distinct_batch`): x, the
+A training batch holds each of its recordings once (`audio_data.pairs.RankingPairDataset.distinct_batch`): x, the
 distinct recordings in order of recording number, with the pairs' recording numbers index1, index2. On the CPU x is a
 tuple of views into the recordings (`view_batch`): models with `reads_views` take it as it is, the others get it
 stacked.
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from datasets.pairs import batch_rows, pair_halves, stacked
+from audio_data.pairs import batch_rows, pair_halves, stacked
 
 Batch = torch.Tensor | Sequence[torch.Tensor]  # a batch's distinct recordings, stacked or as views
 

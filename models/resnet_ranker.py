@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from datasets.pairs import batch_rows, pair_halves, stacked
+from audio_data.pairs import batch_rows, pair_halves, stacked
 from models import fused_kernels
 from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches

@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-from datasets.synthetic import generate  # noqa: E402
+from audio_data.synthetic import generate  # noqa: E402
 
 TINY_RATE = 24000
 

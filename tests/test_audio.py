@@ -5,9 +5,9 @@ import pytest
 import torch
 from conftest import write_wav
 
-from datasets.audio import read_wav
-from datasets.spectrogram import spectrogram_db
-from datasets.spectrogram_cache import content_key
+from audio_data.audio import read_wav
+from audio_data.spectrogram import spectrogram_db
+from audio_data.spectrogram_cache import content_key
 from utils.errors import InputError
 
 

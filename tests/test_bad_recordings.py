@@ -10,8 +10,8 @@ from conftest import hang_guard, tiny_train_args, write_wav
 
 import config
 import train
-from datasets import SpectrogramDatasetWithMaterial
-from datasets.audio import read_wav, wav_info
+from audio_data import SpectrogramDatasetWithMaterial
+from audio_data.audio import read_wav, wav_info
 from utils.errors import InputError
 
 CLASSES = config.CLASSES[:2]

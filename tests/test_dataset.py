@@ -6,8 +6,8 @@ import torch
 from conftest import write_wav
 
 import config
-from datasets import SpectrogramDatasetWithMaterial
-from datasets.spectrogram import spectrogram_db
+from audio_data import SpectrogramDatasetWithMaterial
+from audio_data.spectrogram import spectrogram_db
 from utils.errors import InputError
 
 CLASSES = config.CLASSES[:3]

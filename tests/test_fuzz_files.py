@@ -14,8 +14,8 @@ from conftest import hang_guard, tiny_train_args
 
 import evaluate
 import train
-from datasets.audio import read_wav, wav_info
-from datasets.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
+from audio_data.audio import read_wav, wav_info
+from audio_data.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
 from analysis import sweep as summarize
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError

@@ -56,7 +56,7 @@ def test_a_training_step_on_the_device_matches_the_cpu():
 def test_batches_of_views_reach_the_device_stacked_through_page_locked_memory():
     """Each batch is stacked into a page-locked buffer that PyTorch reuses once its copy is done: three batches
     sent one after the other without waiting all arrive intact."""
-    from datasets.pairs import batch_to
+    from audio_data.pairs import batch_to
 
     data = torch.randn(6, 1, 33, 40)
     rows = ([4, 0, 2], [1, 3, 5], [2, 2, 0])

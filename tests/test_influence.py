@@ -13,8 +13,8 @@ from conftest import tiny_train_args
 
 import train
 from analysis import influence
-from datasets.loading import build_data
-from datasets.synthetic import MISLABELLED, generate
+from audio_data.loading import build_data
+from audio_data.synthetic import MISLABELLED, generate
 from models import build_model
 
 

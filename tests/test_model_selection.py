@@ -12,7 +12,7 @@ from torch.utils.data import random_split
 import config
 import evaluate
 import train
-from datasets.loading import split_recordings
+from audio_data.loading import split_recordings
 from utils.history import early_stop_reason, monitor_best, new_history, record_epoch
 
 

@@ -14,8 +14,8 @@ import evaluate
 import predict
 import train
 from analysis.calibration import calibration_problem, estimate, fit_calibration
-from datasets.classes import class_angle, find_frequencies, order_classes
-from datasets.synthetic import class_names, generate
+from audio_data.classes import class_angle, find_frequencies, order_classes
+from audio_data.synthetic import class_names, generate
 from utils.errors import InputError
 
 
@@ -120,7 +120,7 @@ def test_classes_and_frequencies_come_from_the_data(lab_data, tmp_path, capsys):
 
 
 def test_twelve_classes_every_30_degrees_load_in_rank_order(tmp_path):
-    from datasets.loading import build_data
+    from audio_data.loading import build_data
 
     root = generate(tmp_path / "twelve", sample_rate=8000, duration=0.1, seqs=2, materials=["plastic"],
                     classes=class_names(list(range(-150, 210, 30))), frequencies=["2000hz"])

@@ -24,7 +24,7 @@ class CountingMean(nn.Module):
 
 
 def pair_batch():
-    """A distinct batch (datasets.pairs): recording r is the constant r."""
+    """A distinct batch (audio_data.pairs): recording r is the constant r."""
     x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 3, 4).contiguous()
     return x, torch.tensor([0, 1, 2, 2, 5]), torch.tensor([3, 3, 0, 4, 1])
 
@@ -113,7 +113,7 @@ def test_cli_trains_with_unique_pair_forward(tiny_data, tmp_path):
 @pytest.mark.parametrize("model", ["simple_cnn", "spectrum_cnn"])
 def test_validation_from_one_score_per_recording_equals_scoring_every_batch(tiny_data, tmp_path, model):
     """evaluate() scores each validation recording once per pass; the per-batch forward gives the same figures."""
-    from datasets.loading import build_data, make_loader
+    from audio_data.loading import build_data, make_loader
     from training.loop import build_training, evaluate, run_epoch
 
     run_args = vars(train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz",

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from datasets import RankingPairDataset
+from audio_data import RankingPairDataset
 
 
 class Recordings:
@@ -74,7 +74,7 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
     half-batches, the same tensors, dtypes and shapes as default_collate of the items."""
     from torch.utils.data import default_collate
 
-    from datasets.pairs import pair_halves
+    from audio_data.pairs import pair_halves
 
     pairs = RankingPairDataset(Subset(Subset(Recordings(LABELS), [9, 0, 6, 3, 4, 7]), [5, 0, 1, 3, 2]), seed=2)
     chosen = [4, 0, 7, 2, 7]
@@ -89,7 +89,7 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
 
 def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     """On the CPU training reads each recording where it is: no copy of the batch's spectrograms."""
-    from datasets.pairs import batch_to, pair_halves, stacked
+    from audio_data.pairs import batch_to, pair_halves, stacked
 
     recordings = Recordings(LABELS)
     pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)

@@ -7,8 +7,8 @@ import soundfile as sf
 
 import config
 from analysis.baselines import feature_matrix
-from datasets import demo, room
-from datasets.synthetic import MARKER
+from audio_data import demo, room
+from audio_data.synthetic import MARKER
 from training.cli import parse_args
 
 

@@ -9,8 +9,8 @@ import torch
 from conftest import flip_bit, write_wav
 
 import config
-from datasets import SpectrogramDatasetWithMaterial
-from datasets.spectrogram_cache import MappedSpectrograms, entry_problem
+from audio_data import SpectrogramDatasetWithMaterial
+from audio_data.spectrogram_cache import MappedSpectrograms, entry_problem
 from utils.errors import InputError
 
 

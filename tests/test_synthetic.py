@@ -4,9 +4,9 @@ import numpy as np
 import soundfile as sf
 
 import config
-from datasets import SpectrogramDatasetWithMaterial
-from datasets import demo, synthetic
-from datasets.synthetic import MARKER, generate, main
+from audio_data import SpectrogramDatasetWithMaterial
+from audio_data import demo, synthetic
+from audio_data.synthetic import MARKER, generate, main
 
 
 def test_demo_data_has_the_real_layout(tiny_data):

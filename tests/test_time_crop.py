@@ -4,8 +4,8 @@ import torch
 from conftest import tiny_train_args
 
 import train
-from datasets.pairs import pair_halves
-from datasets.time_crop import TimeCrop
+from audio_data.pairs import pair_halves
+from audio_data.time_crop import TimeCrop
 from utils.safe_pickle import load_pickle
 
 

@@ -3,7 +3,7 @@ heartbeat."""
 
 import torch
 
-from datasets.loading import RunData
+from audio_data.loading import RunData
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Step, Training
 from utils import distributed

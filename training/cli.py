@@ -5,9 +5,9 @@ import math
 from pathlib import Path
 
 import config
-from datasets.classes import find_frequencies, frequency_hz, run_classes
-from datasets.demo import demo_kind
-from datasets.spectrogram import REFERENCES
+from audio_data.classes import find_frequencies, frequency_hz, run_classes
+from audio_data.demo import demo_kind
+from audio_data.spectrogram import REFERENCES
 from losses import LOSS_TYPES, ghm_flag_problems
 from models import MODELS
 from models.pair_forward import PAIR_FORWARD
@@ -44,7 +44,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="comma-separated sequence numbers to load, or 'all' (default: %(default)s)")
     p.add_argument("--demo", nargs="?", const="synthetic", choices=list(config.DEMO_DATA_ROOTS),
                    help="generate a demo dataset (once) and train on it: synthetic (the default; "
-                        "datasets/synthetic.py) or room (image-source room simulation; datasets/room.py)")
+                        "audio_data/synthetic.py) or room (image-source room simulation; audio_data/room.py)")
     p.add_argument("--db-reference", default="peak", choices=REFERENCES,
                    help="what 0 dB is in the spectrogram: peak, the recording's own maximum (the original, which drops "
                         "the recording's level), or full-scale, a full-scale sine (the level stays; for models that "

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from losses import RunLosses
 from training.loop import Step
 from utils import distributed

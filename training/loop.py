@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
-from datasets.pairs import RankingPairDataset, batch_to
-from datasets.time_crop import TimeCrop
+from audio_data.pairs import RankingPairDataset, batch_to
+from audio_data.time_crop import TimeCrop
 from losses import RunLosses, build_losses
 from models import build_model
 from models.pair_forward import PairScorer
@@ -75,7 +75,7 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
     """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
     backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update.
     `scores` (eval mode): every recording's score already computed (`recording_scores`), looked up instead."""
-    x, _, target, _, _, index1, index2 = batch  # a distinct batch (datasets.pairs)
+    x, _, target, _, _, index1, index2 = batch  # a distinct batch (audio_data.pairs)
     target = target.to(device, non_blocking=True)
     if scores is None:
         x = batch_to(x, device)

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.classes import class_table
-from datasets.loading import RunData
+from audio_data.classes import class_table
+from audio_data.loading import RunData
 from training.loop import Training
 from training.named_runs import named_run_paths
 from utils import distributed

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.pairs import pair_halves
+from audio_data.pairs import pair_halves
 from utils.errors import InputError
 from utils.io_utils import save_pickle
 from utils.run_paths import consistency_record, consistency_records

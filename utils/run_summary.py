@@ -5,7 +5,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from datasets.classes import class_table, run_class_list
+from audio_data.classes import class_table, run_class_list
 from utils.history import best_epoch, early_stop_reason, monitor_best
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 
 import config
-from datasets.classes import run_class_list
-from datasets.pairs import RankingPairDataset
-from datasets.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from audio_data.classes import run_class_list
+from audio_data.pairs import RankingPairDataset
+from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from utils import distributed
 from utils.common_utils import worker_init_fn
 from utils.errors import InputError

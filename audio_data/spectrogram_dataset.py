@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import Dataset
 
 import config
-from datasets.audio import wav_info
-from datasets.naming import SUFFIX, recording_name, recording_prefix
-from datasets.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
+from audio_data.audio import wav_info
+from audio_data.naming import SUFFIX, recording_name, recording_prefix
+from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from utils.errors import InputError
 
 

@@ -1,6 +1,6 @@
-"""A second demo dataset, simulated with the image-source method: `python -m datasets.room --out DIR`.
+"""A second demo dataset, simulated with the image-source method: `python -m audio_data.room --out DIR`.
 
-Unlike datasets/synthetic.py, which models what an angle does to a recording by hand, this one leaves it to room
+Unlike audio_data/synthetic.py, which models what an angle does to a recording by hand, this one leaves it to room
 acoustics (pyroomacoustics' shoebox image-source model). In a room of the material's kind a cardioid microphone
 (axis along +x, 1.4 m high) stays put; an omnidirectional loudspeaker plays the tone at the class angle θ on a
 circle around it (azimuth θ from the microphone's axis, in the horizontal plane). What makes direction audible is
@@ -23,9 +23,9 @@ import numpy as np
 import soundfile as sf
 
 import config
-from datasets.classes import class_angle, frequency_hz
-from datasets.naming import recording_name
-from datasets.synthetic import MARKER, check_dataset_args, class_names, convolve, dataset_parser, seed_key, tone
+from audio_data.classes import class_angle, frequency_hz
+from audio_data.naming import recording_name
+from audio_data.synthetic import MARKER, check_dataset_args, class_names, convolve, dataset_parser, seed_key, tone
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20261126

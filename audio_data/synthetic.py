@@ -1,4 +1,4 @@
-"""Deterministic demo recordings in the real layout: `python -m datasets.synthetic --out DIR`.
+"""Deterministic demo recordings in the real layout: `python -m audio_data.synthetic --out DIR`.
 
 A loudspeaker plays a sine tone in a small room; the microphone stays put and the loudspeaker is
 turned by the class angle θ (the number in the class name: deg036 is 36°). What θ changes, as it would in a
@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 
 import config
-from datasets.classes import class_angle, frequency_hz
-from datasets.naming import recording_name
+from audio_data.classes import class_angle, frequency_hz
+from audio_data.naming import recording_name
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20240611

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.audio import fit_length, read_wav
-from datasets.spectrogram import spectrogram_db
+from audio_data.audio import fit_length, read_wav
+from audio_data.spectrogram import spectrogram_db
 from utils.errors import InputError
 from utils.io_utils import atomic_path
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from datasets import room, synthetic
+from audio_data import room, synthetic
 
 def demo_kind(value: bool | str | None) -> str | None:
     """--demo's value; runs saved before the room dataset existed stored True or False."""

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import config
-from datasets.naming import SUFFIX, recording_labels
+from audio_data.naming import SUFFIX, recording_labels
 from utils.errors import InputError
 
 ANGLE = re.compile(r"[-+]?\d+(?:\.\d+)?")

@@ -20,7 +20,7 @@ class TimeCrop:
         return max(1, round(self.fraction * frames))
 
     def __call__(self, batch: tuple, epoch: int, batch_number: int) -> tuple:
-        """`batch` is a distinct batch (datasets.pairs): one row per recording, so one window per recording. A batch
+        """`batch` is a distinct batch (audio_data.pairs): one row per recording, so one window per recording. A batch
         of views (`view_batch`) stays one: each window a view."""
         x = batch[0]
         frames = x[0].shape[-1]
