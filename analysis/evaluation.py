@@ -5,17 +5,14 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
-from analysis.calibration import estimate, estimate_metrics  # noqa: E402
-from analysis.ranking_metrics import ranking_metrics  # noqa: E402
+from utils.io_utils import atomic_path, save_json
+from utils.plotting import save_figure, subplots
+from analysis.calibration import estimate, estimate_metrics
+from analysis.ranking_metrics import ranking_metrics
 
 
 @torch.inference_mode()
@@ -67,7 +64,7 @@ def plain_json(value):
 
 
 def plot_scores_by_class(scores: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     groups = [scores[labels == k] for k in range(len(classes))]
     ax.boxplot([g if len(g) else [np.nan] for g in groups], tick_labels=classes, showfliers=False)
     rng = np.random.default_rng(0)
@@ -79,7 +76,7 @@ def plot_scores_by_class(scores: np.ndarray, labels: np.ndarray, classes: list[s
 
 
 def plot_pair_accuracy(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0, vmax=1, cmap="RdYlGn")
     for (i, j), value in np.ndenumerate(matrix):
         if not np.isnan(value):
@@ -92,7 +89,7 @@ def plot_pair_accuracy(matrix: np.ndarray, classes: list[str], path: Path, title
 
 
 def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = subplots(figsize=(6, 5))
     shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
     for (i, j), count in np.ndenumerate(confusion):

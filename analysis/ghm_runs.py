@@ -13,20 +13,17 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from audio_data.naming import recording_labels  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from analysis.ghm_stats import load_ghm_stats  # noqa: E402
-from utils.ghm_utils import before_after_bars  # noqa: E402
-from utils.history import history_problem  # noqa: E402
-from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
-from utils.run_paths import RunPaths, analysis_folder  # noqa: E402
-from utils.safe_pickle import load_pickle  # noqa: E402
+from audio_data.naming import recording_labels
+from utils.errors import InputError
+from analysis.ghm_stats import load_ghm_stats
+from utils.ghm_utils import before_after_bars
+from utils.history import history_problem
+from utils.io_utils import atomic_path, save_json
+from utils.plotting import save_figure, subplots
+from utils.run_paths import RunPaths, analysis_folder
+from utils.safe_pickle import load_pickle
 
 TOP_RECORDINGS = 20
 
@@ -122,7 +119,7 @@ def heatmap(ax, values: np.ndarray, epochs: np.ndarray, title: str, label: str, 
 def plot_evolution(stats: list[dict], path: Path) -> None:
     d = epoch_distributions(stats)
     applied = stats[0]["weights_applied"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(16, 4.5), layout="constrained")
     heatmap(axes[0], d["before"], d["epochs"], "pairs per bin (before weighting)", "share of the epoch's pairs")
     heatmap(axes[1], d["after"], d["epochs"], "pairs × weight (after weighting)" if applied
             else "pairs × weight GHM would give (not applied)", "share of the weighted total")
@@ -144,7 +141,7 @@ def plot_hard(rows: list[dict], hard_bins: int, path: Path, order: list[str] | N
     classes = [c for c in order if c in found] if order else sorted(found)
     per_class = [sum(r["hard_pairs"] for r in rows if r["class"] == c) /
                  max(1, sum(r["pairs"] for r in rows if r["class"] == c)) for c in classes]
-    fig, (top_ax, class_ax) = plt.subplots(1, 2, figsize=(15, 0.3 * len(top) + 2.5), layout="constrained",
+    fig, (top_ax, class_ax) = subplots(1, 2, figsize=(15, 0.3 * len(top) + 2.5), layout="constrained",
                                            gridspec_kw={"width_ratios": [2, 1]})
     top_ax.barh([Path(r["path"]).name for r in top], [r["hard_pairs"] for r in top], color="tab:red")
     top_ax.set(xlabel=f"pairs in the {hard_bins} hardest bins", title=f"top {len(top)} hardest recordings")
@@ -199,7 +196,7 @@ def plot_final_distribution(ax, stats: list[dict], name: str) -> None:
 
 def compare(folders: list[Path], out: Path) -> None:
     runs = [(folder.name, run_history(folder), load_ghm_stats(folder)) for folder in folders]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9), layout="constrained")
+    fig, axes = subplots(2, 2, figsize=(13, 9), layout="constrained")
     for name, history, _ in runs:
         axes[0, 0].plot(history["epoch"], history["val_accuracy"], "o-", label=name)
         axes[0, 1].plot(history["epoch"], history["val_loss_standard_log"], "o-", label=name)

@@ -25,25 +25,22 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch.utils.data import Subset
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.data import Subset  # noqa: E402
-
-from analysis.ghm_runs import hard_recordings  # noqa: E402
-from analysis.ghm_stats import load_ghm_stats  # noqa: E402
-from audio_data.loading import load_recordings, run_split  # noqa: E402
-from audio_data.pairs import RankingPairDataset  # noqa: E402
-from losses import build_loss, ghm_options  # noqa: E402
-from models import build_model  # noqa: E402
-from training.cli import argument_defaults  # noqa: E402
-from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from utils.io_utils import atomic_path, save_figure, save_json  # noqa: E402
-from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder  # noqa: E402
+from analysis.ghm_runs import hard_recordings
+from analysis.ghm_stats import load_ghm_stats
+from audio_data.loading import load_recordings, run_split
+from audio_data.pairs import RankingPairDataset
+from losses import build_loss, ghm_options
+from models import build_model
+from training.cli import argument_defaults
+from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint
+from utils.errors import InputError
+from utils.io_utils import atomic_path, save_json
+from utils.plotting import save_figure, subplots
+from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder
 
 RANKINGS = ("validation-harm", "self-influence")  # what ranks the training recordings in influence.csv and the plot
 HARD_BINS = 2
@@ -207,7 +204,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def plot_by_class(rows: list[dict], classes: list[str], named: int, path: Path, title: str) -> None:
     """The ranking score of every training recording by class; the `named` highest are labelled."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = subplots(figsize=(9, 4.5))
     position = {c: k for k, c in enumerate(classes)}
     rng = np.random.default_rng(0)
     xs = [position[r["class"]] + rng.uniform(-0.15, 0.15) for r in rows]
@@ -227,7 +224,7 @@ def plot_map(result: Influence, labels: np.ndarray, train: list[int], val: list[
     rows, cols = np.argsort(labels[val], kind="stable"), np.argsort(labels[train], kind="stable")
     values = result.on_validation[np.ix_(rows, cols)]
     extent = max(float(np.abs(values).max()), 1e-12)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = subplots(figsize=(10, 5))
     image = ax.imshow(values, aspect="auto", cmap="coolwarm", vmin=-extent, vmax=extent, interpolation="nearest")
     for axis, order, members in ((ax.set_xticks, cols, train), (ax.set_yticks, rows, val)):
         classes_in = [labels[members[i]] for i in order]

@@ -8,18 +8,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from audio_data.classes import class_angle  # noqa: E402
+from audio_data.classes import class_angle
+from utils.plotting import save_figure, subplots
 
 if TYPE_CHECKING:  # reading statistics back must not need torch
     from losses.ghm_loss import GHMRankingLoss
-from analysis.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: E402, F401
-from utils.io_utils import save_figure  # noqa: E402
+from analysis.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: F401
 
 
 def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
@@ -97,7 +93,7 @@ def plot_grad_distribution(stats: dict, path: str) -> None:
     """Pairs per difficulty bin before and after GHM weighting, and the bin weights."""
     edges = stats["bin_edges"]
     centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    fig, (dist_ax, weight_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (dist_ax, weight_ax) = subplots(1, 2, figsize=(11, 4))
     before_after_bars(dist_ax, edges, stats["bin_counts"], stats["effective_counts"], "pairs (before)",
                       "pairs × weight (after)")
     dist_ax.set(xlabel="difficulty g = sigmoid((margin − t·(s1 − s2)) / T)", ylabel="pairs",

@@ -4,12 +4,9 @@ import csv
 import math
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from utils.io_utils import atomic_path, format_problem, save_figure  # noqa: E402
+from utils.io_utils import atomic_path, format_problem
+from utils.plotting import save_figure, subplots
 
 # What run_epoch returns for a split, recorded per epoch as `<split>_<metric>`.
 EPOCH_METRICS = ("loss_main", "loss_standard_log", "accuracy")
@@ -113,7 +110,7 @@ def history_problem(history) -> str | None:
 def plot_history(history: dict, path: str, title: str) -> None:
     """Loss curves (main and logged standard loss) and accuracy curves, train and validation."""
     epochs = history["epoch"]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (loss_ax, acc_ax) = subplots(1, 2, figsize=(11, 4))
     for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
         loss_ax.plot(epochs, history[f"{split}_loss_main"], "o-", color=color, label=f"{split} (main)")
         loss_ax.plot(epochs, history[f"{split}_loss_standard_log"], "--", color=color,

@@ -67,11 +67,3 @@ def save_yaml(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
-
-def save_figure(fig: Any, path: str | Path) -> None:
-    """Save a matplotlib figure as PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
