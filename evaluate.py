@@ -7,7 +7,7 @@
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,8 +15,9 @@ from torch import nn
 
 from audio_data import SpectrogramDatasetWithMaterial
 from audio_data.loading import load_recordings, run_split
+from config import DEVICES, DataConfig, RunConfig
 from models import MODELS, check_input_size, checkpoint_model
-from training.cli import checkpoint_run
+from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from analysis.baselines import comparison_lines, run_baselines, versus
@@ -38,18 +39,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "recordings (a run with --test-fraction); all: every recording found (default: %(default)s)")
     p.add_argument("--out", help="output folder (default: eval_<checkpoint name>_<split>/ beside the checkpoint; "
                                  "the run's own final evaluation in eval/ is replaced only when --out names it)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     return p
 
 
-def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict, checkpoint: dict,
+def select_recordings(recordings: SpectrogramDatasetWithMaterial, cfg: RunConfig, checkpoint: dict,
                       split: str) -> tuple[list[int], list[int]]:
     """(training, evaluated) indices: with split all every recording for both; else the run's training split and
     its validation or test split, checked against the validation paths the checkpoint recorded (the test split
     comes from the same seed and recordings)."""
     if split == "all":
         return list(range(len(recordings))), list(range(len(recordings)))
-    splits = run_split(recordings, run_args)
+    splits = run_split(recordings, cfg.data, cfg.run.seed)
     if split == "test" and not splits.test:
         raise InputError("--split test: the run held out no test split (it trained without --test-fraction)")
     expected = checkpoint.get("val_recordings")
@@ -61,12 +62,12 @@ def select_recordings(recordings: SpectrogramDatasetWithMaterial, run_args: dict
 
 @dataclass
 class Prepared:
-    """A checkpoint's model on its device and the recordings to evaluate it on; `data_args` are the run's
-    arguments (`run_args`) with the data options given on the command line."""
+    """A checkpoint's model on its device and the recordings to evaluate it on; `data` is the run's data settings
+    with those given on the command line."""
     path: Path
     checkpoint: dict
-    run_args: dict
-    data_args: dict
+    cfg: RunConfig
+    data: DataConfig
     device: torch.device
     model: nn.Module
     recordings: SpectrogramDatasetWithMaterial
@@ -77,17 +78,17 @@ class Prepared:
 def prepare(checkpoint_arg: str, split: str, data_root: str | None = None, frequency: str | None = None,
             material: str | None = None, model_name: str | None = None, device_name: str = "auto") -> Prepared:
     """Load a checkpoint (or a run folder's newest) and the recordings of `split`; InputError when they do not fit."""
-    path, checkpoint, run_args = checkpoint_run(checkpoint_arg)
+    path, checkpoint, cfg = checkpoint_run(checkpoint_arg)
     device = choose_device(device_name)
-    model_name = model_name or run_args["model"]
+    model_name = model_name or cfg.model.name
     model = checkpoint_model(checkpoint, model_name, path, device)
-    overrides = {key: value for key, value in (("data_root", data_root), ("material", material),
+    overrides = {key: value for key, value in (("root", data_root), ("material", material),
                                                ("frequency", frequency)) if value}
-    data_args = {**run_args, **overrides}
-    recordings = load_recordings(data_args, data_args["frequency"])
+    data = replace(cfg.data, **overrides)
+    recordings = load_recordings(data)
     check_input_size(model_name, tuple(recordings.data.shape[1:]))
-    train, evaluated = select_recordings(recordings, run_args, checkpoint, split)
-    return Prepared(path, checkpoint, run_args, data_args, device, model, recordings, train, evaluated)
+    train, evaluated = select_recordings(recordings, cfg, checkpoint, split)
+    return Prepared(path, checkpoint, cfg, data, device, model, recordings, train, evaluated)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         ready = prepare(args.checkpoint, args.split, args.data_root, args.frequency, args.material, args.model,
                         args.device)
         path, recordings, indices = ready.path, ready.recordings, ready.evaluated
-        calibration = checkpoint_calibration(ready.checkpoint, ready.run_args, ready.model, ready.device,
+        calibration = checkpoint_calibration(ready.checkpoint, ready.cfg, ready.model, ready.device,
                                              f"--checkpoint {path}")
-        baselines = run_baselines(recordings, ready.train, indices, ready.data_args)
+        baselines = run_baselines(recordings, ready.train, indices, ready.data)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,8 +15,9 @@ from analysis.evaluation import score_recordings
 from analysis.run_calibration import checkpoint_calibration
 from audio_data.loading import load_recordings
 from audio_data.spectrogram_dataset import fitting_spectrograms
+from config import DEVICES, DataConfig
 from models import check_input_size, checkpoint_model
-from training.cli import checkpoint_run
+from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
 from utils.io_utils import atomic_path
@@ -32,7 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-files", action="store_true",
                    help="skip unreadable recordings and those whose sample rate or length do not fit the run, "
                         "with a warning each (default: they are errors)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     return p
 
 
@@ -52,14 +53,14 @@ def find_wavs(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def run_audio(checkpoint: dict, run_args: dict) -> tuple[int, int]:
+def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
     """The sample rate and length (samples) of the run's recordings: stored in the checkpoint, or for an older
     checkpoint read from the run's recordings' headers."""
     audio = checkpoint.get("audio")
     if isinstance(audio, dict) and all(isinstance(audio.get(k), int) for k in ("sample_rate", "samples")):
         return audio["sample_rate"], audio["samples"]
     try:
-        recordings = load_recordings(run_args, run_args["frequency"])
+        recordings = load_recordings(data)
     except InputError as exc:
         raise InputError(f"the checkpoint does not say which sample rate and length the run's recordings had, "
                          f"and they cannot be read ({exc})") from None
@@ -79,17 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
     try:
-        path, checkpoint, run_args = checkpoint_run(args.checkpoint)
+        path, checkpoint, cfg = checkpoint_run(args.checkpoint)
         device = choose_device(args.device)
-        model = checkpoint_model(checkpoint, run_args["model"], path, device)
-        calibration = checkpoint_calibration(checkpoint, run_args, model, device, f"--checkpoint {path}")
-        sample_rate, length = run_audio(checkpoint, run_args)
-        data, kept = fitting_spectrograms(find_wavs(args.paths), run_args["n_fft"], run_args["hop_length"],
-                                          sample_rate, length, run_args["duration"], args.skip_bad_files,
-                                          run_args.get("db_reference", "peak"))
+        model = checkpoint_model(checkpoint, cfg.model.name, path, device)
+        calibration = checkpoint_calibration(checkpoint, cfg, model, device, f"--checkpoint {path}")
+        sample_rate, length = run_audio(checkpoint, cfg.data)
+        data, kept = fitting_spectrograms(find_wavs(args.paths), cfg.data.n_fft, cfg.data.hop_length, sample_rate,
+                                          length, cfg.data.duration, args.skip_bad_files, cfg.data.db_reference)
         if not kept:
             raise InputError("none of the recordings could be scored")
-        check_input_size(run_args["model"], tuple(data.shape[1:]))
+        check_input_size(cfg.model.name, tuple(data.shape[1:]))
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

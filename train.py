@@ -17,14 +17,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import config
+from config import RunConfig
 from audio_data.classes import find_frequencies
-from audio_data.loading import RunData, build_data
+from audio_data.loading import RunData
 from audio_data.demo import ensure_demo_data
 from models import check_input_size, checkpoint_model
 from training.cli import get_args_parser, parse_args
 from training.batch_hooks import BatchHooks
 from training.named_runs import named_run, run_folder_name
-from training.loop import Training, build_training, epoch_line, evaluate, stop_check, train_one_epoch
+from training.loop import Training, build_training, epoch_line, evaluate, run_data, stop_check, train_one_epoch
 from training.state import RunState, add_calibration, save_checkpoint, start_run, training_checkpoint
 from training.step_memory import check_step_memory
 from utils import distributed, interrupt, run_log
@@ -37,7 +39,7 @@ from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, estimate_headline,
 from analysis.baselines import VERSUS, comparison_lines, run_baselines, versus
 from analysis.run_calibration import calibrate
 from utils.history import early_stop_reason, monitor_best, plot_history, record_epoch, write_metrics
-from utils.io_utils import save_pickle, save_yaml
+from utils.io_utils import save_pickle, save_text
 from utils.memory import retain_freed_memory
 from utils.phase_clock import CLOCK
 from utils.run_paths import RunPaths, consistency_folder
@@ -46,7 +48,7 @@ from utils.run_summary import Heartbeat, summary_record, write_summary
 
 __all__ = ["get_args_parser", "main", "parse_args"]
 
-# Arguments that decide which batches training sees; --verify-consistency compares runs on these.
+# Settings that decide which batches training sees; --verify-consistency compares runs on these.
 BATCH_ARGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length", "duration",
               "skip_bad_files")
 
@@ -56,15 +58,15 @@ PROFILE = [("start-up", "start-up"), ("training steps", "train step"),
            ("epoch outputs", "epoch outputs"), ("final evaluation", "final evaluation")]
 
 
-def check_batches(run_args: dict, run: RunPaths) -> None:
+def check_batches(cfg: RunConfig, run: RunPaths) -> None:
     """--verify-consistency on a loader of its own, so that training's random streams are untouched."""
-    data = build_data(run_args, run_args["frequency"])
-    folder = consistency_folder(run.save_dir, run_args["material"], run_args["frequency"], run_args["loss_type"])
-    key_args = {key: run_args[key] for key in BATCH_ARGS}
-    print(verify_batch_consistency(data.train_loader, folder, run.timestamp, run_args["seed"], key_args), flush=True)
+    data = run_data(cfg)
+    folder = consistency_folder(run.save_dir, cfg.data.material, cfg.data.frequency, cfg.loss.type)
+    key_args = {key: value for key, value in cfg.flat().items() if key in BATCH_ARGS}
+    print(verify_batch_consistency(data.train_loader, folder, run.timestamp, cfg.run.seed, key_args), flush=True)
 
 
-def best_model(run_args: dict, run: RunPaths, best_at: int, device: torch.device) -> nn.Module | None:
+def best_model(cfg: RunConfig, run: RunPaths, best_at: int, device: torch.device) -> nn.Module | None:
     """model_best.pt's model; None with a warning if it is missing or not from the history's best epoch (a run
     killed between its checkpoints and resumed differently)."""
     try:
@@ -76,10 +78,10 @@ def best_model(run_args: dict, run: RunPaths, best_at: int, device: torch.device
         warnings.warn(f"{run.best_checkpoint} is from epoch {checkpoint['epoch']}, but the history's best epoch is "
                       f"{best_at}; the final evaluation reports the last model only")
         return None
-    return checkpoint_model(checkpoint, run_args["model"], run.best_checkpoint, device)
+    return checkpoint_model(checkpoint, cfg.model.name, run.best_checkpoint, device)
 
 
-def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: torch.device, run: RunPaths,
+def final_evaluation(cfg: RunConfig, model: nn.Module, data: RunData, device: torch.device, run: RunPaths,
                      history: dict) -> dict | None:
     """evaluate.py's measures for the last and the best model (by --monitor) on the evaluation split (test when
     held out, else validation), each recording scored once, with the angle estimates of each model's calibration
@@ -93,15 +95,15 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
     split, indices = data.evaluation_split
     recordings, labels = data.recordings, data.recordings.labels[indices].numpy()
     paths, materials = [recordings.paths[i] for i in indices], [recordings.materials[i] for i in indices]
-    last_at, best_at = history["epoch"][-1], monitor_best(history)[1]
+    last_at, best_at = history["epoch"][-1], monitor_best(history, cfg.optim.monitor)[1]
     models = [("last", model, run.evaluation, last_at, [run.checkpoint(last_at)])]
     if best_at == last_at:  # one model: evaluated once, its calibration stored in both checkpoints
         models[0][4].append(run.best_checkpoint)
     else:
-        models.append(("best", best_model(run_args, run, best_at, device), run.evaluation_best, best_at,
+        models.append(("best", best_model(cfg, run, best_at, device), run.evaluation_best, best_at,
                        [run.best_checkpoint]))
     report = {"split": split, "best_epoch": best_at, "last": None, "best": None}
-    baselines, calibrations = run_baselines(recordings, data.split.train, indices, run_args), []
+    baselines, calibrations = run_baselines(recordings, data.split.train, indices, cfg.data), []
     for which, candidate, folder, epoch, checkpoints in models:
         if candidate is None:
             continue
@@ -118,7 +120,7 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
                                      f"{run.name} ({which} model, {split})",
                                      {"split": split, "model": which, "epoch": epoch, **compared,
                                       "baselines": baselines}, materials, calibration)
-        also = f", also the best by {run_args['monitor']}" if len(models) == 1 else ""
+        also = f", also the best by {cfg.optim.monitor}" if len(models) == 1 else ""
         print(f"{which} model (epoch {epoch}{also}) on the {split} recordings: {headline(metrics)}; "
               f"{estimate_headline(estimates)}", flush=True)
         report[which] = {**metrics, **{key: estimates[key] for key in ESTIMATE_HEADLINE}, **compared}
@@ -132,7 +134,7 @@ def final_evaluation(run_args: dict, model: nn.Module, data: RunData, device: to
     return report
 
 
-def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: RunPaths, state: RunState,
+def fit(cfg: RunConfig, t: Training, data: RunData, device: torch.device, run: RunPaths, state: RunState,
         started: float) -> None:
     """The epochs after `state.epoch`: train, validate, schedule, record, checkpoint; until --epochs, or until
     --early-stop-patience ends the run (a resumed run that had stopped early trains no further).
@@ -140,12 +142,12 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
     On SIGINT/SIGTERM the checkpoint of the last complete epoch is written before the run stops.
     """
     main_process = distributed.is_main()
-    progress = not run_args["no_progress"] and sys.stderr.isatty() and main_process
-    heartbeat = Heartbeat(lambda: write_summary(run, state.history, "running", started)) if main_process else None
-    hooks = BatchHooks(run_args, t, data, run, heartbeat, state.epoch)
+    progress = cfg.run.progress and sys.stderr.isatty() and main_process
+    heartbeat = Heartbeat(lambda: write_summary(run, cfg, state.history, "running", started)) if main_process else None
+    hooks = BatchHooks(cfg, t, data, run, heartbeat, state.epoch)
     try:
-        for epoch in range(state.epoch + 1, run_args["epochs"] + 1):
-            if state.epoch and early_stop_reason(state.history):
+        for epoch in range(state.epoch + 1, cfg.optim.epochs + 1):
+            if state.epoch and early_stop_reason(state.history, cfg.optim):
                 break
             epoch_started, hooks.epoch = time.perf_counter(), epoch
             try:
@@ -165,109 +167,111 @@ def fit(run_args: dict, t: Training, data: RunData, device: torch.device, run: R
             if main_process:
                 with CLOCK.phase("epoch outputs"):
                     state.checkpoint = training_checkpoint(t, state, data, run, train, val)
-                    save_epoch(run_args, t, run, state, started, (train, val, time.perf_counter() - epoch_started))
+                    save_epoch(cfg, t, run, state, started, (train, val, time.perf_counter() - epoch_started))
                     hooks.end_epoch(train, val)
     finally:
         hooks.close()
 
 
-def save_epoch(run_args: dict, t: Training, run: RunPaths, state: RunState, started: float,
+def save_epoch(cfg: RunConfig, t: Training, run: RunPaths, state: RunState, started: float,
                figures: tuple[dict, dict, float]) -> None:
     """The main process's files after an epoch: model_best.pt when the monitor improved, the checkpoint when due
     (and when the run stops early), history, plot, summary, metrics.csv; then the epoch's line."""
     train, val, seconds = figures
     epoch, history = state.epoch, state.history
-    improved = monitor_best(history)[1] == epoch
-    stopping = early_stop_reason(history)
+    improved = monitor_best(history, cfg.optim.monitor)[1] == epoch
+    stopping = early_stop_reason(history, cfg.optim)
     if improved:
         save_checkpoint(run.best_checkpoint, state.checkpoint)
-    if epoch % run_args["checkpoint_interval"] == 0 or epoch == run_args["epochs"] or stopping:
+    if epoch % cfg.run.checkpoint_interval == 0 or epoch == cfg.optim.epochs or stopping:
         save_checkpoint(run.checkpoint(epoch), state.checkpoint)
     save_pickle(history, run.history)
     plot_history(history, run.history_plot, run.name)
-    write_summary(run, history, "running", started)
+    write_summary(run, cfg, history, "running", started)
     lr = t.optimizer.param_groups[0]["lr"]
     write_metrics(run.metrics, history, lr, seconds)
-    print(epoch_line(epoch, run_args["epochs"], train, val, lr, seconds) + ("  (best)" if improved else ""),
+    print(epoch_line(epoch, cfg.optim.epochs, train, val, lr, seconds) + ("  (best)" if improved else ""),
           flush=True)
     if stopping:
         print(stopping, flush=True)
 
 
-def describe(run: RunPaths, data: RunData, run_args: dict, device: torch.device) -> str:
+def describe(run: RunPaths, data: RunData, cfg: RunConfig, device: torch.device) -> str:
     shape = data.recordings.data.shape
     return (f"run {run.name}: {len(data.recordings)} recordings ({shape[2]}x{shape[3]} spectrograms), "
             f"{len(data.train_loader.dataset)} train / {len(data.val_loader.dataset)} val pairs, "
             f"batch {data.train_loader.batch_size}, device {device}"
-            f"{' (--device auto)' if run_args['device'] == 'auto' else ''}"
-            f"{'' if run_args['amp'] == 'off' else ', mixed precision ' + run_args['amp']}"
+            f"{' (--device auto)' if cfg.devices.device == 'auto' else ''}"
+            f"{'' if cfg.devices.amp == 'off' else ', mixed precision ' + cfg.devices.amp}"
             f"{f', {distributed.world_size()} processes' if distributed.active() else ''}")
 
 
-def train_frequency(run_args: dict, device: torch.device, log: RunLog) -> dict:
-    """One complete training run (or the rest of a resumed one) of `run_args["frequency"]`; returns its summary.
+def train_frequency(cfg: RunConfig, device: torch.device, log: RunLog) -> dict:
+    """One complete training run (or the rest of a resumed one) of `cfg.data.frequency`; returns its summary.
 
     Under torchrun every process trains; rank 0 alone writes files. What this thread prints goes to `log`, which
     becomes the run's train.log once the run folder exists.
     """
-    if run_args["run_name"] and not run_args["resume"]:
-        run_args, finished = named_run(run_args)
+    if cfg.run.run_name and not cfg.run.resume:
+        cfg, finished = named_run(cfg)
         if finished is not None:
             print(f"run {finished['run']} finished earlier ({finished['end_reason']}); not trained again: "
                   f"{finished['evaluation']['model']} model, pairwise accuracy "
                   f"{finished['evaluation']['pairwise_accuracy']:.3f} on the {finished['evaluation']['split']} "
                   "recordings", flush=True)
-            return result_row(finished)
+            return result_row(finished, cfg.data.frequency)
     CLOCK.reset()
-    set_seed(run_args["seed"])
-    data = build_data(run_args, run_args["frequency"], device)
+    set_seed(cfg.run.seed)
+    data = run_data(cfg, device)
     shape = tuple(data.recordings.data.shape[1:])
-    check_input_size(run_args["model"], shape)
-    training = build_training(run_args, device)
-    if not run_args["skip_memory_check"]:
-        check_step_memory(run_args, training.model, shape, len(data.split.train), device, training.amp_dtype)
-    run, state = start_run(run_args, training, data)
+    check_input_size(cfg.model.name, shape)
+    training = build_training(cfg, device)
+    if not cfg.devices.skip_memory_check:
+        check_step_memory(cfg.model, cfg.optim.batch_size, training.model, shape, len(data.split.train), device,
+                          training.amp_dtype)
+    run, state = start_run(cfg, training, data)
     started = time.time() - state.elapsed
     history = state.history
     main_process = distributed.is_main()
     if main_process:
         log.attach(run.log)
-        save_yaml(run_args, run.config)
-        write_summary(run, history, "running", started)
-    print(describe(run, data, run_args, device), flush=True)
+        save_text(config.to_yaml(cfg), run.config)
+        write_summary(run, cfg, history, "running", started)
+    print(describe(run, data, cfg, device), flush=True)
     try:
-        if run_args["verify_consistency"] and not run_args["resume"] and main_process:
-            check_batches(run_args, run)
+        if cfg.run.verify_consistency and not cfg.run.resume and main_process:
+            check_batches(cfg, run)
         CLOCK.mark("start-up")
-        fit(run_args, training, data, device, run, state, started)
+        fit(cfg, training, data, device, run, state, started)
         stop_check(device)
         with CLOCK.phase("final evaluation"):
-            report = final_evaluation(run_args, training.model, data, device, run, history) if main_process else None
+            report = final_evaluation(cfg, training.model, data, device, run, history) if main_process else None
         report = distributed.broadcast_from_main(report)
         stop_check(device)
     except interrupt.TrainingInterrupted as exc:
         how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
-        done = state.epoch == run_args["epochs"] or early_stop_reason(history)
+        done = state.epoch == cfg.optim.epochs or early_stop_reason(history, cfg.optim)
         where = "the final evaluation" if done else f"epoch {state.epoch + 1}"
         note = f"{exc} in {where}: {how}. Resume with: python train.py --resume {run.checkpoints}"
         if main_process:
-            write_summary(run, history, "interrupted", started, error=note)
+            write_summary(run, cfg, history, "interrupted", started, error=note)
             print(note, file=sys.stderr, flush=True)
         raise
     except Exception as exc:
         if main_process:
-            write_summary(run, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
+            write_summary(run, cfg, history, "failed", started, error=f"{type(exc).__name__}: {exc}")
         raise
     completed = write_summary if main_process else summary_record
-    row = result_row(completed(run, history, "completed", started, evaluation=evaluation_summary(report)))
-    if run_args["profile"] and main_process:
+    summary = completed(run, cfg, history, "completed", started, evaluation=evaluation_summary(report))
+    row = result_row(summary, cfg.data.frequency)
+    if cfg.run.profile and main_process:
         print(CLOCK.report(PROFILE), flush=True)
     return row
 
 
-def result_row(summary: dict) -> dict:
+def result_row(summary: dict, frequency: str) -> dict:
     """The line of a run in the table that --frequency all prints."""
-    return {"frequency": summary["args"]["frequency"], "status": "ok", "run": summary["run"],
+    return {"frequency": frequency, "status": "ok", "run": summary["run"],
             "epochs": summary["epochs_done"], "final_val_accuracy": summary["final"]["val_accuracy"],
             "best_val_accuracy": summary["best_val_accuracy"],
             **{key: summary["evaluation"][key] for key in HEADLINE}}
@@ -291,16 +295,16 @@ def print_summary(results: list[dict]) -> None:
             print(f"{r['frequency']:<10} FAILED  {r['error']}")
 
 
-def train_all(args, device: torch.device) -> int:
-    frequencies = (find_frequencies(Path(args.data_root), args.classes.split(","), args.material.split(","))
-                   if args.frequency == "all" else [args.frequency])
+def train_all(cfg: RunConfig, device: torch.device) -> int:
+    data = cfg.data
+    frequencies = (find_frequencies(Path(data.root), data.class_list, data.material.split(","))
+                   if data.frequency == "all" else [data.frequency])
     results = []
     for frequency in frequencies:
         with run_log.capture() as log:
             try:
-                run_name = args.run_name and run_folder_name(args.run_name, args.frequency, frequency)
-                run_args = {**vars(args), "frequency": frequency, "run_name": run_name}
-                results.append(train_frequency(run_args, device, log))
+                run_name = cfg.run.run_name and run_folder_name(cfg.run.run_name, data.frequency, frequency)
+                results.append(train_frequency(cfg.with_values(frequency=frequency, run_name=run_name), device, log))
             except (InputError, TrainingStopped) as exc:
                 if distributed.is_main():
                     print(f"error: {exc}", file=sys.stderr)
@@ -318,20 +322,20 @@ def train_all(args, device: torch.device) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
-    args = parse_args(argv)
+    cfg = parse_args(argv)
     retain_freed_memory()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = choose_device(args.device)
-    choose_algorithms(device, args.deterministic)
+    if cfg.devices.threads:
+        torch.set_num_threads(cfg.devices.threads)
+    device = choose_device(cfg.devices.device)
+    choose_algorithms(device, cfg.devices.deterministic)
     if distributed.launched_by_torchrun():
         device = distributed.setup(device)
     try:
-        if args.demo and distributed.is_main():
-            ensure_demo_data(args.data_root, args.demo)
+        if cfg.data.demo and distributed.is_main():
+            ensure_demo_data(cfg.data.root, cfg.data.demo)
         distributed.broadcast_from_main(None)  # the others wait for the demo data
         with interrupt.stop_on_signals():
-            return train_all(args, device)
+            return train_all(cfg, device)
     except interrupt.TrainingInterrupted as exc:
         return exc.exit_code
     finally:

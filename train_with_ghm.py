@@ -8,7 +8,7 @@ import sys
 
 import config
 import train
-from audio_data.loading import build_data
+from training.loop import run_data
 from utils.debugging_utils import first_batches, record_differences
 
 NOTICE = "train_with_ghm.py is deprecated; use: python train.py --loss-type ghm [flags]"
@@ -26,15 +26,15 @@ def ghm_argv(argv: list[str]) -> list[str]:
 
 def check_batch_consistency(argv: list[str] | None = None, batches: int = 3) -> bool:
     """Build the training loader twice with the same seed; report whether the first batches are identical."""
-    args = train.parse_args(ghm_argv(sys.argv[1:] if argv is None else argv))
-    frequency = config.FREQUENCIES[0] if args.frequency == "all" else args.frequency
-    run_args = {**vars(args), "frequency": frequency}
-    records = [first_batches(build_data(run_args, frequency).train_loader, batches) for _ in range(2)]
+    cfg = train.parse_args(ghm_argv(sys.argv[1:] if argv is None else argv))
+    if cfg.data.frequency == "all":
+        cfg = cfg.with_values(frequency=config.FREQUENCIES[0])
+    records = [first_batches(run_data(cfg).train_loader, batches) for _ in range(2)]
     differences = record_differences(*records)
     if differences:
-        print(f"batch consistency (seed {args.seed}): NOT identical: " + "; ".join(differences))
+        print(f"batch consistency (seed {cfg.run.seed}): NOT identical: " + "; ".join(differences))
     else:
-        print(f"batch consistency (seed {args.seed}): first {len(records[0])} batches identical")
+        print(f"batch consistency (seed {cfg.run.seed}): first {len(records[0])} batches identical")
     return not differences
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from analysis.ranking_metrics import ranking_metrics
 from audio_data.audio import fit_length, read_wav
 from audio_data.classes import frequency_hz
+from config import DEVICES, DataConfig
 
 FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
 SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker
@@ -154,13 +155,14 @@ def comparison_lines(models: dict[str, dict], baselines: dict) -> list[str]:
     return lines
 
 
-def run_baselines(recordings, train: list[int], evaluated: list[int], run_args: dict) -> dict:
-    """baseline_report on a run's recordings (a SpectrogramDatasetWithMaterial), read again from their files at the
-    run's length; the features of each evaluated recording come along (`recordings`: path → FEATURES values)."""
+def run_baselines(recordings, train: list[int], evaluated: list[int], data: DataConfig) -> dict:
+    """baseline_report on a run's recordings (a SpectrogramDatasetWithMaterial, loaded with `data`), read again from
+    their files at the run's length; the features of each evaluated recording come along (`recordings`: path →
+    FEATURES values)."""
     used = sorted(set(train) | set(evaluated))
-    length = recordings.length if run_args.get("duration") is not None else None
+    length = recordings.length if data.duration is not None else None
     x = np.full((len(recordings), len(FEATURES)), np.nan)
-    x[used] = feature_matrix([recordings.paths[i] for i in used], run_args["frequency"], length)
+    x[used] = feature_matrix([recordings.paths[i] for i in used], data.frequency, length)
     report = baseline_report(x, recordings.labels.numpy(), train, evaluated, recordings.classes)
     return {**report, "recordings": {recordings.paths[i]: x[i].tolist() for i in evaluated}}
 
@@ -173,7 +175,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "on the recordings they are measured on) (default: %(default)s)")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
     p.add_argument("--out", help="where baselines.json goes (default: baselines_<split>/ beside the checkpoint)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     return p
 
 
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     recordings, evaluated = ready.recordings, ready.evaluated
     _, cnn = evaluate_recordings(ready.model, recordings.data[evaluated], recordings.labels[evaluated].numpy(),
                                  recordings.classes, ready.device)
-    baselines = run_baselines(recordings, ready.train, evaluated, ready.data_args)
+    baselines = run_baselines(recordings, ready.train, evaluated, ready.data)
     out = Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}"
     save_json(plain_json({"checkpoint": str(ready.path), "split": args.split,
                           "cnn": {key: cnn[key] for key in FIGURES}, **versus(cnn, baselines),

@@ -35,8 +35,8 @@ from audio_data.loading import load_recordings, run_split
 from audio_data.pairs import RankingPairDataset
 from losses import build_loss, ghm_options
 from models import build_model
-from training.cli import argument_defaults
-from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint
+from config import LossConfig, RunConfig
+from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint, stored_config
 from utils.errors import InputError
 from utils.io_utils import atomic_path, save_json
 from utils.plotting import save_figure, subplots
@@ -100,12 +100,12 @@ def membership(pairs: Pairs, rows: list[int]) -> np.ndarray:
     return ((pairs.first[None, :] == owners) | (pairs.second[None, :] == owners)).astype(np.float64)
 
 
-def ghm_weights(run_args: dict, pairs: Pairs, scores: np.ndarray) -> np.ndarray | None:
+def ghm_weights(loss_settings: LossConfig, pairs: Pairs, scores: np.ndarray) -> np.ndarray | None:
     """A GHM run's pair weights at a checkpoint: GHM applied to all training pairs as one batch (no momentum), so
     that they depend on the model alone, as the gradients do; None for the standard loss."""
-    if run_args["loss_type"] != "ghm":
+    if loss_settings.type != "ghm":
         return None
-    loss = build_loss("ghm", run_args["margin"], **{**ghm_options(run_args), "momentum": 0.0}).eval()
+    loss = build_loss("ghm", loss_settings.margin, **{**ghm_options(loss_settings), "momentum": 0.0}).eval()
     s = torch.from_numpy(scores)
     loss(s[pairs.first], s[pairs.second], torch.from_numpy(pairs.target))
     return loss.last_stats["weight"].double().numpy()
@@ -119,20 +119,20 @@ class Influence:
     checkpoints: list[int]
 
 
-def run_influence(checkpoints: list[tuple[int, dict]], run_args: dict, recordings, train: list[int],
+def run_influence(checkpoints: list[tuple[int, dict]], cfg: RunConfig, recordings, train: list[int],
                   val: list[int]) -> Influence:
     """All influences of a run, summed over its checkpoints (epoch, checkpoint) in order."""
     labels = recordings.labels.numpy()
-    train_pairs = training_pairs(recordings, train, run_args["seed"])
+    train_pairs = training_pairs(recordings, train, cfg.run.seed)
     val_pairs = validation_pairs(labels, val)
-    n, margin = len(recordings), run_args["margin"]
+    n, margin = len(recordings), cfg.loss.margin
     self_influence, on_val = np.zeros(len(train)), np.zeros((len(val), len(train)))
-    model = build_model(run_args["model"])
+    model = build_model(cfg.model.name)
     for _, checkpoint in checkpoints:
         model.load_state_dict(checkpoint["model_state_dict"])
         lr = checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
         scores, gradients = score_gradients(model, recordings.data)
-        c = pair_coefficients(train_pairs, scores, margin, ghm_weights(run_args, train_pairs, scores))
+        c = pair_coefficients(train_pairs, scores, margin, ghm_weights(cfg.loss, train_pairs, scores))
         g = score_coefficients(train_pairs, c, n)[train, None] * gradients[train]
         beta = score_coefficients(val_pairs, pair_coefficients(val_pairs, scores, margin, None), n)
         self_influence += lr * np.einsum("ij,ij->i", g, g)
@@ -259,30 +259,30 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = run_checkpoints(folder)
         last = checkpoints[-1][1]
         run = RunPaths.of_checkpoint(folder / f"model_epoch_{checkpoints[-1][0]}.pt", last["run"])
-        run_args = {**argument_defaults(), **last["args"]}
+        cfg = stored_config(last, "influence", folder, "a run this program wrote")
         if args.margin is not None:
             if not args.margin > 0:
                 raise InputError(f"--margin {args.margin}: must be > 0")
-            run_args["margin"] = args.margin
-        recordings = load_recordings(run_args, run_args["frequency"])
-        split = run_split(recordings, run_args)
+            cfg = cfg.with_values(margin=args.margin)
+        recordings = load_recordings(cfg.data)
+        split = run_split(recordings, cfg.data, cfg.run.seed)
         if [recordings.paths[i] for i in split.val] != last["val_recordings"]:
-            raise InputError(f"{folder}: the run's recordings under {run_args['data_root']} are not the ones it "
+            raise InputError(f"{folder}: the run's recordings under {cfg.data.root} are not the ones it "
                              "trained on")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    result = run_influence(checkpoints, run_args, recordings, split.train, split.val)
+    result = run_influence(checkpoints, cfg, recordings, split.train, split.val)
     out = Path(args.out) if args.out else analysis_folder(run.save_dir, run.name) / "influence"
     hard = hard_counts(run, [recordings.paths[r] for r in split.train])
     rows = write_tables(out, result, args.rank_by, recordings, split.train, split.val, hard, args.top)
     plot_by_class(rows, recordings.classes, args.top, out / "influence_by_class.png",
                   f"{run.name}: {args.rank_by} ({len(checkpoints)} checkpoints)")
     plot_map(result, recordings.labels.numpy(), split.train, split.val, recordings.classes, out / "influence_map.png")
-    save_json({"run": run.name, "rank_by": args.rank_by, "margin": run_args["margin"],
+    save_json({"run": run.name, "rank_by": args.rank_by, "margin": cfg.loss.margin,
                "checkpoints": result.checkpoints,
                "training_recordings": len(split.train), "validation_recordings": len(split.val),
-               "loss_type": run_args["loss_type"],
+               "loss_type": cfg.loss.type,
                "top": [{key: row[key] for key in ("path", "class", "score")} for row in rows[:args.top]]},
               out / "summary.json")
     coarse = " (a coarse estimate: few checkpoints)" if len(checkpoints) < 5 else ""

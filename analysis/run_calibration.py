@@ -11,6 +11,7 @@ from analysis.evaluation import score_recordings
 from audio_data.classes import class_angle
 from audio_data.loading import load_recordings, run_split
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from config import RunConfig
 from utils.errors import InputError
 
 
@@ -22,7 +23,7 @@ def calibrate(model: nn.Module, recordings: SpectrogramDatasetWithMaterial, indi
     return fit_calibration(scores, recordings.labels[indices].numpy(), classes, [class_angle(c) for c in classes])
 
 
-def checkpoint_calibration(checkpoint: dict, run_args: dict, model: nn.Module, device: torch.device,
+def checkpoint_calibration(checkpoint: dict, cfg: RunConfig, model: nn.Module, device: torch.device,
                            flag: str) -> dict:
     """The checkpoint's own calibration; for an older checkpoint without one, a calibration fitted now on the
     run's training recordings, if they are still where the run found them (else an InputError)."""
@@ -32,14 +33,14 @@ def checkpoint_calibration(checkpoint: dict, run_args: dict, model: nn.Module, d
             raise InputError(f"{flag}: its calibration is unusable ({problem})")
         return stored
     try:
-        recordings = load_recordings(run_args, run_args["frequency"])
+        recordings = load_recordings(cfg.data)
     except InputError as exc:
         raise InputError(f"{flag}: the checkpoint has no calibration, and the run's training recordings cannot "
                          f"be read to fit one ({exc})") from None
-    split = run_split(recordings, run_args)
+    split = run_split(recordings, cfg.data, cfg.run.seed)
     if [recordings.paths[i] for i in split.val] != list(checkpoint.get("val_recordings") or []):
         raise InputError(f"{flag}: the checkpoint has no calibration, and the run's recordings under "
-                         f"{run_args['data_root']} are not the ones it trained on, so none can be fitted")
+                         f"{cfg.data.root} are not the ones it trained on, so none can be fitted")
     print(f"{flag}: no calibration stored (an older checkpoint); fitted one on the run's "
           f"{len(split.train)} training recordings", flush=True)
     return calibrate(model, recordings, split.train, device)

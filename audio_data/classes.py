@@ -74,11 +74,6 @@ def run_classes(root: Path, material: str, classes: str | None) -> list[str]:
     return names
 
 
-def run_class_list(run_args: dict) -> list[str]:
-    """The run's classes in rank order; a run from before --classes existed used the old data set's six."""
-    return (run_args.get("classes") or ",".join(config.CLASSES)).split(",")
-
-
 def class_table(classes: list[str]) -> list[dict]:
     """The classes as summary.json and checkpoints list them: name and angle in degrees (None without one)."""
     return [{"name": name, "angle": class_angle(name)} for name in classes]

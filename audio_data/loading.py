@@ -1,5 +1,5 @@
 """A run's recordings, its seeded splits (an optional test split, then 70/30 train/validation) and the pair
-loaders, from the run's arguments as a plain dict (as checkpoints store them)."""
+loaders, from the run's data settings (config.DataConfig)."""
 
 import warnings
 from dataclasses import dataclass
@@ -9,23 +9,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 
 import config
-from audio_data.classes import run_class_list
 from audio_data.pairs import RankingPairDataset
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from config import DataConfig
 from utils import distributed
 from utils.common_utils import worker_init_fn
 from utils.errors import InputError
 
 
-def load_recordings(run_args: dict, frequency: str) -> SpectrogramDatasetWithMaterial:
-    """The recordings that a run with these arguments (every flag of train.py, defaults included) uses."""
-    seqs = run_args["seqs"]
-    selected = None if seqs == "all" else [s.strip() for s in seqs.split(",") if s.strip()]
+def load_recordings(data: DataConfig) -> SpectrogramDatasetWithMaterial:
+    """The recordings that a run with these data settings uses."""
     return SpectrogramDatasetWithMaterial(
-        run_args["data_root"], run_class_list(run_args), selected, frequency, run_args["material"],
-        n_fft=run_args["n_fft"],
-        hop_length=run_args["hop_length"], cache_dir=run_args["cache_dir"], duration=run_args["duration"],
-        skip_bad_files=run_args["skip_bad_files"], db_reference=run_args.get("db_reference", "peak"))
+        data.root, data.class_list, data.seq_list, data.frequency, data.material, n_fft=data.n_fft,
+        hop_length=data.hop_length, cache_dir=data.cache_dir, duration=data.duration,
+        skip_bad_files=data.skip_bad_files, db_reference=data.db_reference)
 
 
 @dataclass
@@ -78,10 +75,10 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
     return Split([i for i in split.train if i not in excluded], split.val, split.test)
 
 
-def run_split(recordings: Dataset, run_args: dict) -> Split:
+def run_split(recordings: Dataset, data: DataConfig, seed: int) -> Split:
     """The run's split: seeded by --seed, with --test-fraction's test split, without --exclude-recordings."""
-    split = split_recordings(recordings, run_args["seed"], run_args.get("test_fraction", 0.0))
-    return without_excluded(split, recordings.paths, run_args.get("exclude_recordings") or [])
+    split = split_recordings(recordings, seed, data.test_fraction)
+    return without_excluded(split, recordings.paths, data.exclude_recordings or [])
 
 
 def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,
@@ -124,27 +121,29 @@ class RunData:
         return ("test", self.split.test) if self.split.test else ("val", self.split.val)
 
 
-def build_data(run_args: dict, frequency: str, device: torch.device | None = None) -> RunData:
-    """Recordings, their seeded splits, the train/validation pairs, and their loaders; with --data-on-device and
-    a `device`, the spectrograms are moved there and the loaders gather batches there; otherwise training batches
-    come as views into the recordings (`batch_to` stacks them for a GPU), or from worker processes stacked (in
-    page-locked memory for a GPU)."""
-    recordings = load_recordings(run_args, frequency)
-    on_device = bool(run_args.get("data_on_device")) and device is not None
+def build_data(data: DataConfig, seed: int, batch_size: int, num_workers: int = 0,
+               device: torch.device | None = None, on_device: bool = False) -> RunData:
+    """Recordings, their seeded splits, the train/validation pairs, and their loaders of `batch_size` pairs (fewer
+    when the splits have fewer). With `on_device` (--data-on-device) and a `device`, the spectrograms are moved
+    there and the loaders gather batches there; otherwise training batches come as views into the recordings
+    (`batch_to` stacks them for a GPU), or from `num_workers` worker processes stacked (in page-locked memory for a
+    GPU)."""
+    recordings = load_recordings(data)
+    on_device = on_device and device is not None
     if on_device:
         recordings.data = recordings.data.to(device)
-    split = run_split(recordings, run_args)
-    train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=run_args["seed"])
-    val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=run_args["seed"] + 1)
+    split = run_split(recordings, data, seed)
+    train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=seed)
+    val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=seed + 1)
     share = distributed.world_size()
-    batch_size = min(run_args["batch_size"], len(train_pairs) // share, len(val_pairs) // share)
+    batch_size = min(batch_size, len(train_pairs) // share, len(val_pairs) // share)
     if batch_size < 1:
         raise InputError(f"{len(recordings)} recordings give {len(train_pairs)} training and {len(val_pairs)} "
                          "validation pairs of different classes; both splits need at least one")
-    here = not run_args["num_workers"] and (not on_device or device.type == "cpu")  # the recordings in this process
+    here = not num_workers and (not on_device or device.type == "cpu")  # the recordings in this process
     pin = device is not None and device.type == "cuda" and not on_device  # worker processes' batches for a GPU
     form = "views" if here else "pinned" if pin else "stacked"
-    loaders = [make_loader(train_pairs, batch_size, True, run_args["seed"], run_args["num_workers"], form),
+    loaders = [make_loader(train_pairs, batch_size, True, seed, num_workers, form),
                # validation scores each recording once and looks the pairs up
-               make_loader(val_pairs, batch_size, False, run_args["seed"], run_args["num_workers"], "index")]
+               make_loader(val_pairs, batch_size, False, seed, num_workers, "index")]
     return RunData(recordings, split, *loaders, train_pairs, val_pairs)

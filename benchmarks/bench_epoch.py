@@ -39,22 +39,21 @@ def plain_worker(steps: int, device_name: str) -> dict:
     from torch import nn
     from torch.utils.data import default_collate
 
-    from audio_data.loading import build_data
     from models.common import standardize
     from training.cli import parse_args
-    from training.loop import build_training
+    from training.loop import build_training, run_data
 
-    run_args = vars(parse_args(["--frequency", "1000hz", "--data-root", str(CACHE)]))
+    cfg = parse_args(["--frequency", "1000hz", "--data-root", str(CACHE)])
     device = torch.device(device_name)
     sync = device_sync(device)
-    torch.manual_seed(run_args["seed"])
+    torch.manual_seed(cfg.run.seed)
     start = time.perf_counter()
-    data = build_data(run_args, "1000hz")
+    data = run_data(cfg)
     loading = time.perf_counter() - start
-    t = build_training(run_args, device)
+    t = build_training(cfg, device)
     t.model.to(memory_format=torch.contiguous_format).train()
-    criterion = nn.MarginRankingLoss(margin=run_args["margin"])
-    batches, step_times = iter(plain_loader(data, run_args["seed"])), []
+    criterion = nn.MarginRankingLoss(margin=cfg.loss.margin)
+    batches, step_times = iter(plain_loader(data, cfg.run.seed)), []
     for n in range(steps + 1):
         batch = next(batches)
         start = time.perf_counter()

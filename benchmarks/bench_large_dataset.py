@@ -62,7 +62,7 @@ def build_cache(data: Path, cache: Path) -> dict:
     from training.cli import parse_args
 
     started = time.perf_counter()
-    recordings = load_recordings(vars(parse_args(train_args(data, cache, 32))), "1000hz")
+    recordings = load_recordings(parse_args(train_args(data, cache, 32)).data)
     return {"recordings": len(recordings), "seconds": time.perf_counter() - started,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
@@ -71,18 +71,17 @@ def train_steps(data: Path, cache: Path, steps: int, batch_size: int) -> dict:
     """The trainer's own loader, model, GHM loss and step, for `steps` batches."""
     import torch
 
-    from audio_data.loading import build_data
     from training.cli import parse_args
-    from training.loop import build_training, train_step
+    from training.loop import build_training, run_data, train_step
     from utils.memory import retain_freed_memory
 
     retain_freed_memory()
-    run_args = vars(parse_args(train_args(data, cache, batch_size)))
-    torch.manual_seed(run_args["seed"])
+    cfg = parse_args(train_args(data, cache, batch_size))
+    torch.manual_seed(cfg.run.seed)
     opening = time.perf_counter()
-    loader = build_data(run_args, "1000hz").train_loader  # hashes every recording and checks every entry once
+    loader = run_data(cfg).train_loader  # hashes every recording and checks every entry once
     opened = time.perf_counter() - opening
-    t = build_training(run_args, torch.device("cpu"))
+    t = build_training(cfg, torch.device("cpu"))
     t.model.train()
     started, done = time.perf_counter(), 0
     while done < steps:

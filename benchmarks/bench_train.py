@@ -104,10 +104,9 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     import torch
     from torch import nn
 
-    from audio_data.loading import build_data
     from losses import build_loss, ghm_options
     from training.cli import parse_args
-    from training.loop import build_training, train_step
+    from training.loop import build_training, run_data, train_step
     from utils.common_utils import choose_algorithms
     from utils.memory import retain_freed_memory
 
@@ -120,21 +119,21 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
     flags += ["--deterministic"] if deterministic and not plain else []
     if variant == "resnet18":
         flags += ["--model", "resnet18", "--batch-size", str(largest_resnet_batch(device_name, amp))]
-    run_args = vars(parse_args(flags))
-    torch.manual_seed(run_args["seed"])
+    cfg = parse_args(flags)
+    torch.manual_seed(cfg.run.seed)
     device = torch.device(device_name)
     # as train.py (batch_to stacks a GPU batch into page-locked memory), except for the plain steps (ordinary memory)
-    data = build_data(run_args, "1000hz", None if plain else device)
-    loader = plain_loader(data, run_args["seed"]) if plain else data.train_loader
+    data = run_data(cfg, None if plain else device)
+    loader = plain_loader(data, cfg.run.seed) if plain else data.train_loader
     if not plain:
-        choose_algorithms(device, run_args["deterministic"])  # as train.py does
+        choose_algorithms(device, cfg.devices.deterministic)  # as train.py does
     sync = device_sync(device)
-    t = build_training(run_args, device)
+    t = build_training(cfg, device)
     t.model.train()
     if plain:
         if variant == "plain":
             t.model.to(memory_format=torch.contiguous_format)  # the modules' default layout
-        criterion = nn.MarginRankingLoss(margin=run_args["margin"])
+        criterion = nn.MarginRankingLoss(margin=cfg.loss.margin)
 
         def step(batch):
             return plain_step(t.model, t.optimizer, criterion, batch, device)
@@ -142,9 +141,9 @@ def worker(variant: str, steps: int, warmup: int, device_name: str, amp: str, de
         def step(batch):
             result = train_step(t, batch, device)
             return result.s1, result.s2, result.target
-    standard = nn.MarginRankingLoss(run_args["margin"])
+    standard = nn.MarginRankingLoss(cfg.loss.margin)
     sync()
-    ghm = build_loss("ghm", run_args["margin"], **ghm_options(run_args))
+    ghm = build_loss("ghm", cfg.loss.margin, **ghm_options(cfg.loss))
     batches = iter(loader)
     record = {key: [] for key in METRICS + ("loss_standard", "loss_ghm")}
     for n in range(warmup + steps):

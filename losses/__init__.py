@@ -1,4 +1,4 @@
-"""Ranking losses, selected by `--loss-type`, and the GHM settings of a run built from its arguments."""
+"""Ranking losses, selected by `--loss-type`, and a run's losses built from its loss settings."""
 
 import math
 from dataclasses import dataclass
@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from torch import nn
 
 import config
+from config import LOSS_TYPES, LossConfig
 from losses.ghm_loss import GHMRankingLoss, option_problems
-
-LOSS_TYPES = ("standard", "ghm")
 
 
 def build_loss(loss_type: str, margin: float, **ghm_options) -> nn.Module:
@@ -20,18 +19,18 @@ def build_loss(loss_type: str, margin: float, **ghm_options) -> nn.Module:
     raise ValueError(f"unknown loss type {loss_type!r}; choose from {', '.join(LOSS_TYPES)}")
 
 
-def ghm_options(run_args: dict) -> dict:
-    """The GHM loss's options from a run's flags: the default temperature is margin / 4, an infinite cap none."""
-    return {"bins": run_args["ghm_bins"], "alpha": run_args["ghm_alpha"], "momentum": run_args["ghm_momentum"],
-            "temperature": (config.GHM_TEMPERATURE_PER_MARGIN * run_args["margin"]
-                            if run_args["ghm_temperature"] is None else run_args["ghm_temperature"]),
-            "max_weight": None if math.isinf(run_args["ghm_max_weight"]) else run_args["ghm_max_weight"]}
+def ghm_options(loss: LossConfig) -> dict:
+    """GHMRankingLoss's options from a run's loss settings: the default temperature is margin / 4, an infinite cap
+    none."""
+    temperature = config.GHM_TEMPERATURE_PER_MARGIN * loss.margin if loss.temperature is None else loss.temperature
+    return {"bins": loss.bins, "alpha": loss.alpha, "momentum": loss.momentum, "temperature": temperature,
+            "max_weight": None if math.isinf(loss.max_weight) else loss.max_weight}
 
 
-def ghm_flag_problems(run_args: dict) -> dict[str, str]:
+def ghm_flag_problems(loss: LossConfig) -> dict[str, str]:
     """The --ghm-* flags whose values the GHM loss would refuse, each with what it must be."""
     return {f"--ghm-{name.replace('_', '-')}": problem
-            for name, problem in option_problems(**ghm_options(run_args)).items()}
+            for name, problem in option_problems(**ghm_options(loss)).items()}
 
 
 @dataclass
@@ -53,9 +52,9 @@ class RunLosses:
                            for loss in (self.criterion, self.margin_log, self.monitor)))
 
 
-def build_losses(run_args: dict) -> RunLosses:
-    margin, options = run_args["margin"], ghm_options(run_args)
-    if run_args["loss_type"] == "ghm":
-        return RunLosses(GHMRankingLoss(margin, **options), nn.MarginRankingLoss(margin=margin), None)
-    monitor = GHMRankingLoss(margin, **options) if run_args.get("ghm_stats") else None
-    return RunLosses(build_loss(run_args["loss_type"], margin), None, monitor)
+def build_losses(loss: LossConfig) -> RunLosses:
+    options = ghm_options(loss)
+    if loss.type == "ghm":
+        return RunLosses(GHMRankingLoss(loss.margin, **options), nn.MarginRankingLoss(margin=loss.margin), None)
+    monitor = GHMRankingLoss(loss.margin, **options) if loss.stats else None
+    return RunLosses(build_loss(loss.type, loss.margin), None, monitor)

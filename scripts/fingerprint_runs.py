@@ -83,7 +83,7 @@ def run_outputs(save_dir: Path, out: Path) -> dict[str, str]:
 def main() -> int:
     out = Path(sys.argv[1]).resolve()
     out.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "datasets.synthetic", "--out", str(out / "data"), "--sample-rate",
+    subprocess.run([sys.executable, "-m", "audio_data.synthetic", "--out", str(out / "data"), "--sample-rate",
                     "24000", "--duration", "0.25", "--seqs", "4", "--frequencies", "1000hz", "--materials",
                     "plastic"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     for name, invocations in RUNS.items():

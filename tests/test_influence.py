@@ -13,7 +13,7 @@ from conftest import tiny_train_args
 
 import train
 from analysis import influence
-from audio_data.loading import build_data
+from training.loop import run_data
 from audio_data.synthetic import MISLABELLED, generate
 from models import build_model
 
@@ -34,14 +34,14 @@ def test_the_generator_mislabels_and_lists_the_recording(noisy_data, tmp_path):
     assert [str(p) for p in changed] == [entry["path"]]
 
 
-def brute_force(run_args: dict, checkpoints: list, recordings, train_rows: list[int], val_rows: list[int]):
+def brute_force(cfg, checkpoints: list, recordings, train_rows: list[int], val_rows: list[int]):
     """The definition with autograd, pair by pair: each pair's gradient through each of its two scores (the other
     held fixed) is that recording's share; shares summed per recording by hand."""
-    pairs = influence.training_pairs(recordings, train_rows, run_args["seed"])
+    pairs = influence.training_pairs(recordings, train_rows, cfg.run.seed)
     val_pairs = influence.validation_pairs(recordings.labels.numpy(), val_rows)
-    model = build_model(run_args["model"]).eval()
+    model = build_model(cfg.model.name).eval()
     parameters = list(model.parameters())
-    margin = run_args["margin"]
+    margin = cfg.loss.margin
     self_influence = np.zeros(len(train_rows))
     on_val = np.zeros((len(val_rows), len(train_rows)))
 
@@ -57,7 +57,7 @@ def brute_force(run_args: dict, checkpoints: list, recordings, train_rows: list[
         lr = checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
         with torch.no_grad():
             scores = model(recordings.data.float()).double().numpy()
-        weights = influence.ghm_weights(run_args, pairs, scores)
+        weights = influence.ghm_weights(cfg.loss, pairs, scores)
         shares = {r: 0.0 for r in train_rows}
         for p, (a, b, t) in enumerate(zip(pairs.first, pairs.second, pairs.target)):
             add_shares(shares, int(a), int(b), t, 1.0 if weights is None else float(weights[p]))
@@ -82,11 +82,11 @@ def test_influence_equals_brute_force_and_names_every_file(noisy_data, tmp_path,
     with open(out / "influence.csv") as f:
         rows = list(csv.DictReader(f))
 
-    run_args = vars(train.parse_args(argv))
-    data = build_data(run_args, "1000hz")
+    cfg = train.parse_args(argv)
+    data = run_data(cfg)
     checkpoints = influence.run_checkpoints(folder)
-    result = influence.run_influence(checkpoints, run_args, data.recordings, data.split.train, data.split.val)
-    self_influence, on_val = brute_force(run_args, checkpoints, data.recordings, data.split.train, data.split.val)
+    result = influence.run_influence(checkpoints, cfg, data.recordings, data.split.train, data.split.val)
+    self_influence, on_val = brute_force(cfg, checkpoints, data.recordings, data.split.train, data.split.val)
     for got, expected in ((result.self_influence, self_influence), (result.on_validation, on_val)):
         assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
     by_path = {row["path"]: row for row in rows}
@@ -104,15 +104,15 @@ def test_influence_equals_brute_force_and_names_every_file(noisy_data, tmp_path,
 @pytest.mark.slow
 def test_exclude_recordings_trains_without_exactly_those(noisy_data, tmp_path, capsys):
     base = tiny_train_args(noisy_data, tmp_path, "--frequency", "1000hz", "--epochs", "1")
-    full = build_data(vars(train.parse_args(base)), "1000hz")
+    full = run_data(train.parse_args(base))
     paths = full.recordings.paths
     dropped = [paths[full.split.train[0]], Path(paths[full.split.train[3]]).name]
     listing = tmp_path / "exclude.txt"
     listing.write_text(f"# the two worst\n{dropped[0]}\n{dropped[1]}  # by file name\n")
     argv = [*base, "--exclude-recordings", str(listing)]
-    args = vars(train.parse_args(argv))
-    assert args["exclude_recordings"] == dropped
-    data = build_data(args, "1000hz")
+    cfg = train.parse_args(argv)
+    assert cfg.data.exclude_recordings == dropped
+    data = run_data(cfg)
     assert data.split.train == [i for k, i in enumerate(full.split.train) if k not in (0, 3)]
     assert (data.split.val, data.split.test) == (full.split.val, full.split.test)
 

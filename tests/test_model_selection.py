@@ -13,6 +13,8 @@ import config
 import evaluate
 import train
 from audio_data.loading import split_recordings
+from config import OptimConfig
+from training.loop import run_data
 from utils.history import early_stop_reason, monitor_best, new_history, record_epoch
 
 
@@ -26,9 +28,9 @@ def history_of(val_losses: list[float], val_accuracies: list[float], **args) -> 
 
 def test_the_monitor_picks_the_first_best_epoch_and_skips_nan():
     history = history_of([0.9, 0.5, 0.5, math.nan, 0.7], [0.6, 0.8, 0.9, 0.9, math.nan])
-    assert monitor_best(history) == (0.5, 2)
-    assert monitor_best({**history, "args": {"monitor": "val_accuracy"}}) == (0.9, 3)
-    assert monitor_best(history_of([], [])) == (None, None)
+    assert monitor_best(history, "val_loss") == (0.5, 2)
+    assert monitor_best(history, "val_accuracy") == (0.9, 3)
+    assert monitor_best(history_of([], []), "val_loss") == (None, None)
 
 
 @pytest.mark.parametrize("patience, losses, stops", [
@@ -39,18 +41,16 @@ def test_the_monitor_picks_the_first_best_epoch_and_skips_nan():
     (3, [3, 2, 2, 1], False),
 ])
 def test_early_stopping_counts_epochs_since_the_best(patience, losses, stops):
-    history = history_of(losses, [0.5] * len(losses), early_stop_patience=patience)
-    reason = early_stop_reason(history)
+    history = history_of(losses, [0.5] * len(losses))
+    reason = early_stop_reason(history, OptimConfig(early_stop_patience=patience))
     assert (reason is not None) == stops
     if stops:
         assert f"has not improved for {patience} epochs" in reason
 
 
 def test_without_a_test_fraction_the_split_is_the_old_70_30_split(tiny_data):
-    from train import build_data
-
-    args = vars(train.parse_args(tiny_train_args(tiny_data, tiny_data / "unused", "--frequency", "500hz")))
-    recordings = build_data(args, "500hz").recordings
+    cfg = train.parse_args(tiny_train_args(tiny_data, tiny_data / "unused", "--frequency", "500hz"))
+    recordings = run_data(cfg).recordings
     old_train, old_val = random_split(recordings, [int(config.TRAIN_FRACTION * len(recordings)),
                                                    len(recordings) - int(config.TRAIN_FRACTION * len(recordings))],
                                       generator=torch.Generator().manual_seed(7))
@@ -72,11 +72,12 @@ def test_early_stop_best_model_and_test_split_end_to_end(tiny_data, tmp_path, ca
     (folder,) = (tmp_path / "model_checkpoints").iterdir()
     summary = json.loads((folder / "summary.json").read_text())
     history = torch.load(folder / f"model_epoch_{summary['epochs_done']}.pt", weights_only=True)["history"]
-    best, best_at = monitor_best(history)
+    best, best_at = monitor_best(history, "val_accuracy")
     assert summary["epochs_done"] < 8 and summary["end_reason"].startswith("early stop: val_accuracy")
     assert summary["monitor"] == {"name": "val_accuracy", "best": best, "best_epoch": best_at}
+    optim = OptimConfig(monitor="val_accuracy", early_stop_patience=1)
     assert all(early_stop_reason({**history, "epoch": history["epoch"][:e],
-                                  "val_accuracy": history["val_accuracy"][:e]}) is None
+                                  "val_accuracy": history["val_accuracy"][:e]}, optim) is None
                for e in range(1, summary["epochs_done"]))
 
     best_checkpoint = torch.load(folder / "model_best.pt", weights_only=True)

@@ -105,7 +105,7 @@ def test_classes_and_frequencies_come_from_the_data(lab_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--frequency 1000hz: no 1000hz recordings" in err and "found: 250hz" in err
     args = train.parse_args([*base, "--frequency", "250hz", "--classes", "deg090,deg000,deg030"])
-    assert args.classes == "deg090,deg000,deg030"
+    assert args.data.classes == "deg090,deg000,deg030"
     with pytest.raises(SystemExit):
         train.parse_args([*base, "--frequency", "250hz", "--classes", "deg000,deg045"])
     assert "--classes: no plastic folder" in capsys.readouterr().err
@@ -120,12 +120,12 @@ def test_classes_and_frequencies_come_from_the_data(lab_data, tmp_path, capsys):
 
 
 def test_twelve_classes_every_30_degrees_load_in_rank_order(tmp_path):
-    from audio_data.loading import build_data
+    from training.loop import run_data
 
     root = generate(tmp_path / "twelve", sample_rate=8000, duration=0.1, seqs=2, materials=["plastic"],
                     classes=class_names(list(range(-150, 210, 30))), frequencies=["2000hz"])
-    args = vars(train.parse_args(tiny_train_args(root, tmp_path / "out", "--frequency", "2000hz")))
-    assert args["classes"].split(",") == class_names(list(range(-150, 210, 30)))
-    recordings = build_data(args, "2000hz").recordings
+    cfg = train.parse_args(tiny_train_args(root, tmp_path / "out", "--frequency", "2000hz"))
+    assert cfg.data.class_list == class_names(list(range(-150, 210, 30)))
+    recordings = run_data(cfg).recordings
     assert recordings.labels.tolist() == [k for k in range(12) for _ in range(2)]
     assert [Path(p).parent.parent.name for p in recordings.paths][:4] == ["deg-150", "deg-150", "deg-120", "deg-120"]

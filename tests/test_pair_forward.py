@@ -113,18 +113,17 @@ def test_cli_trains_with_unique_pair_forward(tiny_data, tmp_path):
 @pytest.mark.parametrize("model", ["simple_cnn", "spectrum_cnn"])
 def test_validation_from_one_score_per_recording_equals_scoring_every_batch(tiny_data, tmp_path, model):
     """evaluate() scores each validation recording once per pass; the per-batch forward gives the same figures."""
-    from audio_data.loading import build_data, make_loader
-    from training.loop import build_training, evaluate, run_epoch
+    from audio_data.loading import make_loader
+    from training.loop import build_training, evaluate, run_data, run_epoch
 
-    run_args = vars(train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz",
-                                                     "--model", model)))
-    data = build_data(run_args, "1000hz")
+    cfg = train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--model", model))
+    data = run_data(cfg)
     torch.manual_seed(0)
-    t = build_training(run_args, torch.device("cpu"))
+    t = build_training(cfg, torch.device("cpu"))
     for _ in range(2):  # running statistics and GHM momentum away from their initial values
         run_epoch(t, data.train_loader, torch.device("cpu"), True, 1, False)
     once = evaluate(t, data.val_loader, data.val_pairs, torch.device("cpu"), 1, False)
-    with_spectrograms = make_loader(data.val_pairs, data.val_loader.batch_size, False, run_args["seed"], 0)
+    with_spectrograms = make_loader(data.val_pairs, data.val_loader.batch_size, False, cfg.run.seed, 0)
     with torch.no_grad():
         every_batch = run_epoch(t, with_spectrograms, torch.device("cpu"), False, 1, False)
     assert once.keys() == every_batch.keys()

@@ -65,13 +65,15 @@ def test_run_names_are_folder_names_and_one_per_frequency(tiny_data, tmp_path, c
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_again_with_its_timestamp(tmp_path):
+    from config import RunConfig, stored
     from training.named_runs import named_run_paths
     from utils.history import new_history
     from utils.run_paths import RunPaths
     from utils.run_summary import write_summary
 
     first = RunPaths(tmp_path, "job", "20260101_120000")
-    write_summary(first, new_history({"epochs": 3}), "running", 0.0)
+    cfg = RunConfig().with_values(epochs=3)
+    write_summary(first, cfg, new_history(stored(cfg)), "running", 0.0)
     assert named_run_paths(str(tmp_path), "job") == first
     (first.summary).write_text('{"timestamp": "../../x"}')  # not a summary of ours: a new timestamp
     assert named_run_paths(str(tmp_path), "job").timestamp != "20260101_120000"

@@ -150,7 +150,7 @@ def test_more_epochs_continue_a_finished_run_and_fewer_are_refused(tiny_data, tm
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--resume", str(folder), "--epochs", "1"])
     assert exit_info.value.code == 2 and "--epochs 1: the run in" in capsys.readouterr().err
-    assert train.parse_args(["--resume", str(folder), "--epochs", "2"]).epochs == 2
+    assert train.parse_args(["--resume", str(folder), "--epochs", "2"]).optim.epochs == 2
     assert train.main(["--resume", str(folder / "model_epoch_2.pt"), "--epochs", "3", "--no-progress"]) == 0
     history, weights, _, _ = outcome(tmp_path)
     assert history == uninterrupted[0]

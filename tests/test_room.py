@@ -51,8 +51,8 @@ def test_level_falls_with_the_angle_and_reverberation_flattens_it(tmp_path):
 
 def test_demo_room_is_written_once_into_its_own_folder(tmp_path, monkeypatch):
     args = parse_args(["--demo", "room", "--frequency", "1000hz"])
-    assert (args.demo, args.data_root) == ("room", config.DEMO_DATA_ROOTS["room"])
-    assert parse_args(["--demo", "--frequency", "1000hz"]).demo == "synthetic"
+    assert (args.data.demo, args.data.root) == ("room", config.DEMO_DATA_ROOTS["room"])
+    assert parse_args(["--demo", "--frequency", "1000hz"]).data.demo == "synthetic"
     assert demo.demo_kind(True) == "synthetic" and demo.demo_kind(False) is None  # runs saved before --demo room
     written = []
     monkeypatch.setattr(room, "generate", lambda out: written.append(out) or out)
@@ -62,10 +62,10 @@ def test_demo_room_is_written_once_into_its_own_folder(tmp_path, monkeypatch):
 
 
 def test_runs_saved_when_demo_was_a_switch_still_load(tmp_path):
-    from training.cli import config_defaults, get_args_parser, saved_run_args
+    from training.cli import config_file_values, get_args_parser
 
-    assert saved_run_args({"args": {"demo": True, "seed": 1}}) == {"demo": "synthetic", "seed": 1}
-    assert saved_run_args({"args": {"demo": False}}) == {"demo": None}
+    assert config.migrate({"demo": True, "seed": 1}) == {"demo": "synthetic", "seed": 1}
+    assert config.migrate({"demo": False}) == {"demo": None}
     old_config = tmp_path / "config.yaml"
     old_config.write_text("demo: false\nfrequency: 1000hz\n")
-    assert config_defaults(get_args_parser(), str(old_config)) == {"demo": None, "frequency": "1000hz"}
+    assert config_file_values(get_args_parser(), str(old_config)) == {"demo": None, "frequency": "1000hz"}

@@ -10,6 +10,7 @@ import torch
 from conftest import ROOT, tiny_train_args
 
 import train
+from config import ModelConfig
 from models import build_model
 from training import step_memory
 from utils.errors import InputError
@@ -20,7 +21,7 @@ from utils.errors import InputError
 MEASURE = r"""
 import json, re, sys, torch
 sys.path.insert(0, sys.argv[1])
-from training.cli import get_args_parser
+from config import RunConfig
 from training.loop import build_training, train_step
 from training.step_memory import estimate
 
@@ -33,7 +34,8 @@ for case in json.loads(sys.argv[2]):
     name, height, width, batch = case
     torch.manual_seed(0)
     flags = ["--frequency", "1000hz", "--model", name, "--batch-size", str(batch)]
-    t = build_training(vars(get_args_parser().parse_args(flags)), torch.device("cpu"))
+    t = build_training(RunConfig.from_flat({"frequency": "1000hz", "model": name, "batch_size": batch}),
+                       torch.device("cpu"))
     t.model.train()
     memory = estimate(t.model, name, (1, height, width), 2.0, torch.device("cpu"))
     x = torch.randn(2 * batch, 1, height, width)  # a distinct batch of 2·batch recordings
@@ -74,7 +76,7 @@ def test_the_resnet_is_estimated_on_spectrograms_that_shrink_to_one_value_per_ch
 
 
 def test_a_step_that_does_not_fit_names_the_estimate_and_the_largest_batch(monkeypatch):
-    run_args = {"batch_size": 32, "pair_forward": "separate", "model": "resnet18"}
+    settings = ModelConfig(name="resnet18", pair_forward="separate")
     shape, device = (1, 257, 400), torch.device("cpu")
     model = build_model("resnet18")
     memory = step_memory.estimate(model, "resnet18", shape, 2.0, device)
@@ -82,16 +84,15 @@ def test_a_step_that_does_not_fit_names_the_estimate_and_the_largest_batch(monke
     monkeypatch.setattr(step_memory, "available_bytes", lambda device: available)
     with pytest.raises(InputError, match=r"--batch-size 32: .* needs about .* GB \(estimate\), more than 85% of "
                                          r"the .* available on cpu; the largest batch that fits is --batch-size 9 "):
-        step_memory.check_step_memory(run_args, model, shape, 100, device, None)
-    assert step_memory.check_step_memory({**run_args, "batch_size": 9}, model, shape, 100, device, None) == memory
+        step_memory.check_step_memory(settings, 32, model, shape, 100, device, None)
+    assert step_memory.check_step_memory(settings, 9, model, shape, 100, device, None) == memory
 
 
 def test_unique_pair_forward_counts_at_most_the_training_recordings(monkeypatch):
     monkeypatch.setattr(step_memory, "available_bytes", lambda device: float("inf"))
-    args = {"batch_size": 32, "model": "simple_cnn"}
     shape, device, model = (1, 65, 100), torch.device("cpu"), build_model("simple_cnn")
-    separate = step_memory.check_step_memory({**args, "pair_forward": "separate"}, model, shape, 16, device, None)
-    unique = step_memory.check_step_memory({**args, "pair_forward": "unique"}, model, shape, 16, device, None)
+    separate = step_memory.check_step_memory(ModelConfig("simple_cnn", "separate"), 32, model, shape, 16, device, None)
+    unique = step_memory.check_step_memory(ModelConfig("simple_cnn", "unique"), 32, model, shape, 16, device, None)
     assert unique.per_pair == pytest.approx(separate.per_pair * 16 / 64)
 
 

@@ -4,6 +4,7 @@ heartbeat."""
 import torch
 
 from audio_data.loading import RunData
+from config import RunConfig
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Step, Training
 from utils import distributed
@@ -15,13 +16,13 @@ from utils.tensorboard_log import TensorBoardLog
 class BatchHooks:
     """`on_batch` of the training loop; the loop sets `epoch` before each epoch. Only the main process writes."""
 
-    def __init__(self, run_args: dict, t: Training, data: RunData, run: RunPaths, heartbeat: Heartbeat | None,
+    def __init__(self, cfg: RunConfig, t: Training, data: RunData, run: RunPaths, heartbeat: Heartbeat | None,
                  resumed_epoch: int):
         main_process = distributed.is_main()
         self.t, self.heartbeat, self.epoch = t, heartbeat, 0
         self.board = (TensorBoardLog(run.tensorboard, len(data.train_loader), resumed_epoch)
-                      if run_args["tensorboard"] and main_process else None)
-        self.recorder = (GHMStatsRecorder(t.losses, run_args["loss_type"], run_args["ghm_stats_batches"],
+                      if cfg.run.tensorboard and main_process else None)
+        self.recorder = (GHMStatsRecorder(t.losses, cfg.loss.type, cfg.loss.stats_batches,
                                           data.recordings, run, self.board and self.board.ghm)
                          if t.losses.ghm else None)
 

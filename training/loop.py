@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
+from audio_data.loading import RunData, build_data
 from audio_data.pairs import RankingPairDataset, batch_to
 from audio_data.time_crop import TimeCrop
+from config import RunConfig
 from losses import RunLosses, build_losses
 from models import build_model
 from models.pair_forward import PairScorer
@@ -40,22 +42,27 @@ class Training:
     crop: TimeCrop | None = None
 
 
-def build_training(run_args: dict, device: torch.device) -> Training:
-    model = build_model(run_args["model"])
-    if run_args["sync_bn"] and distributed.active():
+def run_data(cfg: RunConfig, device: torch.device | None = None) -> RunData:
+    """The run's recordings, split and loaders (on `device` with --data-on-device; None: the CPU's loaders)."""
+    return build_data(cfg.data, cfg.run.seed, cfg.optim.batch_size, cfg.devices.num_workers, device,
+                      cfg.devices.data_on_device)
+
+
+def build_training(cfg: RunConfig, device: torch.device) -> Training:
+    model = build_model(cfg.model.name)
+    if cfg.devices.sync_bn and distributed.active():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
-    scorer = PairScorer(model, run_args["pair_forward"])
+    scorer = PairScorer(model, cfg.model.pair_forward)
     if distributed.active():
         scorer = DistributedDataParallel(scorer, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run_args["learning_rate"],
-                                 weight_decay=run_args["weight_decay"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
     # fp16 needs its gradients scaled against underflow; a disabled scaler is a plain backward and step
-    scaler = torch.amp.GradScaler(device.type, enabled=run_args["amp"] == "fp16")
-    crop = TimeCrop(run_args["time_crop"], run_args["seed"]) if run_args.get("time_crop") else None
-    return Training(model, scorer, build_losses(run_args).to(device), optimizer, scheduler,
-                    AMP_DTYPES[run_args["amp"]], scaler, crop)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.devices.amp == "fp16")
+    crop = TimeCrop(cfg.data.time_crop, cfg.run.seed) if cfg.data.time_crop else None
+    return Training(model, scorer, build_losses(cfg.loss).to(device), optimizer, scheduler,
+                    AMP_DTYPES[cfg.devices.amp], scaler, crop)
 
 
 @dataclass

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from analysis.evaluation import HEADLINE
 from analysis.sweep import summary_problem
-from training.cli import RESUME_OVERRIDES, changed_argument, saved_args_problem, saved_run_args
-from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint
+import config
+from config import RunConfig
+from training.cli import changed_setting, resumable_list
+from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint, stored_config
 from utils.errors import InputError
 from utils.history import early_stop_reason
 from utils.run_paths import CHECKPOINTS, TIMESTAMP, RunPaths, now
@@ -18,29 +20,29 @@ def run_folder_name(run_name: str, frequency_flag: str, frequency: str) -> str:
     return f"{run_name}_{frequency}" if frequency_flag == "all" else run_name
 
 
-def named_run(run_args: dict) -> tuple[dict, dict | None]:
-    """The arguments to train the named run with, and its summary if it has finished already.
+def named_run(cfg: RunConfig) -> tuple[RunConfig, dict | None]:
+    """The configuration to train the named run with, and its summary if it has finished already.
 
-    Without a checkpoint in its folder: `run_args` themselves (a new run). With one: the arguments of resuming
-    the newest (the same checks as --resume; a different argument is an error naming both values; a larger
-    --epochs extends the run).
+    Without a checkpoint in its folder: `cfg` itself (a new run). With one: the settings of resuming the newest
+    (the same checks as --resume; a different setting is an error naming both values; a larger --epochs extends
+    the run).
     """
-    name = run_args["run_name"]
-    folder = Path(run_args["save_dir"]) / CHECKPOINTS / name
+    name = cfg.run.run_name
+    folder = Path(cfg.run.save_dir) / CHECKPOINTS / name
     if not folder.is_dir() or not any(folder.glob("model_epoch_*.pt")):
-        return run_args, None
+        return cfg, None
     path = newest_checkpoint(folder, "--run-name")
     checkpoint = load_checkpoint(path, "--run-name", RESUME_KEYS)
-    saved, done = saved_run_args(checkpoint), checkpoint["epoch"]
-    if problem := saved_args_problem(saved):
-        raise InputError(f"--run-name {name}: {path} is not a checkpoint this program can resume ({problem})")
-    if key := changed_argument(run_args, saved):
-        raise InputError(f"--{key.replace('_', '-')} {run_args[key]}: run {name} in {folder} was trained with "
-                         f"{saved[key]}; the same command resumes it (it may change {', '.join(RESUME_OVERRIDES[1:])})")
-    if run_args["epochs"] < done:
-        raise InputError(f"--epochs {run_args['epochs']}: run {name} in {folder} has already trained {done} epochs")
-    resumed = {**run_args, **{k: v for k, v in saved.items() if k not in RESUME_OVERRIDES}, "resume": str(path)}
-    if done < run_args["epochs"] and early_stop_reason(checkpoint["history"]) is None:
+    saved_cfg = stored_config(checkpoint, f"--run-name {name}:", path, "a checkpoint this program can resume")
+    given, saved, done = cfg.flat(), saved_cfg.flat(), checkpoint["epoch"]
+    if key := changed_setting(given, saved):
+        raise InputError(f"--{key.replace('_', '-')} {given[key]}: run {name} in {folder} was trained with "
+                         f"{saved[key]}; the same command resumes it (it may change {resumable_list()})")
+    if cfg.optim.epochs < done:
+        raise InputError(f"--epochs {cfg.optim.epochs}: run {name} in {folder} has already trained {done} epochs")
+    resumed = RunConfig.from_flat({**given, **{k: v for k, v in saved.items() if k not in config.RESUMABLE},
+                                   "resume": str(path)})
+    if done < cfg.optim.epochs and early_stop_reason(checkpoint["history"], resumed.optim) is None:
         return resumed, None
     return resumed, finished_summary(RunPaths.of_checkpoint(path, checkpoint["run"]), done)
 

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from audio_data.classes import class_table
 from audio_data.loading import RunData
+from config import RunConfig, stored
 from training.loop import Training
 from training.named_runs import named_run_paths
 from utils import distributed
@@ -98,29 +99,28 @@ def restore_loader_rng(loaders: tuple[DataLoader, DataLoader], states: list) -> 
         loader.generator.set_state(state)
 
 
-def new_run(run_args: dict) -> RunPaths:
+def new_run(cfg: RunConfig) -> RunPaths:
     """The folder --run-name names, or a new one named after the run's settings and its start time."""
-    if run_args["run_name"]:
-        return named_run_paths(run_args["save_dir"], run_args["run_name"])
-    prefix = run_name_prefix(run_args["material"], run_args["frequency"], run_args["loss_type"],
-                             run_args["ghm_alpha"], run_args["seed"])
-    return reserve_run(run_args["save_dir"], prefix)
+    if cfg.run.run_name:
+        return named_run_paths(cfg.run.save_dir, cfg.run.run_name)
+    prefix = run_name_prefix(cfg.data.material, cfg.data.frequency, cfg.loss.type, cfg.loss.alpha, cfg.run.seed)
+    return reserve_run(cfg.run.save_dir, prefix)
 
 
-def start_run(run_args: dict, t: Training, data: RunData) -> tuple[RunPaths, RunState]:
+def start_run(cfg: RunConfig, t: Training, data: RunData) -> tuple[RunPaths, RunState]:
     """A new run folder and state at epoch 0, or the run and state that --resume names."""
-    if run_args["resume"]:
-        path = Path(run_args["resume"])
+    if cfg.run.resume:
+        path = Path(cfg.run.resume)
         checkpoint = load_checkpoint(path, "--resume", RESUME_KEYS)
         try:
             run = RunPaths.of_checkpoint(path, checkpoint["run"])
         except InputError as exc:
             raise InputError(f"--resume {exc}") from None
-        checkpoint["history"]["args"]["epochs"] = run_args["epochs"]
+        checkpoint["history"]["args"]["epochs"] = cfg.optim.epochs
         state = restore_training(path, checkpoint, t, data)
-        print(f"resuming run {run.name} after epoch {state.epoch} of {run_args['epochs']}", flush=True)
+        print(f"resuming run {run.name} after epoch {state.epoch} of {cfg.optim.epochs}", flush=True)
         return run, state
-    run = distributed.broadcast_from_main(new_run(run_args) if distributed.is_main() else None)
-    state = RunState(0, new_history(run_args), 0.0, {})
+    run = distributed.broadcast_from_main(new_run(cfg) if distributed.is_main() else None)
+    state = RunState(0, new_history(stored(cfg)), 0.0, {})
     state.checkpoint = training_checkpoint(t, state, data, run)
     return run, state

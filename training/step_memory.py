@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from config import ModelConfig
 from models import check_input_size
 from utils.errors import InputError
 
@@ -119,18 +120,18 @@ def available_bytes(device: torch.device) -> float:
     return available / int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
-def check_step_memory(run_args: dict, model: nn.Module, shape: tuple[int, int, int], train_recordings: int,
-                      device: torch.device, amp_dtype: torch.dtype | None) -> StepMemory:
-    """InputError with the estimate and the largest --batch-size that fits, when a step would not fit."""
-    batch = run_args["batch_size"]
-    per_pair = 2.0 if run_args["pair_forward"] == "separate" else min(2.0, train_recordings / batch)
-    memory = estimate(model, run_args["model"], shape, per_pair, device, amp_dtype)
+def check_step_memory(settings: ModelConfig, batch: int, model: nn.Module, shape: tuple[int, int, int],
+                      train_recordings: int, device: torch.device, amp_dtype: torch.dtype | None) -> StepMemory:
+    """InputError with the estimate and the largest --batch-size that fits, when a step of `batch` pairs through
+    `model` (built from `settings`) would not fit."""
+    per_pair = 2.0 if settings.pair_forward == "separate" else min(2.0, train_recordings / batch)
+    memory = estimate(model, settings.name, shape, per_pair, device, amp_dtype)
     available = available_bytes(device)
     if memory.peak(batch) > HEADROOM * available:
         largest = memory.largest_batch(HEADROOM * available)
         advice = (f"the largest batch that fits is --batch-size {largest}" if largest else
                   "not even --batch-size 1 fits: use shorter recordings, a larger --hop-length or a smaller model")
-        raise InputError(f"--batch-size {batch}: a training step of --model {run_args['model']} on "
+        raise InputError(f"--batch-size {batch}: a training step of --model {settings.name} on "
                          f"{shape[1]} × {shape[2]} spectrograms needs about {memory.peak(batch) / GB:.1f} GB "
                          f"(estimate), more than {HEADROOM:.0%} of the {available / GB:.1f} GB available on "
                          f"{device.type}; {advice} "

@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import config
+from config import RunConfig
+
 from utils.errors import InputError
 from utils.io_utils import format_problem
 
@@ -121,3 +124,19 @@ def restore_rng(state: dict) -> None:
                          n["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def stored_config(checkpoint: dict, flag: str, path: Path, what: str) -> RunConfig:
+    """The configuration a checkpoint stores; InputError (`what` the checkpoint is not) when it is unusable."""
+    try:
+        return config.from_stored(checkpoint["args"])
+    except ValueError as exc:
+        raise InputError(f"{flag} {path}: not {what} ({exc})") from None
+
+
+def checkpoint_run(spec: str) -> tuple[Path, dict, RunConfig]:
+    """evaluate.py's and predict.py's --checkpoint: the file (or a run folder's newest checkpoint), the checkpoint,
+    and the run's configuration."""
+    path = newest_checkpoint(spec, "--checkpoint")
+    checkpoint = load_checkpoint(path, "--checkpoint")
+    return path, checkpoint, stored_config(checkpoint, "--checkpoint", path, "a train.py checkpoint")

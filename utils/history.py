@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 
+from config import OptimConfig
 from utils.io_utils import atomic_path, format_problem
 from utils.plotting import save_figure, subplots
 
@@ -17,6 +18,7 @@ HISTORY_FORMAT = 2  # 1: histories without a format_version entry; 2: with it (2
 
 
 def new_history(args: dict) -> dict:
+    """An empty history; `args`, the run's stored settings (config.stored), are kept in it."""
     history = {key: [] for key in HISTORY_KEYS}
     history["args"] = args
     history["format_version"] = HISTORY_FORMAT
@@ -68,11 +70,11 @@ MONITORS = {"val_loss": ("val_loss_main", True), "val_margin_loss": ("val_loss_s
             "val_accuracy": ("val_accuracy", False)}
 
 
-def monitor_best(history: dict) -> tuple[float | None, int | None]:
-    """The best value of the run's --monitor and the first epoch that reached it (None, None before any epoch).
+def monitor_best(history: dict, monitor: str) -> tuple[float | None, int | None]:
+    """The best value of `monitor` (--monitor) and the first epoch that reached it (None, None before any epoch).
 
     Later epochs that only equal it are not improvements, so model_best.pt stays the earliest best model."""
-    key, lower = MONITORS[history["args"].get("monitor", "val_loss")]
+    key, lower = MONITORS[monitor]
     values = [v if lower else -v for v in history[key]]
     finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
     if not finite:
@@ -81,14 +83,13 @@ def monitor_best(history: dict) -> tuple[float | None, int | None]:
     return (value if lower else -value), history["epoch"][index]
 
 
-def early_stop_reason(history: dict) -> str | None:
+def early_stop_reason(history: dict, optim: OptimConfig) -> str | None:
     """Why --early-stop-patience ends the run after its last recorded epoch, or None if it goes on."""
-    patience = history["args"].get("early_stop_patience", 0)
-    best, best_at = monitor_best(history)
+    patience = optim.early_stop_patience
+    best, best_at = monitor_best(history, optim.monitor)
     if not patience or best_at is None or history["epoch"][-1] - best_at < patience:
         return None
-    return (f"early stop: {history['args'].get('monitor', 'val_loss')} has not improved for {patience} epochs "
-            f"(best {best:.4f} at epoch {best_at})")
+    return f"early stop: {optim.monitor} has not improved for {patience} epochs (best {best:.4f} at epoch {best_at})"
 
 
 def history_problem(history) -> str | None:

@@ -60,10 +60,6 @@ def save_json(obj: Any, path: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def save_yaml(obj: Any, path: str | Path) -> None:
-    """Plain values as YAML (PyYAML's safe dumper), in the order given."""
-    import yaml
-
+def save_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
-
+        tmp.write_text(text, encoding="utf-8")

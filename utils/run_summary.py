@@ -5,7 +5,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from audio_data.classes import class_table, run_class_list
+from audio_data.classes import class_table
+from config import RunConfig
 from utils.history import best_epoch, early_stop_reason, monitor_best
 from utils.io_utils import save_json
 from utils.run_paths import RunPaths
@@ -30,34 +31,34 @@ class Heartbeat:
             self.last = time.monotonic()
 
 
-def end_reason(history: dict, status: str) -> str | None:
+def end_reason(history: dict, cfg: RunConfig, status: str) -> str | None:
     """Why a completed run ended: all its epochs, or early stopping."""
     if status != "completed":
         return None
-    return early_stop_reason(history) or f"trained all {history['args']['epochs']} epochs"
+    return early_stop_reason(history, cfg.optim) or f"trained all {cfg.optim.epochs} epochs"
 
 
-def summary_record(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
-                   evaluation: dict | None = None) -> dict:
-    """The content of `<run>/summary.json`; status is running, completed, failed or interrupted.
+def summary_record(run: RunPaths, cfg: RunConfig, history: dict, status: str, started: float,
+                   error: str | None = None, evaluation: dict | None = None) -> dict:
+    """The content of `<run>/summary.json` of a run of `cfg`; status is running, completed, failed or interrupted.
 
     `pid`, `host` and `heartbeat` (Unix time of this write; a running run writes at its start and after every
     epoch) let `utils.summarize` tell a run that still runs from one whose process was killed.
     """
     best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
     best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
-    monitored, monitored_epoch = monitor_best(history)
+    monitored, monitored_epoch = monitor_best(history, cfg.optim.monitor)
     last = {key: history[key][-1] if history[key] else None
             for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
     return {
         "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
-        "error": error, "args": history["args"], "classes": class_table(run_class_list(history["args"])),
+        "error": error, "args": history["args"], "classes": class_table(cfg.data.class_list),
         "epochs_done": len(history["epoch"]), "final": last,
         "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
         "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
-        "monitor": {"name": history["args"].get("monitor", "val_loss"), "best": monitored,
+        "monitor": {"name": cfg.optim.monitor, "best": monitored,
                     "best_epoch": monitored_epoch},
-        "end_reason": end_reason(history, status),
+        "end_reason": end_reason(history, cfg, status),
         "evaluation": evaluation, "wall_time_s": round(time.time() - started, 3),
         "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
         "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
@@ -70,9 +71,9 @@ def summary_record(run: RunPaths, history: dict, status: str, started: float, er
     }
 
 
-def write_summary(run: RunPaths, history: dict, status: str, started: float, error: str | None = None,
-                  evaluation: dict | None = None) -> dict:
+def write_summary(run: RunPaths, cfg: RunConfig, history: dict, status: str, started: float,
+                  error: str | None = None, evaluation: dict | None = None) -> dict:
     """Write `<run>/summary.json` (see summary_record) and return its content."""
-    record = summary_record(run, history, status, started, error, evaluation)
+    record = summary_record(run, cfg, history, status, started, error, evaluation)
     save_json(record, run.summary)
     return record
