@@ -15,8 +15,8 @@ from torch import nn
 
 from audio_data import SpectrogramDatasetWithMaterial
 from audio_data.loading import load_recordings, run_split
-from config import DEVICES, DataConfig, RunConfig
-from models import MODELS, check_input_size, checkpoint_model
+from config import DEVICES, MODEL_NAMES, DataConfig, RunConfig
+from models import check_input_size, checkpoint_model
 from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
@@ -33,7 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
     p.add_argument("--frequency", help="<N>hz (default: the checkpoint's)")
     p.add_argument("--material", help="one, or several separated by commas (default: the checkpoint's)")
-    p.add_argument("--model", choices=list(MODELS), help="(default: the checkpoint's)")
+    p.add_argument("--model", choices=MODEL_NAMES, help="(default: the checkpoint's)")
     p.add_argument("--split", choices=["val", "test", "all"], default="val",
                    help="val: the run's validation recordings, rebuilt from its seed; test: its held-out test "
                         "recordings (a run with --test-fraction); all: every recording found (default: %(default)s)")

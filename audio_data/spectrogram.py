@@ -6,9 +6,6 @@ import torch
 FLOOR = 1e-10
 
 
-REFERENCES = ("peak", "full-scale")  # --db-reference
-
-
 def spectrogram_db(samples: np.ndarray | torch.Tensor, n_fft: int, hop_length: int,
                    reference: str = "peak") -> torch.Tensor:
     """Return the float32 dB spectrogram `[1, n_fft // 2 + 1, 1 + len // hop_length]`.
