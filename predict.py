@@ -5,13 +5,12 @@ calibration turns the score into a class, an angle and a confidence.
 """
 
 import argparse
-import csv
 import sys
 import warnings
 from pathlib import Path
 
-from analysis.calibration import estimate
-from analysis.evaluation import score_recordings
+from analysis.evaluation import Recordings, evaluate_model
+from analysis.report import write_table
 from analysis.run_calibration import checkpoint_calibration
 from audio_data.loading import load_recordings
 from audio_data.spectrogram_dataset import fitting_spectrograms
@@ -20,7 +19,6 @@ from models import check_input_size, checkpoint_model
 from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
-from utils.io_utils import atomic_path
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -67,15 +65,6 @@ def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
     return recordings.sample_rate, recordings.length
 
 
-def write_predictions(out: Path, paths: list[Path], scores, guess: dict, classes: list[str]) -> None:
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "score", "estimated_class", "estimated_angle_deg", "confidence"])
-        for i, path in enumerate(paths):
-            writer.writerow([str(path), f"{scores[i]:.9g}", classes[guess["class"][i]], f"{guess['angle'][i]:.4g}",
-                             f"{guess['confidence'][i]:.4f}"])
-
-
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     args = get_args_parser().parse_args(argv)
@@ -93,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    scores = score_recordings(model, data, device)
-    guess = estimate(calibration, scores)
+    report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"]), device,
+                            calibration, f"{path.parent.name} (predictions)")
     out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
-    write_predictions(out, kept, scores, guess, calibration["classes"])
-    counts = {c: int((guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
+    write_table(report, out)
+    counts = {c: int((report.guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
     print(f"{len(kept)} recordings scored with {path}: "
           + ", ".join(f"{c} {n}" for c, n in counts.items() if n) + f"; wrote {out}")
     return 0

@@ -1,170 +1,20 @@
-"""Simple rankers beside the CNN: `python -m analysis.baselines RUN [--split val|test|all]`.
+"""A run against the simple baselines: `python -m analysis.baselines RUN [--split val|test|all]`.
 
-Each recording gets a handful of numbers measured on its raw samples (Hann-windowed frames of about 50 ms, half
-overlapping; levels in dB relative to full scale, a full-scale sine being 0 dBFS):
-  * tone_level_db: the tone's level, the 75th percentile over frames of the power within ±3 bins of the tone
-    (the steady part of a tone that sounds for most of the recording);
-  * noise_floor_db: the median over frames of the power outside ±10 bins of the tone (and of DC);
-  * tone_to_noise_db: their difference;
-  * broadband_level_db: the whole recording's RMS level, what a plain level meter shows.
-The rankers are fitted on the run's training recordings: each number alone (its sign chosen by the training
-pairs), and a pairwise logistic ranker on all four (standardised; L2 1e-2; Newton's method), which scores a
-recording by w·x. Both are fitted on every training pair of different classes (a seeded sample of MAX_PAIRS where
-there are more). Each is measured like the CNN, over all pairs of the evaluation recordings. The best baseline is
-the one with the highest all-pairs accuracy on those same recordings: chosen after the fact, so the comparison
-with the CNN is on the baselines' side.
+The run's checkpoint and the baselines (analysis/baseline_rankers.py, fitted on the run's training recordings) are
+measured on the same recordings; baselines.json holds both, and the table is printed.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from analysis.ranking_metrics import ranking_metrics
-from audio_data.audio import fit_length, read_wav
-from audio_data.classes import frequency_hz
-from config import DEVICES, DataConfig
-
-FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
-SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker
-FRAME_S = 0.05
-TONE_BINS, NOISE_GUARD_BINS = 3, 10
-L2 = 1e-2
-MAX_PAIRS = 200_000  # training pairs the rankers are fitted on, at most
-FIGURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")
-
-
-def power_db(mean_square: np.ndarray) -> np.ndarray:
-    """dBFS of a mean square (a full-scale sine, mean square 1/2, is 0 dBFS)."""
-    return 10 * np.log10(np.maximum(2 * mean_square, 1e-20))
-
-
-def frame_spectra(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(per-frame one-sided power spectra scaled so that a band's sum is its mean square, bin frequencies)."""
-    size = 1 << max(5, int(np.ceil(np.log2(FRAME_S * sample_rate))))
-    samples = np.pad(samples, (0, max(0, size - len(samples))))
-    window = np.hanning(size)
-    starts = np.arange(0, len(samples) - size + 1, size // 2)
-    frames = samples[starts[:, None] + np.arange(size)] * window
-    power = 2 * np.abs(np.fft.rfft(frames, axis=1)) ** 2 / (size * np.sum(window ** 2))
-    return power, np.fft.rfftfreq(size, 1 / sample_rate)
-
-
-def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None) -> np.ndarray:
-    """FEATURES of one recording; `hz` None: the tone is the strongest bin of the mean spectrum."""
-    samples = np.asarray(samples, np.float64)
-    power, freqs = frame_spectra(samples, sample_rate)
-    bins = np.arange(len(freqs))
-    peak = int(np.argmax(power[:, 1:].mean(axis=0))) + 1 if hz is None else int(np.argmin(np.abs(freqs - hz)))
-    tone = power[:, np.abs(bins - peak) <= TONE_BINS].sum(axis=1)
-    outside = (np.abs(bins - peak) > NOISE_GUARD_BINS) & (bins > 0)
-    level = power_db(np.percentile(tone, 75))
-    floor = power_db(np.median(power[:, outside].sum(axis=1)))
-    broadband = power_db(np.mean(samples ** 2))
-    return np.array([level, floor, level - floor, broadband])
-
-
-def feature_matrix(paths: list[str], frequency: str, length: int | None) -> np.ndarray:
-    """[n, len(FEATURES)] for the recordings at `paths`, cropped or padded to `length` samples if given (as a
-    run with --duration does)."""
-    rows = []
-    for path in paths:
-        samples, sample_rate = read_wav(path)
-        rows.append(recording_features(samples if length is None else fit_length(samples, length), sample_rate,
-                                       frequency_hz(frequency)))
-    return np.array(rows).reshape(len(paths), len(FEATURES))
-
-
-def pair_differences(x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x_i − x_j and sign(label_i − label_j) for the pairs i < j of different classes: all of them, or a seeded
-    sample of MAX_PAIRS where there are more (a lab's thousands of recordings would need gigabytes)."""
-    i, j = np.triu_indices(len(labels), k=1)
-    keep = np.flatnonzero(labels[i] != labels[j])
-    if len(keep) > MAX_PAIRS:
-        keep = np.sort(np.random.default_rng(0).choice(keep, MAX_PAIRS, replace=False))
-    i, j = i[keep], j[keep]
-    return x[i] - x[j], np.sign(labels[i] - labels[j]).astype(np.float64)
-
-
-def fit_logistic(d: np.ndarray, y: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """w minimising Σ log(1 + exp(−y w·d)) + L2/2 · n_pairs · |w|² over the pairs' feature differences d and
-    targets y (Newton's method)."""
-    w = np.zeros(d.shape[1])
-    for _ in range(iterations):
-        margin = y * (d @ w)
-        p = 0.5 * (1 - np.tanh(margin / 2))  # σ(−margin), without overflow
-        gradient = -(d * (y * p)[:, None]).sum(axis=0) + L2 * len(y) * w
-        hessian = (d * (p * (1 - p))[:, None]).T @ d + L2 * len(y) * np.eye(len(w))
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return w
-
-
-def fit_rankers(x: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
-    """{name: {"weights": over FEATURES, "offset", "train_pairwise_accuracy"}} fitted on the training recordings'
-    pairs: a recording's score is (x − offset)·weights."""
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    d, y = pair_differences((x - mean) / std, labels)
-    rankers = {}
-    for k, name in enumerate(SINGLE):
-        w = np.eye(len(FEATURES))[k]
-        rankers[name] = w if np.mean(d[:, k] * y > 0) >= 0.5 else -w
-    rankers["logistic (4 features)"] = fit_logistic(d, y)
-    return {name: {"weights": w / std, "offset": mean, "train_pairwise_accuracy": float(np.mean((d @ w) * y > 0))}
-            for name, w in rankers.items()}
-
-
-def baseline_report(x: np.ndarray, labels: np.ndarray, train: list[int], evaluated: list[int],
-                    classes: list[str]) -> dict:
-    """Each ranker's training and evaluation figures, and which is best on the evaluation recordings."""
-    report = {}
-    for name, ranker in fit_rankers(x[train], labels[train]).items():
-        scores = (x - ranker["offset"]) @ ranker["weights"]
-        measured = ranking_metrics(scores[evaluated], labels[evaluated], classes)
-        report[name] = {"weights": dict(zip(FEATURES, ranker["weights"].tolist())),
-                        "train_pairwise_accuracy": ranker["train_pairwise_accuracy"],
-                        **{key: measured[key] for key in FIGURES}}
-    best = max(report, key=lambda name: np.nan_to_num(report[name]["pairwise_accuracy"], nan=-1.0))
-    return {"features": list(FEATURES), "rankers": report, "best": best}
-
-
-VERSUS = ("best_baseline", "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
-
-
-def versus(cnn: dict, baselines: dict) -> dict:
-    """VERSUS, summary.json's comparison: the best baseline, its figures, and the CNN's all-pairs accuracy minus
-    the best baseline's."""
-    best = baselines["rankers"][baselines["best"]]
-    return dict(zip(VERSUS, (baselines["best"], best["pairwise_accuracy"], best["kendall_tau_b"],
-                             cnn["pairwise_accuracy"] - best["pairwise_accuracy"])))
-
-
-def comparison_lines(models: dict[str, dict], baselines: dict) -> list[str]:
-    """The table printed after an evaluation: one line per ranker, the models (name → figures) first."""
-    lines = [f"{'ranker':<24} {'all-pairs acc':>13} {'Kendall tau':>11} {'train pairs acc':>15}"]
-    for name, figures in models.items():
-        lines.append(f"{name:<24} {figures['pairwise_accuracy']:>13.3f} {figures['kendall_tau_b']:>11.3f}")
-    for name, figures in baselines["rankers"].items():
-        mark = "  (best baseline)" if name == baselines["best"] else ""
-        lines.append(f"{name:<24} {figures['pairwise_accuracy']:>13.3f} {figures['kendall_tau_b']:>11.3f} "
-                     f"{figures['train_pairwise_accuracy']:>15.3f}{mark}")
-    return lines
-
-
-def run_baselines(recordings, train: list[int], evaluated: list[int], data: DataConfig) -> dict:
-    """baseline_report on a run's recordings (a SpectrogramDatasetWithMaterial, loaded with `data`), read again from
-    their files at the run's length; the features of each evaluated recording come along (`recordings`: path →
-    FEATURES values)."""
-    used = sorted(set(train) | set(evaluated))
-    length = recordings.length if data.duration is not None else None
-    x = np.full((len(recordings), len(FEATURES)), np.nan)
-    x[used] = feature_matrix([recordings.paths[i] for i in used], data.frequency, length)
-    report = baseline_report(x, recordings.labels.numpy(), train, evaluated, recordings.classes)
-    return {**report, "recordings": {recordings.paths[i]: x[i].tolist() for i in evaluated}}
+from analysis.baseline_rankers import FIGURES
+from analysis.checkpoint_eval import evaluate_checkpoint, prepare
+from analysis.evaluation import comparison_lines
+from analysis.report import plain_json
+from config import DEVICES
+from utils.errors import InputError
+from utils.io_utils import save_json
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -180,27 +30,20 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.evaluation import evaluate_recordings, plain_json
-    from evaluate import prepare
-    from utils.errors import InputError
-    from utils.io_utils import save_json
-
     args = get_args_parser().parse_args(argv)
     try:
         ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device)
+        report = evaluate_checkpoint(ready, args.split)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    recordings, evaluated = ready.recordings, ready.evaluated
-    _, cnn = evaluate_recordings(ready.model, recordings.data[evaluated], recordings.labels[evaluated].numpy(),
-                                 recordings.classes, ready.device)
-    baselines = run_baselines(recordings, ready.train, evaluated, ready.data)
+    cnn = report.metrics
     out = Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}"
     save_json(plain_json({"checkpoint": str(ready.path), "split": args.split,
-                          "cnn": {key: cnn[key] for key in FIGURES}, **versus(cnn, baselines),
-                          "baselines": baselines}), out / "baselines.json")
+                          "cnn": {key: cnn[key] for key in FIGURES}, **report.versus,
+                          "baselines": report.baselines}), out / "baselines.json")
     print(f"{ready.path} on {args.split} ({cnn['recordings']} recordings, {cnn['pairs']} pairs):")
-    print("\n".join(comparison_lines({"CNN": cnn}, baselines)))
+    print("\n".join(comparison_lines({"CNN": cnn}, report.baselines)))
     print(f"wrote {out}/baselines.json")
     return 0
 

@@ -1,7 +1,7 @@
 """Run-level GHM analysis: how the difficulty distribution moves, which recordings stay hard, two runs compared.
 
-    python -m utils.ghm_utils analyze <run stats folder or run name> [--save-dir DIR] [--out DIR] [--hard-bins K]
-    python -m utils.ghm_utils analyze --compare RUN_A RUN_B [--save-dir DIR] [--out DIR]
+    python -m analysis.ghm_runs analyze <run stats folder or run name> [--save-dir DIR] [--out DIR] [--hard-bins K]
+    python -m analysis.ghm_runs analyze --compare RUN_A RUN_B [--save-dir DIR] [--out DIR]
 
 Reads the statistics files that exist (a run in progress works), of GHM runs and of standard runs recorded
 with --ghm-stats (their weights are the ones GHM would have given).
@@ -17,7 +17,7 @@ import numpy as np
 
 from audio_data.naming import recording_labels
 from utils.errors import InputError
-from analysis.ghm_stats import load_ghm_stats
+from utils.ghm_stats import load_ghm_stats
 from utils.ghm_utils import before_after_bars
 from utils.history import history_problem
 from utils.io_utils import atomic_path, save_json
@@ -212,7 +212,7 @@ def compare(folders: list[Path], out: Path) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m utils.ghm_utils", description="Analyse a run's GHM statistics.")
+    p = argparse.ArgumentParser(prog="python -m analysis.ghm_runs", description="Analyse a run's GHM statistics.")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="evolution, hard recordings and per-epoch summary of a run, or --compare")
     a.add_argument("run", nargs="?", help="a run's stats folder, or a run name under --save-dir/stats")
@@ -240,3 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

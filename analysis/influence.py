@@ -30,17 +30,17 @@ import torch
 from torch.utils.data import Subset
 
 from analysis.ghm_runs import hard_recordings
-from analysis.ghm_stats import load_ghm_stats
+from utils.ghm_stats import load_ghm_stats
 from audio_data.loading import load_recordings, run_split
 from audio_data.pairs import RankingPairDataset
 from losses import build_loss, ghm_options
 from models import build_model
 from config import LossConfig, RunConfig
-from utils.checkpoints import RESUME_KEYS, checkpoint_epoch, load_checkpoint, stored_config
+from utils.checkpoints import RESUME_KEYS, load_checkpoint, stored_config
 from utils.errors import InputError
 from utils.io_utils import atomic_path, save_json
 from utils.plotting import save_figure, subplots
-from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder
+from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder, epoch_checkpoints
 
 RANKINGS = ("validation-harm", "self-influence")  # what ranks the training recordings in influence.csv and the plot
 HARD_BINS = 2
@@ -145,10 +145,10 @@ def run_influence(checkpoints: list[tuple[int, dict]], cfg: RunConfig, recording
 
 def run_checkpoints(folder: Path) -> list[tuple[int, dict]]:
     """Every model_epoch_<N>.pt (N ≥ 1) of a run folder, by epoch."""
-    found = sorted((checkpoint_epoch(p), p) for p in folder.glob("model_epoch_*.pt") if checkpoint_epoch(p))
+    found = {epoch: path for epoch, path in epoch_checkpoints(folder).items() if epoch >= 1}
     if not found:
         raise InputError(f"{folder}: no model_epoch_<N>.pt checkpoint with N ≥ 1")
-    return [(epoch, load_checkpoint(path, "influence", RESUME_KEYS)) for epoch, path in found]
+    return [(epoch, load_checkpoint(path, "influence", RESUME_KEYS)) for epoch, path in found.items()]
 
 
 def run_folder(run: str, save_dir: str) -> Path:
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = run_folder(args.run, args.save_dir)
         checkpoints = run_checkpoints(folder)
         last = checkpoints[-1][1]
-        run = RunPaths.of_checkpoint(folder / f"model_epoch_{checkpoints[-1][0]}.pt", last["run"])
+        run = RunPaths.of_checkpoint(epoch_checkpoints(folder)[checkpoints[-1][0]], last["run"])
         cfg = stored_config(last, "influence", folder, "a run this program wrote")
         if args.margin is not None:
             if not args.margin > 0:

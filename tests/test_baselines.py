@@ -4,8 +4,9 @@ comparison in evaluate.py's report and the `python -m analysis.baselines` comman
 import numpy as np
 import pytest
 
-from analysis import baselines
-from analysis.baselines import FEATURES, baseline_report, fit_logistic, recording_features, versus
+from analysis import baseline_rankers as baselines
+from analysis.baseline_rankers import FEATURES, baseline_report, fit_logistic, recording_features
+from analysis.evaluation import versus
 from conftest import write_wav
 
 RATE = 8000

@@ -9,9 +9,9 @@ from conftest import one_epoch_run
 
 import evaluate
 from analysis.ghm_runs import run_history
-from analysis.ghm_stats import load_ghm_stats
+from utils.ghm_stats import load_ghm_stats
 from utils.run_summary import SUMMARY_FORMAT
-from analysis.sweep import read_rows
+from utils.summarize import read_rows
 from utils.errors import InputError
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out

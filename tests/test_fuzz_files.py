@@ -16,7 +16,7 @@ import evaluate
 import train
 from audio_data.audio import read_wav, wav_info
 from audio_data.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
-from analysis import sweep as summarize
+from utils import summarize
 from utils.debugging_utils import verify_batch_consistency
 from utils.errors import InputError
 from analysis.ghm_runs import epoch_summary, hard_recordings, run_history

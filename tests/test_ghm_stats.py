@@ -164,7 +164,7 @@ def test_analyze_fails_clearly_without_statistics(runs, tmp_path, capsys):
 
 
 def test_analyze_is_a_module_command(runs, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "utils.ghm_utils", "analyze", str(only_run(runs["ghm"], "stats")),
+    out = subprocess.run([sys.executable, "-m", "analysis.ghm_runs", "analyze", str(only_run(runs["ghm"], "stats")),
                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "ghm_evolution.png").is_file()

@@ -69,11 +69,11 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_with_its_timestam
     from training.named_runs import named_run_paths
     from utils.history import new_history
     from utils.run_paths import RunPaths
-    from utils.run_summary import write_summary
+    from utils.run_summary import RunSummary
 
     first = RunPaths(tmp_path, "job", "20260101_120000")
     cfg = RunConfig().with_values(epochs=3)
-    write_summary(first, cfg, new_history(stored(cfg)), "running", 0.0)
+    RunSummary(first, cfg, [], 0.0).write(new_history(stored(cfg)), "running")
     assert named_run_paths(str(tmp_path), "job") == first
     (first.summary).write_text('{"timestamp": "../../x"}')  # not a summary of ours: a new timestamp
     assert named_run_paths(str(tmp_path), "job").timestamp != "20260101_120000"

@@ -102,12 +102,14 @@ def assert_same(a, b) -> None:
 
 
 def signal_in_final_evaluation(monkeypatch) -> None:
-    real = train.evaluate_recordings
+    from training import final_evaluation
+
+    real = final_evaluation.evaluate_model
 
     def evaluate(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
-    monkeypatch.setattr(train, "evaluate_recordings", evaluate)
+    monkeypatch.setattr(final_evaluation, "evaluate_model", evaluate)
 
 
 def test_interruptions_right_after_each_resume_and_in_the_final_evaluation_change_nothing(

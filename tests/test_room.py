@@ -6,7 +6,7 @@ import numpy as np
 import soundfile as sf
 
 import config
-from analysis.baselines import feature_matrix
+from analysis.baseline_rankers import feature_matrix
 from audio_data import demo, room
 from audio_data.synthetic import MARKER
 from training.cli import parse_args

@@ -8,14 +8,15 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import ROOT, tiny_train_args
 
 import train
-from analysis import sweep as summarize
-from utils.run_summary import Heartbeat
+from training.callbacks import Heartbeat
+from utils import summarize
 
 pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
 
@@ -147,12 +148,15 @@ def test_an_unreadable_summary_is_skipped_with_one_warning(tiny_data, tmp_path, 
 
 def test_the_heartbeat_writes_at_most_once_per_interval():
     writes = []
-    often, never = Heartbeat(lambda: writes.append("often"), interval=0.0), Heartbeat(lambda: writes.append("x"),
-                                                                                        interval=1e9)
+
+    def fit(name):
+        return SimpleNamespace(state=SimpleNamespace(history={}), summary=SimpleNamespace(
+            write=lambda history, status: writes.append((name, status))))
+    often, never = Heartbeat(interval=0.0), Heartbeat(interval=1e9)
     for _ in range(5):
-        often()
-        never()
-    assert writes == ["often"] * 5
+        often.on_step_end(fit("often"), 1, 1, None)
+        never.on_step_end(fit("never"), 1, 1, None)
+    assert writes == [("often", "running")] * 5
 
 
 def test_the_sweep_takes_relative_paths_from_where_it_runs_and_save_dir_with_an_equals_sign(tiny_data, tmp_path):

@@ -68,13 +68,16 @@ def build_training(cfg: RunConfig, device: torch.device) -> Training:
 @dataclass
 class Step:
     """What a step leaves: the loss's value, the margin loss logged beside it (the loss itself when it is the
-    margin loss), the number of pairs ordered correctly, and the detached pair scores and targets."""
+    margin loss), the number of pairs ordered correctly, the detached pair scores and targets, and the pairs'
+    recording numbers."""
     loss: float
     margin: float
     correct: int
     s1: torch.Tensor
     s2: torch.Tensor
     target: torch.Tensor
+    index1: torch.Tensor
+    index2: torch.Tensor
 
 
 def train_step(t: Training, batch: tuple, device: torch.device, update: bool = True,
@@ -100,7 +103,7 @@ def train_step(t: Training, batch: tuple, device: torch.device, update: bool = T
         t.scaler.scale(loss).backward()
         t.scaler.step(t.optimizer)
         t.scaler.update()
-    return Step(value, margin, correct, s1.detach(), s2.detach(), target)
+    return Step(value, margin, correct, s1.detach(), s2.detach(), target, index1, index2)
 
 
 @torch.no_grad()
@@ -124,7 +127,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
     """One pass over `loader`, with optimizer steps (on --time-crop windows) when `train`. Returns mean losses and
     accuracy.
 
-    `on_batch(batch, batches, step, index1, index2)` follows every step. Stops between steps
+    `on_batch(batch, batches, step)` follows every step. Stops between steps
     (TrainingInterrupted) once SIGINT or SIGTERM has arrived. Under torchrun the figures are over all
     processes' pairs, and every stop is decided by all processes together.
     """
@@ -145,7 +148,7 @@ def run_epoch(t: Training, loader: DataLoader, device: torch.device, train: bool
         sums["correct"] += step.correct
         sums["pairs"] += n
         if on_batch is not None:
-            on_batch(batch_number, len(loader), step, batch[5], batch[6])
+            on_batch(batch_number, len(loader), step)
         del batch  # the loader builds the next batch before the loop rebinds the name: let this one go first
         bar.set_postfix(loss=f"{sums['loss_main'] / sums['pairs']:.4f}",
                         acc=f"{sums['correct'] / sums['pairs']:.3f}")

@@ -1,18 +1,17 @@
 """--run-name: a fixed run folder, so that the same command after a preemption resumes the run (or reports it
 finished) instead of starting a new one."""
 
-import json
 from pathlib import Path
 
 from analysis.evaluation import HEADLINE
-from analysis.sweep import summary_problem
 import config
 from config import RunConfig
 from training.cli import changed_setting, resumable_list
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint, stored_config
 from utils.errors import InputError
 from utils.history import early_stop_reason
-from utils.run_paths import CHECKPOINTS, TIMESTAMP, RunPaths, now
+from utils.run_paths import CHECKPOINTS, TIMESTAMP, RunPaths, epoch_checkpoints, now
+from utils.run_summary import read_summary
 
 
 def run_folder_name(run_name: str, frequency_flag: str, frequency: str) -> str:
@@ -29,7 +28,7 @@ def named_run(cfg: RunConfig) -> tuple[RunConfig, dict | None]:
     """
     name = cfg.run.run_name
     folder = Path(cfg.run.save_dir) / CHECKPOINTS / name
-    if not folder.is_dir() or not any(folder.glob("model_epoch_*.pt")):
+    if not epoch_checkpoints(folder):
         return cfg, None
     path = newest_checkpoint(folder, "--run-name")
     checkpoint = load_checkpoint(path, "--run-name", RESUME_KEYS)
@@ -47,19 +46,18 @@ def named_run(cfg: RunConfig) -> tuple[RunConfig, dict | None]:
     return resumed, finished_summary(RunPaths.of_checkpoint(path, checkpoint["run"]), done)
 
 
-def read_summary(run: RunPaths) -> dict | None:
+def usable_summary(run: RunPaths) -> dict | None:
     """The run's summary.json if it is one this program writes, else None."""
     try:
-        summary = json.loads(run.summary.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_summary(run.summary)
+    except InputError:
         return None
-    return None if summary_problem(summary) else summary
 
 
 def finished_summary(run: RunPaths, done: int) -> dict | None:
     """The summary of a run whose training and final evaluation both completed after `done` epochs; None if the
     final evaluation is still to do (it was interrupted, or summary.json is unusable)."""
-    summary = read_summary(run)
+    summary = usable_summary(run)
     if summary is None or summary["status"] != "completed" or summary["epochs_done"] != done:
         return None
     figures = [summary.get("best_val_accuracy"), summary["final"].get("val_accuracy"),
@@ -70,7 +68,7 @@ def finished_summary(run: RunPaths, done: int) -> dict | None:
 def named_run_paths(save_dir: str, name: str) -> RunPaths:
     """The folder of a new named run. A run killed before its first checkpoint left a summary.json: its timestamp
     is kept, so that the files of the run (statistics, plots) keep one name."""
-    summary = read_summary(RunPaths(Path(save_dir), name, now()))
+    summary = usable_summary(RunPaths(Path(save_dir), name, now()))
     timestamp = summary.get("timestamp") if summary else None
     run = RunPaths(Path(save_dir), name, timestamp if isinstance(timestamp, str) and TIMESTAMP.fullmatch(timestamp)
                    else now())

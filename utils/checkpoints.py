@@ -13,14 +13,7 @@ from config import RunConfig
 
 from utils.errors import InputError
 from utils.io_utils import format_problem
-
-CHECKPOINT_NAME = re.compile(r"model_epoch_(\d+)\.pt")
-
-
-def checkpoint_epoch(path: Path) -> int | None:
-    match = CHECKPOINT_NAME.fullmatch(path.name)
-    return int(match.group(1)) if match else None
-
+from utils.run_paths import epoch_checkpoints
 
 def newest_checkpoint(path: str | Path, flag: str) -> Path:
     """`path` itself if it is a file; for a run folder, its checkpoint of the highest epoch."""
@@ -29,7 +22,7 @@ def newest_checkpoint(path: str | Path, flag: str) -> Path:
         return path
     if not path.is_dir():
         raise InputError(f"{flag} {path}: file not found (nor a run folder)")
-    epochs = {checkpoint_epoch(p): p for p in path.glob("model_epoch_*.pt") if checkpoint_epoch(p) is not None}
+    epochs = epoch_checkpoints(path)
     if not epochs:
         raise InputError(f"{flag} {path}: the folder holds no model_epoch_<N>.pt checkpoint")
     return epochs[max(epochs)]

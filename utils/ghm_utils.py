@@ -1,7 +1,6 @@
 """GHM statistics: one batch's as plain numpy and its plot; reading a run's back (for notebooks) is
-`load_ghm_stats` and `ghm_stats_table`, which live in analysis/ghm_stats.py.
-
-    python -m utils.ghm_utils analyze <run stats folder or run name> [--out DIR]   (see analysis/ghm_runs.py)
+`load_ghm_stats` and `ghm_stats_table` (utils/ghm_stats.py). The run-level analysis is
+`python -m analysis.ghm_runs analyze <run stats folder or run name>`.
 """
 
 import sys
@@ -10,12 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from audio_data.classes import class_angle
+from utils.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: F401
 from utils.plotting import save_figure, subplots
 
 if TYPE_CHECKING:  # reading statistics back must not need torch
     from losses.ghm_loss import GHMRankingLoss
-from analysis.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: F401
 
 
 def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
@@ -37,11 +35,11 @@ def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
 
 def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], loss_type: str, run_name: str,
                     epoch: int, batch: int, global_step: int, pair_paths: list[tuple[str, str]],
-                    pair_labels: list[tuple[int, int]], classes: list[str],
+                    pair_labels: list[tuple[int, int]], classes: list[str], class_angles: list[float | None],
                     pair_materials: list[tuple[str, str]]) -> dict:
     """A batch's GHM statistics (`last`: the loss's `last_stats` as numpy) as plain values, naming run and step;
-    `pair_labels` index `classes` (the run's, in rank order; `class_angles` their angles in degrees, NaN where a
-    name holds none).
+    `pair_labels` index `classes` (the run's, in rank order) and `class_angles` are their angles in degrees (None,
+    stored as NaN, where a name holds none).
 
     With loss_type "standard" the weights are those GHM would have given (`weights_applied` False).
     """
@@ -76,7 +74,7 @@ def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], lo
         "pair_labels": np.asarray(pair_labels, dtype=np.int64),
         "pair_materials": [(str(a), str(b)) for a, b in pair_materials],
         "classes": list(classes),
-        "class_angles": np.array([np.nan if class_angle(c) is None else class_angle(c) for c in classes]),
+        "class_angles": np.array([np.nan if angle is None else angle for angle in class_angles], dtype=np.float64),
     }
 
 
@@ -109,6 +107,4 @@ def plot_grad_distribution(stats: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    from analysis.ghm_runs import main
-
-    sys.exit(main())
+    sys.exit("python -m utils.ghm_utils analyze ... is now: python -m analysis.ghm_runs analyze ...")

@@ -13,6 +13,19 @@ STATS_GLOB = "*_ghm_stats.pkl"
 TIMESTAMP = re.compile(r"\d{8}_\d{6}(-\d+)?")
 # One folder name: word characters, dots, plus and minus signs; never a separator, never "." or "..".
 NAME_PART = re.compile(r"\w[\w.+-]*")
+CHECKPOINT_NAME = re.compile(r"model_epoch_(\d+)\.pt")
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """N of a model_epoch_<N>.pt, None for any other file name."""
+    match = CHECKPOINT_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def epoch_checkpoints(folder: Path) -> dict[int, Path]:
+    """The model_epoch_<N>.pt files of a run folder by epoch, lowest first."""
+    found = {checkpoint_epoch(p): p for p in Path(folder).glob("model_epoch_*.pt")}
+    return {epoch: found[epoch] for epoch in sorted(e for e in found if e is not None)}
 
 
 def run_problem(name: object, timestamp: object) -> str | None:
@@ -119,6 +132,9 @@ class RunPaths:
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"model_epoch_{int(epoch)}.pt"
 
+    def checkpoint_files(self) -> dict[int, Path]:
+        return epoch_checkpoints(self.checkpoints)
+
     def ghm_stats(self, epoch: int, batch: int) -> Path:
         return self.stats / f"epoch{int(epoch)}_batch{int(batch)}_{self.timestamp}_ghm_stats.pkl"
 
@@ -127,7 +143,7 @@ class RunPaths:
 
 
 def analysis_folder(save_dir: str | Path, name: str) -> Path:
-    """`python -m utils.ghm_utils analyze`'s default output: a run's name, or `<A>_vs_<B>` for --compare."""
+    """`python -m analysis.ghm_runs analyze`'s default output: a run's name, or `<A>_vs_<B>` for --compare."""
     return Path(save_dir) / "analysis" / name
 
 

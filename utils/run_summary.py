@@ -1,14 +1,16 @@
-"""summary.json: one run's arguments, status, headline figures, wall time and outputs, for sweep tables."""
+"""summary.json, written and read: one run's arguments, status, headline figures, wall time and outputs (for
+sweep tables and for the requeue of a named run)."""
 
+import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from pathlib import Path
 
-from audio_data.classes import class_table
 from config import RunConfig
+from utils.errors import InputError
 from utils.history import best_epoch, early_stop_reason, monitor_best
-from utils.io_utils import save_json
+from utils.io_utils import format_problem, save_json
 from utils.run_paths import RunPaths
 
 
@@ -18,19 +20,6 @@ SUMMARY_FORMAT = 3
 HEARTBEAT_S = 60.0
 
 
-class Heartbeat:
-    """Calls `write` (which rewrites a running run's summary.json) at most every `interval` seconds; called
-    after every training step, so that a long first epoch is not taken for a dead run."""
-
-    def __init__(self, write: Callable[[], None], interval: float = HEARTBEAT_S):
-        self.write, self.interval, self.last = write, interval, time.monotonic()
-
-    def __call__(self) -> None:
-        if time.monotonic() - self.last >= self.interval:
-            self.write()
-            self.last = time.monotonic()
-
-
 def end_reason(history: dict, cfg: RunConfig, status: str) -> str | None:
     """Why a completed run ended: all its epochs, or early stopping."""
     if status != "completed":
@@ -38,42 +27,73 @@ def end_reason(history: dict, cfg: RunConfig, status: str) -> str | None:
     return early_stop_reason(history, cfg.optim) or f"trained all {cfg.optim.epochs} epochs"
 
 
-def summary_record(run: RunPaths, cfg: RunConfig, history: dict, status: str, started: float,
-                   error: str | None = None, evaluation: dict | None = None) -> dict:
-    """The content of `<run>/summary.json` of a run of `cfg`; status is running, completed, failed or interrupted.
+class RunSummary:
+    """`<run>/summary.json` of a run of `cfg` with these classes (`class_table`'s rows), started at `started`
+    (Unix time): written at the start, after every epoch (and by the heartbeat between steps) and at the end."""
 
-    `pid`, `host` and `heartbeat` (Unix time of this write; a running run writes at its start and after every
-    epoch) let `utils.summarize` tell a run that still runs from one whose process was killed.
-    """
-    best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
-    best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
-    monitored, monitored_epoch = monitor_best(history, cfg.optim.monitor)
-    last = {key: history[key][-1] if history[key] else None
-            for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
-    return {
-        "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
-        "error": error, "args": history["args"], "classes": class_table(cfg.data.class_list),
-        "epochs_done": len(history["epoch"]), "final": last,
-        "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
-        "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
-        "monitor": {"name": cfg.optim.monitor, "best": monitored,
-                    "best_epoch": monitored_epoch},
-        "end_reason": end_reason(history, cfg, status),
-        "evaluation": evaluation, "wall_time_s": round(time.time() - started, 3),
-        "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
-        "outputs": {"checkpoints": sorted(str(p) for p in run.checkpoints.glob("model_epoch_*.pt")),
-                    "history": str(run.history), "history_plot": str(run.history_plot),
-                    "best_checkpoint": str(run.best_checkpoint) if run.best_checkpoint.is_file() else None,
-                    "stats": str(run.stats) if run.stats.is_dir() else None,
-                    "evaluation": str(run.evaluation) if evaluation else None,
-                    "evaluation_best": str(run.evaluation_best) if evaluation and run.evaluation_best.is_dir()
-                    else None},
-    }
+    def __init__(self, run: RunPaths, cfg: RunConfig, classes: list[dict], started: float):
+        self.run, self.cfg, self.classes, self.started = run, cfg, classes, started
+
+    def record(self, history: dict, status: str, error: str | None = None, evaluation: dict | None = None) -> dict:
+        """The content of summary.json; status is running, completed, failed or interrupted.
+
+        `pid`, `host` and `heartbeat` (Unix time of this write) let `utils.summarize` tell a run that still runs
+        from one whose process was killed.
+        """
+        run, monitor = self.run, self.cfg.optim.monitor
+        best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
+        best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
+        monitored, monitored_epoch = monitor_best(history, monitor)
+        last = {key: history[key][-1] if history[key] else None
+                for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
+        return {
+            "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
+            "error": error, "args": history["args"], "classes": self.classes,
+            "epochs_done": len(history["epoch"]), "final": last,
+            "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
+            "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
+            "monitor": {"name": monitor, "best": monitored, "best_epoch": monitored_epoch},
+            "end_reason": end_reason(history, self.cfg, status),
+            "evaluation": evaluation, "wall_time_s": round(time.time() - self.started, 3),
+            "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
+            "outputs": {"checkpoints": [str(p) for p in run.checkpoint_files().values()],
+                        "history": str(run.history), "history_plot": str(run.history_plot),
+                        "best_checkpoint": str(run.best_checkpoint) if run.best_checkpoint.is_file() else None,
+                        "stats": str(run.stats) if run.stats.is_dir() else None,
+                        "evaluation": str(run.evaluation) if evaluation else None,
+                        "evaluation_best": str(run.evaluation_best) if evaluation and run.evaluation_best.is_dir()
+                        else None},
+        }
+
+    def write(self, history: dict, status: str, error: str | None = None, evaluation: dict | None = None) -> dict:
+        """Write summary.json (see `record`) and return its content."""
+        record = self.record(history, status, error, evaluation)
+        save_json(record, self.run.summary)
+        return record
 
 
-def write_summary(run: RunPaths, cfg: RunConfig, history: dict, status: str, started: float,
-                  error: str | None = None, evaluation: dict | None = None) -> dict:
-    """Write `<run>/summary.json` (see summary_record) and return its content."""
-    record = summary_record(run, cfg, history, status, started, error, evaluation)
-    save_json(record, run.summary)
-    return record
+def summary_problem(summary: object) -> str | None:
+    """What makes a parsed summary.json not one this program writes (None if it is one)."""
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    if problem := format_problem(summary, SUMMARY_FORMAT):
+        return problem
+    kinds = {"run": str, "status": str, "args": dict, "epochs_done": int, "final": dict, "wall_time_s": (int, float)}
+    wrong = [key for key, kind in kinds.items() if not isinstance(summary.get(key), kind)]
+    if wrong:
+        return f"{', '.join(wrong)} missing or of the wrong type"
+    if not isinstance(summary.get("evaluation") or {}, dict):
+        return "evaluation is not a JSON object"
+    return None
+
+
+def read_summary(path: Path) -> dict:
+    """A summary.json this program writes; InputError naming the file and what is wrong with it otherwise."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot be read as JSON ({reason})") from None
+    if problem := summary_problem(summary):
+        raise InputError(f"{path}: {problem}")
+    return summary

@@ -1,0 +1,88 @@
+"""The epoch loop: train, validate, schedule, record, then the callbacks (training/callbacks.py) checkpoint, keep
+the best model, stop early, write the epoch's files and record GHM statistics."""
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from audio_data.loading import RunData
+from config import RunConfig
+from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStopping, EpochFiles, Heartbeat,
+                                TensorBoard)
+from training.ghm_recorder import GHMStatsRecorder
+from training.loop import Training, evaluate, stop_check, train_one_epoch
+from training.state import RunState, training_checkpoint
+from utils import distributed, interrupt
+from utils.history import record_epoch
+from utils.phase_clock import CLOCK
+from utils.run_paths import RunPaths
+from utils.run_summary import RunSummary
+
+
+@dataclass
+class Fit:
+    """What the loop and its callbacks share: the run's settings, what it trains with, its data, folder, state
+    and summary; the epoch in progress, whether the last one improved --monitor, and why the run stops early."""
+    cfg: RunConfig
+    t: Training
+    data: RunData
+    device: torch.device
+    run: RunPaths
+    state: RunState
+    summary: RunSummary
+    callbacks: list[Callback] = field(default_factory=list)
+    epoch: int = 0
+    improved: bool = False
+    stop_reason: str | None = None
+
+    def call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+
+def run_callbacks(cfg: RunConfig, t: Training, data: RunData, run: RunPaths) -> list[Callback]:
+    """The run's callbacks, in the order they are called. Every process stops early together and gathers the GHM
+    statistics (a collective under torchrun); the main process alone writes files."""
+    main_process = distributed.is_main()
+    board = TensorBoard() if cfg.run.tensorboard and main_process else None
+    callbacks: list[Callback] = [EarlyStopping()]
+    if t.losses.ghm is not None:
+        callbacks.append(GHMStatsRecorder(t.losses, cfg.loss.type, cfg.loss.stats_batches, data.recordings, run,
+                                          board and board.ghm))
+    if main_process:
+        callbacks += [BestModel(), Checkpointing(), EpochFiles(), Heartbeat()]
+    return callbacks + ([board] if board else [])
+
+
+def fit(f: Fit) -> None:
+    """The epochs after `f.state.epoch`: until --epochs, or until a callback sets `f.stop_reason`. SIGINT/SIGTERM
+    between steps raises TrainingInterrupted after the callbacks' `on_interrupt`."""
+    progress = f.cfg.run.progress and sys.stderr.isatty() and distributed.is_main()
+    f.call("on_fit_start")
+    try:
+        for epoch in range(f.state.epoch + 1, f.cfg.optim.epochs + 1):
+            if f.stop_reason:
+                break
+            f.epoch, started = epoch, time.perf_counter()
+            try:
+                stop_check(f.device)
+                with CLOCK.phase("training epoch"):
+                    train = train_one_epoch(f.t, f.data.train_loader, f.device, epoch, progress,
+                                            lambda *step: f.call("on_step_end", *step))
+                with CLOCK.phase("validation"):
+                    val = evaluate(f.t, f.data.val_loader, f.data.val_pairs, f.device, epoch, progress)
+            except interrupt.TrainingInterrupted as exc:
+                if not exc.aborted:
+                    f.call("on_interrupt")
+                raise
+            f.t.scheduler.step(val["loss_main"])
+            record_epoch(f.state.history, epoch, train, val)
+            f.state.epoch, f.state.elapsed = epoch, time.time() - f.summary.started
+            with CLOCK.phase("epoch outputs"):
+                if distributed.is_main():
+                    f.state.checkpoint = training_checkpoint(f.t, f.state, f.data, f.run, train, val)
+                f.call("on_epoch_end", train, val, time.perf_counter() - started)
+    finally:
+        f.call("on_fit_end")
