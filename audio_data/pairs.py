@@ -1,6 +1,7 @@
 """Pairs of recordings from different classes, with the ranking target."""
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -51,13 +52,30 @@ def pair_halves(x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, 
     return x[slots[:len(index1)]], x[slots[len(index1):]]
 
 
+class PairBatch(NamedTuple):
+    """A batch of pairs as the trainer's loaders give it: `x` each of its recordings' spectrograms once, in order of
+    recording number (`[R, C, F, T]` stacked, a tuple of views `[C, F, T]`, or None where a pass scores each
+    recording once and looks the pairs up); pair i is recordings (index1[i], index2[i]) of classes (label1[i],
+    label2[i]) with ranking target target[i] (+1: the first ranks higher)."""
+    x: torch.Tensor | tuple[torch.Tensor, ...] | None
+    target: torch.Tensor
+    label1: torch.Tensor
+    label2: torch.Tensor
+    index1: torch.Tensor
+    index2: torch.Tensor
+
+    def halves(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The half-batches x1, x2: one spectrogram per pair and side, as `__getitem__` and default_collate give."""
+        return pair_halves(self.x, self.index1, self.index2)
+
+
 class RankingPairDataset(Dataset):
     """n·(n−1) random draws of two distinct recordings; draws with equal labels are dropped.
 
     Target is +1 when the first recording has the higher label, −1 otherwise. Items are
     `(x1, x2, target, label1, label2, index1, index2)`, the indices pointing into the recording
     dataset underneath any `Subset`, so that `paths[index]` names the recording. The trainer's loaders collate
-    with `distinct_batch` or `view_batch` (training) and `index_batch` (validation) instead.
+    PairBatch records with `distinct_batch` or `view_batch` (training) and `index_batch` (validation) instead.
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
@@ -83,13 +101,13 @@ class RankingPairDataset(Dataset):
             recordings = recordings.dataset
         return recordings
 
-    def index_batch(self, indices: list[int]) -> tuple:
-        """A batch of pairs without its spectrograms (None in their places), for a pass that scores each recording
-        once and looks the pairs up (validation)."""
+    def index_batch(self, indices: list[int]) -> PairBatch:
+        """A batch of pairs without its spectrograms (x None), for a pass that scores each recording once and looks
+        the pairs up (validation)."""
         first, second = self.first[indices], self.second[indices]
         i1, i2 = (torch.from_numpy(self.recording_indices[chosen]) for chosen in (first, second))
         labels = self.recordings.labels
-        return None, None, torch.from_numpy(self.targets[indices]), labels[i1], labels[i2], i1, i2
+        return PairBatch(None, torch.from_numpy(self.targets[indices]), labels[i1], labels[i2], i1, i2)
 
     def spectrograms(self, rows: list[int]) -> torch.Tensor:
         """The recordings' spectrograms `[len(rows), C, F, T]` by recording number, stacked where `.data` lives
@@ -97,20 +115,20 @@ class RankingPairDataset(Dataset):
         data = self.recordings.data
         return torch.stack([data[i] for i in rows])
 
-    def distinct_batch(self, indices: list[int]) -> tuple:
-        """A batch of pairs whose spectrograms hold each of its recordings once: `(x, None, target, label1,
-        label2, index1, index2)`, x the distinct recordings in order of recording number (`batch_rows`). A batch
-        of 32 pairs holds about 31 distinct recordings instead of 64; the scorers read the pairs from x."""
-        x, *rest = self.view_batch(indices)
-        return (stacked(x), *rest)
+    def distinct_batch(self, indices: list[int]) -> PairBatch:
+        """A batch of pairs whose x holds each of its recordings once, stacked, in order of recording number
+        (`batch_rows`). A batch of 32 pairs holds about 31 distinct recordings instead of 64; the scorers read the
+        pairs from x."""
+        batch = self.view_batch(indices)
+        return batch._replace(x=stacked(batch.x))
 
-    def view_batch(self, indices: list[int]) -> tuple:
+    def view_batch(self, indices: list[int]) -> PairBatch:
         """`distinct_batch` with x a tuple of the recordings' own tensors `[C, F, T]` (views, not copies), for
         training in the process that holds the recordings: a 6 s batch of 31 recordings would copy 143 MB."""
         batch = self.index_batch(indices)
-        rows, _ = batch_rows(batch[5], batch[6])
+        rows, _ = batch_rows(batch.index1, batch.index2)
         data = self.recordings.data
-        return (tuple(data[i] for i in rows.tolist()), *batch[1:])
+        return batch._replace(x=tuple(data[i] for i in rows.tolist()))
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

@@ -9,6 +9,8 @@ Validation, evaluation and prediction see whole recordings: the models pool over
 import numpy as np
 import torch
 
+from audio_data.pairs import PairBatch
+
 
 class TimeCrop:
     """`crop(batch, epoch, batch_number)`: the batch with each recording cut to its window of the batch."""
@@ -19,10 +21,10 @@ class TimeCrop:
     def width(self, frames: int) -> int:
         return max(1, round(self.fraction * frames))
 
-    def __call__(self, batch: tuple, epoch: int, batch_number: int) -> tuple:
-        """`batch` is a distinct batch (audio_data.pairs): one row per recording, so one window per recording. A batch
-        of views (`view_batch`) stays one: each window a view."""
-        x = batch[0]
+    def __call__(self, batch: PairBatch, epoch: int, batch_number: int) -> PairBatch:
+        """`batch` holds each recording once, so one window per recording. A batch of views (`view_batch`) stays
+        one: each window a view."""
+        x = batch.x
         frames = x[0].shape[-1]
         width = self.width(frames)
         if width >= frames:
@@ -31,4 +33,4 @@ class TimeCrop:
         generator = torch.Generator().manual_seed(int(state))
         starts = torch.randint(0, frames - width + 1, (len(x),), generator=generator).tolist()
         windows = [row[..., start:start + width] for row, start in zip(x, starts)]
-        return (torch.stack(windows) if isinstance(x, torch.Tensor) else tuple(windows), *batch[1:])
+        return batch._replace(x=torch.stack(windows) if isinstance(x, torch.Tensor) else tuple(windows))

@@ -15,6 +15,7 @@ from conftest import hang_guard, tiny_train_args
 import evaluate
 import train
 from audio_data.audio import read_wav, wav_info
+from audio_data.pairs import PairBatch
 from audio_data.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
 from utils import summarize
 from utils.debugging_utils import verify_batch_consistency
@@ -143,8 +144,8 @@ def test_batch_consistency_records(real_run, tmp_path):
     copy = tmp_path / record.name
     shutil.copy(record, copy)
     x = torch.cat([torch.zeros(2, 1, 3, 3), torch.ones(2, 1, 3, 3)])  # a distinct batch: recordings 0-3
-    batch = (x, None, torch.ones(2), torch.zeros(2, dtype=torch.int64),
-             torch.ones(2, dtype=torch.int64), torch.arange(2), torch.arange(2) + 2)
+    batch = PairBatch(x, torch.ones(2), torch.zeros(2, dtype=torch.int64), torch.ones(2, dtype=torch.int64),
+                      torch.arange(2), torch.arange(2) + 2)
     seed = int(record.stem.rsplit("seed", 1)[1])
     for case in each_case(copy, "a damaged consistency record"):
         only_input_errors(verify_batch_consistency, [batch], tmp_path, f"case{case}", seed, {"seed": seed})

@@ -79,11 +79,12 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
     pairs = RankingPairDataset(Subset(Subset(Recordings(LABELS), [9, 0, 6, 3, 4, 7]), [5, 0, 1, 3, 2]), seed=2)
     chosen = [4, 0, 7, 2, 7]
     expected, distinct = default_collate([pairs[k] for k in chosen]), pairs.distinct_batch(chosen)
-    x, none, *rest = distinct
+    x, *rest = distinct
     in_batch = sorted(set(expected[5].tolist()) | set(expected[6].tolist()))
-    assert none is None and x[:, 0, 0, 0].tolist() == in_batch
-    assert len(distinct) == len(expected)
-    for a, b in zip((*pair_halves(x, distinct[5], distinct[6]), *rest), expected):
+    assert x[:, 0, 0, 0].tolist() == in_batch
+    assert len(distinct) + 1 == len(expected)  # the item's x1, x2 are the batch's x
+    assert all(torch.equal(a, b) for a, b in zip(distinct.halves(), pair_halves(x, distinct.index1, distinct.index2)))
+    for a, b in zip((*distinct.halves(), *rest), expected):
         assert a.dtype == b.dtype and torch.equal(a, b)
 
 
@@ -95,13 +96,13 @@ def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)
     chosen = [4, 0, 7, 2, 7]
     views, distinct = pairs.view_batch(chosen), pairs.distinct_batch(chosen)
-    assert isinstance(views[0], tuple) and torch.equal(stacked(views[0]), distinct[0])
+    assert isinstance(views.x, tuple) and torch.equal(stacked(views.x), distinct.x)
     for a, b in zip(views[1:], distinct[1:]):
-        assert a is b is None or torch.equal(a, b)
-    storage = recordings.data.untyped_storage().data_ptr()
-    assert all(row.untyped_storage().data_ptr() == storage for row in views[0])
-    assert batch_to(views[0], torch.device("cpu")) is views[0]
-    for a, b in zip(pair_halves(views[0], views[5], views[6]), pair_halves(distinct[0], views[5], views[6])):
         assert torch.equal(a, b)
-    moved = batch_to(views[0], torch.device("meta"))  # another device: the batch stacked there
-    assert moved.device.type == "meta" and moved.shape == distinct[0].shape
+    storage = recordings.data.untyped_storage().data_ptr()
+    assert all(row.untyped_storage().data_ptr() == storage for row in views.x)
+    assert batch_to(views.x, torch.device("cpu")) is views.x
+    for a, b in zip(views.halves(), distinct.halves()):
+        assert torch.equal(a, b)
+    moved = batch_to(views.x, torch.device("meta"))  # another device: the batch stacked there
+    assert moved.device.type == "meta" and moved.shape == distinct.x.shape

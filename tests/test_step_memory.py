@@ -21,6 +21,7 @@ from utils.errors import InputError
 MEASURE = r"""
 import json, re, sys, torch
 sys.path.insert(0, sys.argv[1])
+from audio_data.pairs import PairBatch
 from config import RunConfig
 from training.loop import build_training, train_step
 from training.step_memory import estimate
@@ -33,7 +34,6 @@ def status(key):
 for case in json.loads(sys.argv[2]):
     name, height, width, batch = case
     torch.manual_seed(0)
-    flags = ["--frequency", "1000hz", "--model", name, "--batch-size", str(batch)]
     t = build_training(RunConfig.from_flat({"frequency": "1000hz", "model": name, "batch_size": batch}),
                        torch.device("cpu"))
     t.model.train()
@@ -43,7 +43,7 @@ for case in json.loads(sys.argv[2]):
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    train_step(t, (x, None, torch.ones(batch), None, None, index[:batch], index[batch:]), torch.device("cpu"))
+    train_step(t, PairBatch(x, torch.ones(batch), None, None, index[:batch], index[batch:]), torch.device("cpu"))
     print(json.dumps({"case": case, "measured": status("VmHWM") - before, "estimate": memory.peak(batch)}))
     del t, x
 """

@@ -4,17 +4,17 @@ import torch
 from conftest import tiny_train_args
 
 import train
-from audio_data.pairs import pair_halves
+from audio_data.pairs import PairBatch, pair_halves
 from audio_data.time_crop import TimeCrop
 from utils.safe_pickle import load_pickle
 
 
-def batch_of(index1: list[int], index2: list[int], frames: int = 40) -> tuple:
+def batch_of(index1: list[int], index2: list[int], frames: int = 40) -> PairBatch:
     """Distinct pair batches whose recording r is the ramp r * 1000 + frame number, so a window shows where it
     starts."""
     rows = sorted(set(index1) | set(index2))
     x = torch.stack([r * 1000 + torch.arange(frames, dtype=torch.float32).expand(1, 3, frames) for r in rows])
-    return (x, None, torch.ones(len(index1)), None, None, torch.tensor(index1), torch.tensor(index2))
+    return PairBatch(x, torch.ones(len(index1)), None, None, torch.tensor(index1), torch.tensor(index2))
 
 
 def starts(x: torch.Tensor) -> list[int]:
@@ -23,9 +23,10 @@ def starts(x: torch.Tensor) -> list[int]:
 
 def test_a_recording_has_one_window_wherever_it_appears_in_the_batch():
     crop = TimeCrop(0.25, seed=7)
-    x, *rest = crop(batch_of([0, 1, 2, 1], [3, 0, 1, 4]), epoch=1, batch_number=1)
-    assert x.shape == (5, 1, 3, 10) and rest[0] is None and rest[4].tolist() == [0, 1, 2, 1]
-    x1, x2 = pair_halves(x, rest[4], rest[5])
+    cropped = crop(batch_of([0, 1, 2, 1], [3, 0, 1, 4]), epoch=1, batch_number=1)
+    x = cropped.x
+    assert x.shape == (5, 1, 3, 10) and cropped.label1 is None and cropped.index1.tolist() == [0, 1, 2, 1]
+    x1, x2 = pair_halves(x, cropped.index1, cropped.index2)
     for half in (x1, x2):  # each window is a contiguous slice of its own recording
         torch.testing.assert_close(half - half[..., :1], torch.arange(10.0).expand_as(half))
     first, second = starts(x1), starts(x2)

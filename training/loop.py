@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from analysis.ranking_metrics import ordered_correctly
 from audio_data.loading import RunData, build_data
-from audio_data.pairs import RankingPairDataset, batch_to
+from audio_data.pairs import PairBatch, RankingPairDataset, batch_to
 from audio_data.time_crop import TimeCrop
 from config import RunConfig
 from losses import RunLosses, build_losses
@@ -80,13 +80,13 @@ class Step:
     index2: torch.Tensor
 
 
-def train_step(t: Training, batch: tuple, device: torch.device, update: bool = True,
+def train_step(t: Training, batch: PairBatch, device: torch.device, update: bool = True,
                scores: torch.Tensor | None = None) -> Step:
     """One batch of pairs: forward (under autocast with --amp), the loss in float32 and, with `update`, the scaled
     backward and the optimizer step. A non-finite loss (on any process) raises TrainingStopped before the update.
     `scores` (eval mode): every recording's score already computed (`recording_scores`), looked up instead."""
-    x, _, target, _, _, index1, index2 = batch  # a distinct batch (audio_data.pairs)
-    target = target.to(device, non_blocking=True)
+    x, index1, index2 = batch.x, batch.index1, batch.index2
+    target = batch.target.to(device, non_blocking=True)
     if scores is None:
         x = batch_to(x, device)
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):

@@ -5,21 +5,21 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_data.pairs import pair_halves
 from utils.errors import InputError
 from utils.io_utils import save_pickle
 from utils.run_paths import consistency_record, consistency_records
 from utils.safe_pickle import load_pickle
 
 
-def batch_record(batch: tuple) -> dict:
-    """What identifies a pair batch: shapes, targets, labels, recording indices, data sums and stds."""
-    x, _, target, label1, label2, index1, index2 = batch
-    x1, x2 = pair_halves(x, index1, index2)
+def batch_record(batch) -> dict:
+    """What identifies a pair batch (audio_data.pairs.PairBatch): shapes, targets, labels, recording indices,
+    data sums and stds."""
+    x1, x2 = batch.halves()
     return {
         "x1_shape": tuple(x1.shape), "x2_shape": tuple(x2.shape),
-        "target": target.numpy().copy(), "label1": label1.numpy().copy(), "label2": label2.numpy().copy(),
-        "index1": index1.numpy().copy(), "index2": index2.numpy().copy(),
+        "target": batch.target.numpy().copy(), "label1": batch.label1.numpy().copy(),
+        "label2": batch.label2.numpy().copy(), "index1": batch.index1.numpy().copy(),
+        "index2": batch.index2.numpy().copy(),
         "x1_sum": float(x1.double().sum()), "x2_sum": float(x2.double().sum()),
         "x1_std": float(x1.double().std()), "x2_std": float(x2.double().std()),
     }
