@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from audio_data.classes import class_table
 from audio_data.loading import RunData
-from config import RunConfig, stored
+from config import RunConfig, from_stored, stored
 from training.loop import Training
 from training.named_runs import named_run_paths
 from utils import distributed
@@ -116,8 +116,11 @@ def start_run(cfg: RunConfig, t: Training, data: RunData) -> tuple[RunPaths, Run
             run = RunPaths.of_checkpoint(path, checkpoint["run"])
         except InputError as exc:
             raise InputError(f"--resume {exc}") from None
-        checkpoint["history"]["args"]["epochs"] = cfg.optim.epochs
         state = restore_training(path, checkpoint, t, data)
+        try:  # the history's settings in today's format, with the --epochs this run trains to
+            state.history["args"] = stored(from_stored(state.history["args"]).with_values(epochs=cfg.optim.epochs))
+        except ValueError as exc:
+            raise InputError(f"--resume {path}: its history is damaged ({exc})") from None
         print(f"resuming run {run.name} after epoch {state.epoch} of {cfg.optim.epochs}", flush=True)
         return run, state
     run = distributed.broadcast_from_main(new_run(cfg) if distributed.is_main() else None)
