@@ -41,8 +41,8 @@ TRAIN_FRACTION = 0.7
 GHM_BINS = 10
 GHM_ALPHA = 0.75
 GHM_MOMENTUM = 0.0
-GHM_TEMPERATURE_PER_MARGIN = 0.25  # default temperature = margin / 4; docs/losses.md has the evidence
-GHM_MAX_WEIGHT = 5.0  # docs/losses.md: binds on lone-pair batches only
+GHM_TEMPERATURE_PER_MARGIN = 0.25  # default temperature = margin / 4; docs/models-and-losses.md has the evidence
+GHM_MAX_WEIGHT = 5.0  # docs/models-and-losses.md: binds on lone-pair batches only
 
 # The names each choice-flag takes; the registries behind them (models.MODELS, losses, ...) are keyed by these.
 MODEL_NAMES = ("simple_cnn", "resnet18", "simple_cnn_level", "spectrum_cnn")

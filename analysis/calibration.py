@@ -3,7 +3,7 @@
 Each class's scores are modelled as a normal distribution with the class's own mean and one standard deviation
 shared by all classes (pooled within-class spread; equal priors). A recording's class posterior is then
 p(k | s) ∝ exp(−(s − μ_k)² / 2σ²); the estimated class is the most probable one, the confidence its posterior,
-and the estimated angle the posterior mean of the class angles (README "predict.py" says why this and not an
+and the estimated angle the posterior mean of the class angles (docs/evaluation.md says why this and not an
 isotonic fit). Plain lists and floats, so that a checkpoint holding it loads with weights_only=True.
 """
 

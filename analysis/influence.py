@@ -14,9 +14,9 @@ With the recordings' score gradients ∇s_r (eval-mode BatchNorm, one backward p
 where β_v = ∂L_val/∂s_v over every pair of validation recordings of different classes (standard margin loss).
 Positive: a proponent (a step on r lowers v's loss); negative: an opponent.
     validation harm of r                                 −Σ_v influence(r, v) = −Σ_k η_k g_r · ∇L_val
-how much training on r raises the validation loss altogether: the default ranking. README, the label-noise
-experiments: both find recordings labelled two classes or more from their angle (sums over a recording's pairs,
-tried first, did not), neither finds one labelled a class off.
+how much training on r raises the validation loss altogether: the default ranking. docs/influence.md, the
+label-noise experiments: both find recordings labelled two classes or more from their angle (sums over a
+recording's pairs, tried first, did not), neither finds one labelled a class off.
 """
 
 import argparse

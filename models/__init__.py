@@ -25,9 +25,9 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
     """InputError unless model `name` can score spectrograms of `shape` [C, F, T].
 
     A forward pass on the meta device computes shapes only, but its shape functions import torch._dynamo and sympy
-    on first use (1.2 s here: a third of evaluate.py's run on the demo data). Unless building the model imported
-    them already (torchvision does, for the ResNet-18, whose real forward of one long recording takes seconds on a
-    CPU), the check scores one zero spectrogram on the CPU instead: tens of milliseconds for the small CNNs.
+    on first use, a large share of a short command's start (docs/performance.md). Unless building the model
+    imported them already (torchvision does, for the ResNet-18, whose real forward of one long recording is slow on
+    a CPU), the check scores one zero spectrogram on the CPU instead, which is quick for the small CNNs.
     """
     with torch.random.fork_rng(devices=[]):  # building a model draws weights: the run's own draws stay as seeded
         with torch.device("meta"):

@@ -9,8 +9,8 @@ CHUNK_BYTES = 32 * 2**20  # convolution output per chunk: one recording of the s
 
 
 def std_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample standard deviation and mean, `[B, 1, 1, 1]` each; two passes, eight times faster than
-    torch.std_mean on one spectrogram (2 cores)."""
+    """Per-sample standard deviation and mean, `[B, 1, 1, 1]` each, in two plain passes (torch.std_mean is much
+    slower on one spectrogram on a CPU; docs/performance.md)."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     var = (x - mean).square_().sum(dim=(1, 2, 3), keepdim=True) / max(x[0].numel() - 1, 1)
     return var.sqrt_(), mean

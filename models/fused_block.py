@@ -24,8 +24,8 @@ map of y plus the pooled gradient routed to each window's first maximum (max_poo
 
 grad_y is formed in the recomputed phases' buffers by one compiled pass; the weight gradient is grad_y
 times each phase's patch matrix (the input value each weight meets at each output position), a matrix
-product that is five to eight times faster per recording than oneDNN's weight gradient on small batches
-(2 cores).
+product that is several times faster per recording than oneDNN's weight gradient on small batches
+(docs/performance.md).
 The results equal the module sequence to float rounding; tests check it.
 """
 

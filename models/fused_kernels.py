@@ -7,11 +7,11 @@ accumulated in float64, one partial sum per row (or pair of rows), added up afte
 channels whose BatchNorm scale γ is negative pool the minimum (see fused_block).
 
 The two passes over whole half-batches (`normalize`, `channel_sums`) run in two halves of rows when PyTorch may use
-two threads or more, the caller's thread taking one and a helper thread the other (the loops release the GIL): on 2
-cores 0.12 s → 0.07 s per unique step. The halves write disjoint parts and per-row partial sums, so the results do
+two threads or more, the caller's thread taking one and a helper thread the other (the loops release the GIL;
+docs/performance.md has the gain). The halves write disjoint parts and per-row partial sums, so the results do
 not depend on the number of threads. The per-recording passes stay on one thread: each follows a oneDNN or MKL call
-whose OpenMP worker keeps spinning on the other core for a while, so that their halves gained 20 % in a quiet hour
-and nothing in a busy one. numba's own parallel loops were tried first and dropped: their OpenMP/workqueue pools
+whose OpenMP worker keeps spinning on the other core for a while, so that splitting them gained little and nothing
+on a busy machine. numba's own parallel loops were tried first and dropped: their OpenMP/workqueue pools
 spun against PyTorch's threads and other processes (the test suite's CPU time doubled), and the workqueue pool
 aborted training from several threads of one process. Compiled on first use and cached beside this file (numba's
 `cache=True`); `available()` says whether numba is installed: without it the models take their plain modules.

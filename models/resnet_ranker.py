@@ -16,8 +16,7 @@ def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tens
     """`score(x)` a few recordings at a time (about CHUNK_BYTES of first-layer output), for eval mode on CPU.
 
     BatchNorm then uses its running statistics, so each recording's score is its own; small chunks keep the
-    activations in cache and out of the GB range (the small CNN at 6 s: a validation forward of 32 recordings
-    is 2.9 times faster and about 1.2 GB smaller)."""
+    activations in cache and out of the GB range (docs/performance.md has the figures)."""
     return torch.cat([score(xc) for xc in x.split(rows_per_chunk(x, first_conv))])
 
 
@@ -92,7 +91,7 @@ class ResNetAudioRanker(nn.Module):
 
     def __init__(self):
         super().__init__()
-        # torchvision's import (with torch._dynamo) takes ~1.4 s of every run's start; only this model needs it
+        # torchvision's import (with torch._dynamo) is a large part of a run's start; only this model needs it
         from torchvision.models import resnet18
 
         self.net = resnet18(weights=None, num_classes=1)

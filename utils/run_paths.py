@@ -1,4 +1,4 @@
-"""Run names and the layout of everything under `--save-dir`: every path of the README's Outputs table is
+"""Run names and the layout of everything under `--save-dir`: every path of docs/outputs.md's table is
 built here and nowhere else, and no output path leaves the run's folders."""
 
 import re
