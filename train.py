@@ -21,7 +21,8 @@ from config import RunConfig
 from training import run as run_setup
 from training.cli import get_args_parser, parse_args
 from training.final_evaluation import evaluation_summary, final_evaluation
-from training.fit import Fit, fit
+from training.callbacks import Fit
+from training.fit import fit
 from training.loop import stop_check
 from training.named_runs import named_run, run_folder_name
 from utils import distributed, interrupt, run_log

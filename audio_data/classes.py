@@ -4,7 +4,6 @@ recordings. The data, not the code, decide."""
 import re
 from pathlib import Path
 
-import config
 from audio_data.naming import SUFFIX, recording_labels
 from utils.errors import InputError
 

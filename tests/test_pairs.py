@@ -90,7 +90,7 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
 
 def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     """On the CPU training reads each recording where it is: no copy of the batch's spectrograms."""
-    from audio_data.pairs import batch_to, pair_halves, stacked
+    from audio_data.pairs import batch_to, stacked
 
     recordings = Recordings(LABELS)
     pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)

@@ -3,43 +3,18 @@ the best model, stop early, write the epoch's files and record GHM statistics.""
 
 import sys
 import time
-from dataclasses import dataclass, field
-
-import torch
 
 from audio_data.loading import RunData
 from config import RunConfig
-from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStopping, EpochFiles, Heartbeat,
+from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStopping, EpochFiles, Fit, Heartbeat,
                                 TensorBoard)
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Training, evaluate, stop_check, train_one_epoch
-from training.state import RunState, training_checkpoint
+from training.state import training_checkpoint
 from utils import distributed, interrupt
 from utils.history import record_epoch
 from utils.phase_clock import CLOCK
 from utils.run_paths import RunPaths
-from utils.run_summary import RunSummary
-
-
-@dataclass
-class Fit:
-    """What the loop and its callbacks share: the run's settings, what it trains with, its data, folder, state
-    and summary; the epoch in progress, whether the last one improved --monitor, and why the run stops early."""
-    cfg: RunConfig
-    t: Training
-    data: RunData
-    device: torch.device
-    run: RunPaths
-    state: RunState
-    summary: RunSummary
-    callbacks: list[Callback] = field(default_factory=list)
-    epoch: int = 0
-    improved: bool = False
-    stop_reason: str | None = None
-
-    def call(self, hook: str, *args) -> None:
-        for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
 
 
 def run_callbacks(cfg: RunConfig, t: Training, data: RunData, run: RunPaths) -> list[Callback]:

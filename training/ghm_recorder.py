@@ -2,22 +2,18 @@
 and the gradient-distribution plot of each epoch's first and last batch."""
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audio_data.classes import class_angle
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from losses import RunLosses
-from training.callbacks import Callback
+from training.callbacks import Callback, Fit
 from training.loop import Step
 from utils import distributed
 from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution, stats_batch_rule
 from utils.io_utils import save_pickle
 from utils.run_paths import RunPaths
-
-if TYPE_CHECKING:  # the loop imports the callbacks, not the other way round
-    from training.fit import Fit
 
 PER_PAIR = ("g", "bin", "weight")
 
@@ -36,7 +32,7 @@ class GHMStatsRecorder(Callback):
         self.losses, self.loss_type, self.rule = losses, loss_type, stats_batch_rule(batches_spec)
         self.recordings, self.run, self.on_stats = recordings, run, on_stats
 
-    def on_step_end(self, fit: "Fit", batch: int, batches: int, step: Step) -> None:
+    def on_step_end(self, fit: Fit, batch: int, batches: int, step: Step) -> None:
         if self.losses.monitor is not None:
             self.losses.monitor(step.s1, step.s2, step.target)
         if not self.rule(batch, batches):

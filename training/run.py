@@ -9,7 +9,8 @@ from audio_data.classes import class_table
 from audio_data.loading import RunData
 from config import RunConfig
 from models import check_input_size
-from training.fit import Fit, run_callbacks
+from training.callbacks import Fit
+from training.fit import run_callbacks
 from training.loop import build_training, run_data
 from training.state import start_run
 from training.step_memory import check_step_memory
