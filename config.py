@@ -11,7 +11,6 @@ import argparse
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
-from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
@@ -56,15 +55,6 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # --device of every command
 # 1: arguments without a format_version (to 2026-12-05): --no-progress stored as no_progress, and before the room
 # demo existed --demo as True/False. 2: with format_version, --progress/--no-progress stored as progress.
 CONFIG_FORMAT = 2
-
-
-def read_exclusions(path: str) -> list[str]:
-    """--exclude-recordings: the file's non-empty lines (comments after #), stored as the flag's value."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise argparse.ArgumentTypeError(f"{path}: cannot be read ({exc})") from None
-    return [entry for entry in (line.split("#", 1)[0].strip() for line in lines) if entry]
 
 
 def stats_batches_valid(spec: str) -> bool:
@@ -115,8 +105,7 @@ class DataConfig:
                 "such as simple_cnn_level)", choices=DB_REFERENCES)
     exclude_recordings: list[str] | None = setting(
         None, "a text file with one recording per line (a path, or a file name) that the run does not train on; "
-              "the list itself is stored in the run's arguments (default: none)", metavar="FILE",
-        parse=read_exclusions)
+              "the list itself is stored in the run's arguments (default: none)", metavar="FILE", parse=str)
     duration: float | None = setting(
         None, "crop or zero-pad every recording to this many seconds (default: all must be equally long)",
         rule=(finite(0, low_open=True), "must be > 0 and finite"))
@@ -330,7 +319,11 @@ def from_stored(saved: Mapping[str, Any]) -> RunConfig:
         raise ValueError(f"its args lack {', '.join(missing)}")
     if wrong := next((key for key, value in values.items() if not value_fits(key, value)), None):
         raise ValueError(f"its args hold {wrong} = {values[wrong]!r}")
-    return RunConfig.from_flat({**defaults(), **LEGACY_DEFAULTS, **values})
+    config = RunConfig.from_flat({**defaults(), **LEGACY_DEFAULTS, **values})
+    if problems := value_problems(config):  # the same rules as the flags
+        flag, problem = problems[0]
+        raise ValueError(f"its args hold {flag} = {values.get(flag[2:].replace('-', '_'))!r}, which {problem}")
+    return config
 
 
 def migrate(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -405,13 +398,14 @@ def flag_options(f: Field) -> dict[str, Any]:
 
 def to_yaml(config: RunConfig) -> str:
     """`stored(config)` as YAML, a comment before each section: what config.yaml holds and --print-config shows;
-    --config reads it back (the comments aside, a flat mapping of setting names)."""
+    --config reads it back (the comments aside, a flat mapping of setting names). Never `resume`: the file
+    describes a run's configuration, which it starts anew anywhere; continuing a run is --resume's job."""
     import yaml
 
     values = stored(config)
     lines = [yaml.safe_dump({"format_version": values["format_version"]}, sort_keys=False)]
     for section, (_, title) in SECTIONS.items():
-        part = {key: values[key] for key, (owner, _) in KEYS.items() if owner == section}
+        part = {key: values[key] for key, (owner, _) in KEYS.items() if owner == section and key != "resume"}
         lines.append(f"# {title}\n" + yaml.safe_dump(part, sort_keys=False, allow_unicode=True))
     return "".join(lines)
 

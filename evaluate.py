@@ -13,7 +13,8 @@ from analysis.checkpoint_eval import evaluate_checkpoint, prepare
 from analysis.evaluation import comparison_lines, estimate_headline, headline
 from analysis.report import write_report
 from config import DEVICES, MODEL_NAMES
-from utils.errors import InputError
+from utils.errors import run_command
+from utils.io_utils import output_folder
 from utils.run_paths import evaluation_folder
 
 
@@ -34,17 +35,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
-    args = get_args_parser().parse_args(argv)
-    try:
-        ready = prepare(args.checkpoint, args.split, args.data_root, args.frequency, args.material, args.model,
-                        args.device)
-        report = evaluate_checkpoint(ready, args.split)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    out = Path(args.out) if args.out else evaluation_folder(ready.path, args.split)
+def evaluate(args: argparse.Namespace) -> int:
+    ready = prepare(args.checkpoint, args.split, args.data_root, args.frequency, args.material, args.model,
+                    args.device)
+    out = output_folder(Path(args.out) if args.out else evaluation_folder(ready.path, args.split))
+    report = evaluate_checkpoint(ready, args.split)
     write_report(report, out)
     print(f"{ready.path} on {args.split}: {headline(report.metrics)}; {estimate_headline(report.estimates)}")
     for material, figures in report.metrics.get("per_material", {}).items():
@@ -52,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(comparison_lines({"CNN": report.metrics}, report.baselines)))
     print(f"wrote {out}/metrics.json, scores.csv, scores_by_class.png, pair_accuracy.png, confusion.png")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    args = get_args_parser().parse_args(argv)
+    return run_command(lambda: evaluate(args))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from analysis.evaluation import Recordings, evaluate_model
-from analysis.report import write_table
+from analysis.report import check_table_output, write_table
 from analysis.run_calibration import checkpoint_calibration
 from audio_data.loading import load_recordings
 from audio_data.spectrogram_dataset import fitting_spectrograms
@@ -18,7 +18,7 @@ from config import DEVICES, DataConfig
 from models import check_input_size, checkpoint_model
 from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
-from utils.errors import InputError
+from utils.errors import InputError, run_command
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="a checkpoint written by train.py (model_best.pt, model_epoch_<N>.pt), or a run folder "
                         "(its newest checkpoint)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files and folders (searched recursively)")
-    p.add_argument("--out", help="the CSV to write (default: predictions_<checkpoint name>.csv beside it)")
+    p.add_argument("--out", help="the CSV to write (default: predictions_<checkpoint name>.csv beside it); never an "
+                                 "input of the command, and an existing file only if it is such a CSV")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file of any kind")
     p.add_argument("--skip-bad-files", action="store_true",
                    help="skip unreadable recordings and those whose sample rate or length do not fit the run, "
                         "with a warning each (default: they are errors)")
@@ -45,7 +47,7 @@ def find_wavs(paths: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise InputError(f"{path}: no such file or folder")
+            raise InputError(f"{path}: {'not a regular file or folder' if path.exists() else 'no such file or folder'}")
     if not found:
         raise InputError(f"no .wav files in {', '.join(paths)}")
     return list(dict.fromkeys(found))
@@ -65,31 +67,32 @@ def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
     return recordings.sample_rate, recordings.length
 
 
-def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
-    args = get_args_parser().parse_args(argv)
-    try:
-        path, checkpoint, cfg = checkpoint_run(args.checkpoint)
-        device = choose_device(args.device)
-        model = checkpoint_model(checkpoint, cfg.model.name, path, device)
-        calibration = checkpoint_calibration(checkpoint, cfg, model, device, f"--checkpoint {path}")
-        sample_rate, length = run_audio(checkpoint, cfg.data)
-        data, kept = fitting_spectrograms(find_wavs(args.paths), cfg.data.n_fft, cfg.data.hop_length, sample_rate,
-                                          length, cfg.data.duration, args.skip_bad_files, cfg.data.db_reference)
-        if not kept:
-            raise InputError("none of the recordings could be scored")
-        check_input_size(cfg.model.name, tuple(data.shape[1:]))
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def predict(args: argparse.Namespace) -> int:
+    path, checkpoint, cfg = checkpoint_run(args.checkpoint)
+    wavs = find_wavs(args.paths)
+    out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
+    check_table_output(out, [path, *wavs], args.overwrite)
+    device = choose_device(args.device)
+    model = checkpoint_model(checkpoint, cfg.model.name, path, device)
+    calibration = checkpoint_calibration(checkpoint, cfg, model, device, f"--checkpoint {path}")
+    sample_rate, length = run_audio(checkpoint, cfg.data)
+    data, kept = fitting_spectrograms(wavs, cfg.data.n_fft, cfg.data.hop_length, sample_rate, length,
+                                      cfg.data.duration, args.skip_bad_files, cfg.data.db_reference)
+    if not kept:
+        raise InputError("none of the recordings could be scored")
+    check_input_size(cfg.model.name, tuple(data.shape[1:]))
     report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"]), device,
                             calibration, f"{path.parent.name} (predictions)")
-    out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
     write_table(report, out)
     counts = {c: int((report.guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
     print(f"{len(kept)} recordings scored with {path}: "
           + ", ".join(f"{c} {n}" for c, n in counts.items() if n) + f"; wrote {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    return run_command(lambda: predict(get_args_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from analysis.checkpoint_eval import evaluate_checkpoint, prepare
 from analysis.evaluation import comparison_lines
 from analysis.report import plain_json
 from config import DEVICES
-from utils.errors import InputError
-from utils.io_utils import save_json
+from utils.errors import run_command
+from utils.io_utils import output_folder, save_json
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -29,16 +29,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device)
-        report = evaluate_checkpoint(ready, args.split)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def compare(args: argparse.Namespace) -> int:
+    ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device)
+    out = output_folder(Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}")
+    report = evaluate_checkpoint(ready, args.split)
     cnn = report.metrics
-    out = Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}"
     save_json(plain_json({"checkpoint": str(ready.path), "split": args.split,
                           "cnn": {key: cnn[key] for key in FIGURES}, **report.versus,
                           "baselines": report.baselines}), out / "baselines.json")
@@ -46,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(comparison_lines({"CNN": cnn}, report.baselines)))
     print(f"wrote {out}/baselines.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(lambda: compare(get_args_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from audio_data.naming import recording_labels
-from utils.errors import InputError
+from utils.errors import InputError, run_command
 from utils.ghm_stats import load_ghm_stats
 from utils.ghm_utils import before_after_bars
 from utils.history import history_problem
-from utils.io_utils import atomic_path, save_json
+from utils.io_utils import atomic_path, output_folder, save_json
 from utils.plotting import save_figure, subplots
 from utils.run_paths import RunPaths, analysis_folder
 from utils.safe_pickle import load_pickle
@@ -165,9 +165,9 @@ def analyze(folder: Path, out: Path, hard_bins: int) -> None:
                "ghm": {key: first[key] for key in ("bins", "alpha", "margin", "momentum", "temperature",
                                                    "max_weight")},
                "hard_bins": hard_bins, "recorded_batches": len(stats), "epochs": epoch_summary(stats, hard_bins)},
-              out / "summary.json")
+              out / "ghm_summary.json")
     print(f"{len(stats)} statistics files of {first['run_name']} → {out}/ (ghm_evolution.png, hard_recordings.csv, "
-          "hard_recordings.png, summary.json)")
+          "hard_recordings.png, ghm_summary.json)")
 
 
 def run_history(folder: Path) -> dict:
@@ -223,23 +223,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run(args: argparse.Namespace) -> int:
+    folders = [stats_folder(run, args.save_dir) for run in (args.compare or [args.run])]
+    name = "_vs_".join(folder.name for folder in folders)
+    out = output_folder(Path(args.out) if args.out else analysis_folder(folders[0].parent.parent, name))
+    if args.compare:
+        compare(folders, out)
+    else:
+        analyze(folders[0], out, args.hard_bins)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if (args.run is None) == (args.compare is None):
         parser.error("give one run to analyse, or --compare RUN_A RUN_B")
-    try:
-        folders = [stats_folder(run, args.save_dir) for run in (args.compare or [args.run])]
-        name = "_vs_".join(folder.name for folder in folders)
-        out = Path(args.out) if args.out else analysis_folder(folders[0].parent.parent, name)
-        if args.compare:
-            compare(folders, out)
-        else:
-            analyze(folders[0], out, args.hard_bins)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

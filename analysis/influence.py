@@ -37,8 +37,8 @@ from losses import build_loss, ghm_options
 from models import build_model
 from config import LossConfig, RunConfig
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, stored_config
-from utils.errors import InputError
-from utils.io_utils import atomic_path, save_json
+from utils.errors import InputError, run_command
+from utils.io_utils import atomic_path, output_folder, save_json
 from utils.plotting import save_figure, subplots
 from utils.run_paths import CHECKPOINTS, RunPaths, analysis_folder, epoch_checkpoints
 
@@ -252,28 +252,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    try:
-        folder = run_folder(args.run, args.save_dir)
-        checkpoints = run_checkpoints(folder)
-        last = checkpoints[-1][1]
-        run = RunPaths.of_checkpoint(epoch_checkpoints(folder)[checkpoints[-1][0]], last["run"])
-        cfg = stored_config(last, "influence", folder, "a run this program wrote")
-        if args.margin is not None:
-            if not args.margin > 0:
-                raise InputError(f"--margin {args.margin}: must be > 0")
-            cfg = cfg.with_values(margin=args.margin)
-        recordings = load_recordings(cfg.data)
-        split = run_split(recordings, cfg.data, cfg.run.seed)
-        if [recordings.paths[i] for i in split.val] != last["val_recordings"]:
-            raise InputError(f"{folder}: the run's recordings under {cfg.data.root} are not the ones it "
-                             "trained on")
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def influence(args: argparse.Namespace) -> int:
+    folder = run_folder(args.run, args.save_dir)
+    checkpoints = run_checkpoints(folder)
+    last = checkpoints[-1][1]
+    run = RunPaths.of_checkpoint(epoch_checkpoints(folder)[checkpoints[-1][0]], last["run"])
+    cfg = stored_config(last, "influence", folder, "a run this program wrote")
+    if args.margin is not None:
+        cfg = cfg.with_values(margin=args.margin)
+    out = output_folder(Path(args.out) if args.out else analysis_folder(run.save_dir, run.name) / "influence")
+    recordings = load_recordings(cfg.data)
+    split = run_split(recordings, cfg.data, cfg.run.seed)
+    if [recordings.paths[i] for i in split.val] != last["val_recordings"]:
+        raise InputError(f"{folder}: the run's recordings under {cfg.data.root} are not the ones it trained on")
     result = run_influence(checkpoints, cfg, recordings, split.train, split.val)
-    out = Path(args.out) if args.out else analysis_folder(run.save_dir, run.name) / "influence"
     hard = hard_counts(run, [recordings.paths[r] for r in split.train])
     rows = write_tables(out, result, args.rank_by, recordings, split.train, split.val, hard, args.top)
     plot_by_class(rows, recordings.classes, args.top, out / "influence_by_class.png",
@@ -284,13 +276,23 @@ def main(argv: list[str] | None = None) -> int:
                "training_recordings": len(split.train), "validation_recordings": len(split.val),
                "loss_type": cfg.loss.type,
                "top": [{key: row[key] for key in ("path", "class", "score")} for row in rows[:args.top]]},
-              out / "summary.json")
+              out / "influence.json")
     coarse = " (a coarse estimate: few checkpoints)" if len(checkpoints) < 5 else ""
     print(f"{len(checkpoints)} checkpoints (epochs {', '.join(map(str, result.checkpoints))}){coarse}, "
           f"{len(split.train)} training and {len(split.val)} validation recordings → {out}/")
     for row in rows[:args.top]:
         print(f"  {row['rank']:>3}  {row['score']:.4g}  {row['class']:<8} {Path(row['path']).name}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error("--top must be >= 1")
+    if args.margin is not None and not 0 < args.margin < float("inf"):
+        parser.error("--margin must be > 0 and finite")
+    return run_command(lambda: influence(args))
 
 
 if __name__ == "__main__":

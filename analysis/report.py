@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis.evaluation import Report
-from utils.io_utils import atomic_path, save_json
+from utils.errors import InputError
+from utils.io_utils import MB, atomic_path, read_regular, save_json
 from utils.plotting import save_figure, subplots
 
 
@@ -63,6 +64,34 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
     save_figure(fig, path)
 
 
+ESTIMATE_COLUMNS = ["score", "estimated_class", "estimated_angle_deg", "confidence"]
+
+
+def table_header(labelled: bool) -> list[str]:
+    return ["path", *(["class", "material"] if labelled else []), *ESTIMATE_COLUMNS]
+
+
+def check_table_output(path: Path, inputs: list[Path], overwrite: bool, flag: str = "--out") -> None:
+    """InputError unless `path` may receive an unlabelled table (predict.py's CSV): never one of the command's
+    inputs, never a folder; an existing file only if it is such a table written earlier, or with `overwrite`."""
+    target = path.resolve()
+    if any(target == p.resolve() for p in inputs):
+        raise InputError(f"{flag} {path}: is an input of this command; the output would replace it")
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise InputError(f"{flag} {path}: not a regular file")
+    if overwrite:
+        return
+    try:
+        first = read_regular(path, 64 * MB).split(b"\n", 1)[0].decode("utf-8").strip()
+    except (InputError, UnicodeDecodeError):
+        first = None
+    if first != ",".join(table_header(False)):
+        raise InputError(f"{flag} {path}: exists and is not a table this program wrote; give --overwrite to "
+                         "replace it")
+
+
 def write_table(report: Report, path: Path) -> None:
     """One row per recording: path, (labelled: class and material,) score and the angle estimate."""
     recordings, guess, classes = report.recordings, report.guess, report.recordings.classes
@@ -70,8 +99,7 @@ def write_table(report: Report, path: Path) -> None:
     materials = recordings.materials or [""] * len(recordings.paths)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", *(["class", "material"] if labelled else []), "score", "estimated_class",
-                         "estimated_angle_deg", "confidence"])
+        writer.writerow(table_header(labelled))
         for i, recording in enumerate(recordings.paths):
             known = [classes[recordings.labels[i]], materials[i]] if labelled else []
             writer.writerow([recording, *known, f"{report.scores[i]:.9g}", classes[guess["class"][i]],

@@ -50,13 +50,29 @@ def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0)
     rest = sorted(set(range(len(recordings))) - set(test))
     n_train = int(config.TRAIN_FRACTION * len(rest))
     train, val = random_split(rest, [n_train, len(rest) - n_train], generator=torch.Generator().manual_seed(seed))
-    return Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
+    split = Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
+    if test_fraction:
+        trained = set(recordings.labels[split.train].tolist())
+        if left := [recordings.classes[k] for k in recordings.labels.unique().tolist() if k not in trained]:
+            raise InputError(f"--test-fraction {test_fraction}: class {', '.join(left)} has no training recording "
+                             "left; use a smaller --test-fraction or more recordings")
+    return split
 
 
-def matches(path: str, entry: str) -> bool:
-    """An --exclude-recordings entry names a recording by its file name, or by its path (relative to the
-    current folder or absolute)."""
-    return Path(path).name == entry if "/" not in entry else Path(path).resolve() == Path(entry).resolve()
+def entry_matches(paths: list[str], entries: list[str]) -> dict[str, list[int]]:
+    """The recordings (indices into `paths`) each --exclude-recordings entry names: by file name, or (an entry
+    with a /) by path, relative to the current folder or absolute. Looked up in tables of the recordings' names
+    and resolved paths, so the time grows with the list and the recordings, not with their product."""
+    by_name, by_path = {}, {}
+    for i, path in enumerate(paths):
+        by_name.setdefault(Path(path).name, []).append(i)
+        by_path.setdefault(Path(path).resolve(), []).append(i)
+    return {entry: by_path.get(Path(entry).resolve(), []) if "/" in entry else by_name.get(entry, [])
+            for entry in dict.fromkeys(entries)}
+
+
+def first_few(names: list[str], count: int = 5) -> str:
+    return ", ".join(name[:200] for name in names[:count]) + (" …" if len(names) > count else "")
 
 
 def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Split:
@@ -65,13 +81,14 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
     that falls there stays, with a warning); an entry that names no recording gets a warning too."""
     if not entries:
         return split
-    hit = {entry: [i for i, path in enumerate(paths) if matches(path, entry)] for entry in entries}
+    hit = entry_matches(paths, entries)
     if unmatched := [entry for entry, found in hit.items() if not found]:
         warnings.warn(f"--exclude-recordings: {len(unmatched)} entries name no recording of this run: "
-                      + ", ".join(unmatched[:5]) + (" …" if len(unmatched) > 5 else ""))
+                      + first_few(unmatched))
     excluded = {i for found in hit.values() for i in found}
     if held := sorted(paths[i] for i in excluded - set(split.train)):
-        warnings.warn(f"--exclude-recordings: {', '.join(held)} are validation or test recordings; they stay there")
+        warnings.warn(f"--exclude-recordings: {len(held)} are validation or test recordings and stay there: "
+                      + first_few(held))
     return Split([i for i in split.train if i not in excluded], split.val, split.test)
 
 

@@ -59,9 +59,9 @@ def cap_weights(weights: torch.Tensor, counts: torch.Tensor, max_weight: float) 
 
 # What each GHM option must be; the loss's constructor and train.py's flag checks both use these rules.
 RULES = {"bins": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "must be an integer >= 1"),
-         "alpha": (lambda v: v >= 0, "must be >= 0"),
+         "alpha": (lambda v: 0 <= v < float("inf"), "must be >= 0 and finite"),
          "momentum": (lambda v: 0 <= v < 1, "must be >= 0 and < 1"),
-         "temperature": (lambda v: v > 0, "must be > 0"),
+         "temperature": (lambda v: 0 < v < float("inf"), "must be > 0 and finite"),
          "max_weight": (lambda v: v is None or v >= 1, "must be >= 1 (weights average 1)")}
 
 

@@ -103,8 +103,8 @@ def test_analyze_writes_the_evolution_the_hard_recordings_and_a_summary(runs, tm
     run = only_run(runs["ghm"], "stats").name
     assert analyze_main(["analyze", run, "--save-dir", str(runs["ghm"]), "--out", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.iterdir()} == {"ghm_evolution.png", "hard_recordings.csv",
-                                                   "hard_recordings.png", "summary.json"}
-    summary = json.loads((tmp_path / "summary.json").read_text())
+                                                   "hard_recordings.png", "ghm_summary.json"}
+    summary = json.loads((tmp_path / "ghm_summary.json").read_text())
     assert summary["run"] == run and summary["hard_bins"] == 2 and summary["ghm"]["bins"] == 10
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
     for epoch in summary["epochs"]:
@@ -132,7 +132,7 @@ def test_analyze_writes_the_evolution_the_hard_recordings_and_a_summary(runs, tm
 def test_analyze_a_standard_run_and_compare_two_runs(runs, tmp_path):
     standard = only_run(runs["standard_stats"], "stats")
     assert analyze_main(["analyze", str(standard), "--out", str(tmp_path / "a")]) == 0
-    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "a" / "ghm_summary.json").read_text())
     assert summary["loss_type"] == "standard" and summary["weights_applied"] is False
     ghm = only_run(runs["ghm"], "stats")
     assert analyze_main(["analyze", "--compare", str(ghm), str(standard), "--out", str(tmp_path / "c")]) == 0
@@ -146,7 +146,7 @@ def test_analyze_reads_what_exists_of_a_run_in_progress(runs, tmp_path):
         (partial / path.name).write_bytes(path.read_bytes())
     (partial / ".epoch2_batch1_x_ghm_stats.pkl.123.tmp").write_bytes(b"half-written")  # an unfinished save
     assert analyze_main(["analyze", str(partial), "--out", str(tmp_path / "out")]) == 0
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "ghm_summary.json").read_text())
     assert [e["epoch"] for e in summary["epochs"]] == [1]
 
 

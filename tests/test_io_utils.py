@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from utils.errors import InputError
 from utils.io_utils import atomic_path, save_json, save_pickle
 
 
@@ -17,7 +18,7 @@ class Unpicklable:
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_file(tmp_path):
     path = tmp_path / "stats.pkl"
     save_pickle({"version": 1}, path)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match=r"stats.pkl: cannot be written \(disk full\)"):  # one error line
         save_pickle({"version": 2, "payload": Unpicklable()}, path)
     with open(path, "rb") as f:
         assert pickle.load(f) == {"version": 1}

@@ -66,8 +66,9 @@ def test_without_a_test_fraction_the_split_is_the_old_70_30_split(tiny_data):
 
 @pytest.mark.slow
 def test_early_stop_best_model_and_test_split_end_to_end(tiny_data, tmp_path, capsys):
+    # seed 48: every class keeps a training recording after the test split (seed 42 leaves deg072 none: an error)
     argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--epochs", "8", "--monitor",
-                           "val_accuracy", "--early-stop-patience", "1", "--test-fraction", "0.34")
+                           "val_accuracy", "--early-stop-patience", "1", "--test-fraction", "0.34", "--seed", "48")
     assert train.main(argv) == 0
     (folder,) = (tmp_path / "model_checkpoints").iterdir()
     summary = json.loads((folder / "summary.json").read_text())

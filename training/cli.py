@@ -3,8 +3,11 @@ and the checks of the values against this machine and the data."""
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 import config
 from audio_data.classes import find_frequencies, frequency_hz, run_classes
@@ -13,8 +16,11 @@ from losses import ghm_flag_problems
 from utils.checkpoints import load_checkpoint, newest_checkpoint, stored_config
 from utils.common_utils import device_available
 from utils.errors import InputError
-from utils.run_paths import NAME_PART
+from utils.io_utils import MB, read_regular
+from utils.run_paths import MAX_NAME, NAME_PART
 from utils.tensorboard_log import tensorboard_missing
+
+CONFIG_LIMIT, EXCLUSIONS_LIMIT = 16 * MB, 64 * MB  # the largest --config and --exclude-recordings files read
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -32,24 +38,65 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_file_values(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
-    """The settings of a --config YAML file; parser errors name the file and the key."""
-    import yaml
-
+def read_exclusions(parser: argparse.ArgumentParser, path: str) -> list[str]:
+    """--exclude-recordings: the file's non-empty lines (comments after #), stored as the setting's value."""
     try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        parser.error(f"--config {path}: cannot be read as YAML ({str(exc).splitlines()[0]})")
+        text = read_regular(path, EXCLUSIONS_LIMIT).decode("utf-8")
+    except InputError as exc:
+        parser.error(f"--exclude-recordings {exc}")
+    except UnicodeDecodeError:
+        parser.error(f"--exclude-recordings {path}: not UTF-8 text")
+    return [entry for entry in (line.split("#", 1)[0].strip() for line in text.splitlines()) if entry]
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (a few lines of nested aliases expand into gigabytes) and without
+    duplicate keys (which would silently keep the last value)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a config file",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {str(key)[:40]!r} appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its first characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def config_file_values(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """The settings of a --config YAML file; parser errors name the file and the key. A `resume` entry (an older
+    run's config.yaml) is left out: a config file starts a run anew, --resume continues one."""
+    try:
+        values = yaml.load(read_regular(path, CONFIG_LIMIT).decode("utf-8"), Loader=StrictLoader)
+    except InputError as exc:
+        parser.error(f"--config {exc}")
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        parser.error(f"--config {path}: cannot be read as YAML ({str(exc).splitlines()[0][:200]})")
     if not isinstance(values, dict):
         parser.error(f"--config {path}: not a mapping of flag names to values")
     keys = {str(key).replace("-", "_"): key for key in values}
     try:
         values = config.migrate({name: values[key] for name, key in keys.items()})  # an older run's config.yaml
     except ValueError as exc:
-        parser.error(f"--config {path}: {exc} (keys are train.py's flag names)")
+        parser.error(f"--config {path}: {str(exc)[:200]} (keys are train.py's flag names)")
+    if values.pop("resume", None) is not None:
+        warnings.warn(f"--config {path}: its resume entry is left out (give --resume to continue a run)")
     for name, value in values.items():
         if not config.value_fits(name, value):
-            parser.error(f"--config {path}: key {keys.get(name, name)!r} holds {value!r}, not a value of "
+            parser.error(f"--config {path}: key {shown(keys.get(name, name))} holds {shown(value)}, not a value of "
                          f"--{name.replace('_', '-')}")
     return values
 
@@ -88,12 +135,17 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
     rules = [("--frequency", data.frequency is not None, "is required"),
              ("--frequency", data.frequency in (None, "all") or frequency_hz(data.frequency) is not None,
               "must be <N>hz as in the file names (e.g. 1000hz), or all"),
-             ("--material", all(NAME_PART.fullmatch(m) for m in data.material.split(",")),
-              "must be folder names separated by commas (letters, digits, '.', '_', '+', '-'; no path)"),
-             ("--classes", data.classes is None or all(NAME_PART.fullmatch(c) for c in data.classes.split(",")),
-              "must be folder names separated by commas"),
-             ("--run-name", run.run_name is None or NAME_PART.fullmatch(run.run_name) is not None,
-              "must be a folder name (letters, digits, '.', '_', '+', '-'; no path)"),
+             ("--material", len(data.material) <= MAX_NAME and all(NAME_PART.fullmatch(m)
+                                                                   for m in data.material.split(",")),
+              f"must be folder names separated by commas (letters, digits, '.', '_', '+', '-'; no path), {MAX_NAME} "
+              "characters at most"),
+             ("--classes", data.classes is None or all(NAME_PART.fullmatch(c) and len(c) <= MAX_NAME
+                                                       for c in data.classes.split(",")),
+              f"must be folder names separated by commas, each of {MAX_NAME} characters at most"),
+             ("--run-name", run.run_name is None or NAME_PART.fullmatch(run.run_name) is not None
+              and len(run.run_name) <= MAX_NAME,
+              f"must be a folder name (letters, digits, '.', '_', '+', '-'; no path) of {MAX_NAME} characters at "
+              "most"),
              ("--data-on-device", not devices.data_on_device or not data.cache_dir and not devices.num_workers,
               "needs the spectrograms in memory and the batches gathered in the main process: not with --cache-dir "
               "or --num-workers"),
@@ -136,6 +188,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = get_args_parser()
     given = vars(parser.parse_args(argv))  # the flags have no defaults: only what the command line gave
     config_file, print_config = given.pop("config", None), given.pop("print_config", False)
+    if "exclude_recordings" in given:  # the flag names a file; the setting is its list
+        given["exclude_recordings"] = read_exclusions(parser, given["exclude_recordings"])
     values = config.defaults()
     if config_file:
         if "resume" in given:

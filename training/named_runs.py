@@ -6,10 +6,12 @@ from pathlib import Path
 from analysis.evaluation import HEADLINE
 import config
 from config import RunConfig
+from losses import ghm_flag_problems
 from training.cli import changed_setting, resumable_list
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint, stored_config
 from utils.errors import InputError
 from utils.history import early_stop_reason
+from utils.io_utils import make_folder
 from utils.run_paths import CHECKPOINTS, TIMESTAMP, RunPaths, epoch_checkpoints, now
 from utils.run_summary import read_summary
 
@@ -41,6 +43,9 @@ def named_run(cfg: RunConfig) -> tuple[RunConfig, dict | None]:
         raise InputError(f"--epochs {cfg.optim.epochs}: run {name} in {folder} has already trained {done} epochs")
     resumed = RunConfig.from_flat({**given, **{k: v for k, v in saved.items() if k not in config.RESUMABLE},
                                    "resume": str(path)})
+    if problems := ghm_flag_problems(resumed.loss):
+        flag, problem = next(iter(problems.items()))
+        raise InputError(f"--run-name {name}: {path} holds {flag} that {problem}")
     if done < cfg.optim.epochs and early_stop_reason(checkpoint["history"], resumed.optim) is None:
         return resumed, None
     return resumed, finished_summary(RunPaths.of_checkpoint(path, checkpoint["run"]), done)
@@ -72,5 +77,5 @@ def named_run_paths(save_dir: str, name: str) -> RunPaths:
     timestamp = summary.get("timestamp") if summary else None
     run = RunPaths(Path(save_dir), name, timestamp if isinstance(timestamp, str) and TIMESTAMP.fullmatch(timestamp)
                    else now())
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    make_folder(run.checkpoints)
     return run

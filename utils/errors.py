@@ -1,4 +1,7 @@
-"""The one exception type for expected, user-caused errors."""
+"""The exception types for expected, user-caused errors, and how a command reports them."""
+
+import sys
+from collections.abc import Callable
 
 
 class InputError(Exception):
@@ -7,3 +10,17 @@ class InputError(Exception):
 
 class TrainingStopped(Exception):
     """Training cannot go on (a non-finite loss); reported as one line, earlier outputs kept."""
+
+
+def run_command(body: Callable[[], int]) -> int:
+    """A command's exit code: `body`'s, or 1 after one `error:` line for an expected error (InputError, and the
+    ValueError of an unavailable device or a refused option), or 130 after Ctrl-C (no traceback; what was written
+    before stays whole, every file being written atomically)."""
+    try:
+        return body()
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,12 +1,14 @@
 """The training history: per-epoch losses and accuracies, their plot and their table (metrics.csv)."""
 
 import csv
+import io
 import math
 from pathlib import Path
 
 
 from config import OptimConfig
-from utils.io_utils import atomic_path, format_problem
+from utils.errors import InputError
+from utils.io_utils import MB, atomic_path, format_problem, read_regular
 from utils.plotting import save_figure, subplots
 
 # What run_epoch returns for a split, recorded per epoch as `<split>_<metric>`.
@@ -41,9 +43,9 @@ def write_metrics(path: Path, history: dict, lr: float, seconds: float) -> None:
     from before metrics.csv existed). Written atomically."""
     earlier = {}
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            earlier = {row.get("epoch"): row for row in csv.DictReader(f)}
-    except (OSError, csv.Error, UnicodeDecodeError, ValueError):
+        text = read_regular(path, 64 * MB).decode("utf-8")
+        earlier = {row.get("epoch"): row for row in csv.DictReader(io.StringIO(text, newline=""))}
+    except (InputError, csv.Error, UnicodeDecodeError, ValueError):
         pass
     rows = []
     for i, epoch in enumerate(history["epoch"]):

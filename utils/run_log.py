@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from utils.errors import InputError
+
 _local = threading.local()
 _lock = threading.Lock()
 _users = 0
@@ -53,7 +55,10 @@ class RunLog:
 
     def attach(self, path: Path) -> None:
         if self.file is None:
-            self.file = open(path, "a", encoding="utf-8", errors="backslashreplace")
+            try:
+                self.file = open(path, "a", encoding="utf-8", errors="backslashreplace")
+            except OSError as exc:
+                raise InputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
             self.file.write(self.buffer.getvalue())
             self.file.flush()
 

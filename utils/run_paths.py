@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.errors import InputError
+from utils.io_utils import make_folder
 
 CHECKPOINTS, PLOTS, STATS = "model_checkpoints", "plots", "stats"
 STATS_GLOB = "*_ghm_stats.pkl"
 TIMESTAMP = re.compile(r"\d{8}_\d{6}(-\d+)?")
 # One folder name: word characters, dots, plus and minus signs; never a separator, never "." or "..".
 NAME_PART = re.compile(r"\w[\w.+-]*")
+MAX_NAME = 100  # characters of a name given on the command line, so that a run folder's name stays below 255
 CHECKPOINT_NAME = re.compile(r"model_epoch_(\d+)\.pt")
 
 
@@ -193,7 +195,7 @@ def reserve_run(save_dir: str | Path, prefix: str) -> RunPaths:
         timestamp = base if k == 1 else f"{base}-{k}"
         run = RunPaths(save_dir, f"{prefix}_{timestamp}", timestamp)
         try:
-            run.checkpoints.mkdir(parents=True)
+            make_folder(run.checkpoints, exist_ok=False)
         except FileExistsError:
             continue
         return run

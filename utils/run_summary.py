@@ -10,7 +10,7 @@ from pathlib import Path
 from config import RunConfig
 from utils.errors import InputError
 from utils.history import best_epoch, early_stop_reason, monitor_best
-from utils.io_utils import format_problem, save_json
+from utils.io_utils import MB, format_problem, read_regular, save_json
 from utils.run_paths import RunPaths
 
 
@@ -18,6 +18,7 @@ from utils.run_paths import RunPaths
 # model's beside it, monitor and end_reason (2026-11-26)
 SUMMARY_FORMAT = 3
 HEARTBEAT_S = 60.0
+SUMMARY_LIMIT = 64 * MB  # the largest summary.json read (a run's is a few kB)
 
 
 def end_reason(history: dict, cfg: RunConfig, status: str) -> str | None:
@@ -90,9 +91,11 @@ def summary_problem(summary: object) -> str | None:
 def read_summary(path: Path) -> dict:
     """A summary.json this program writes; InputError naming the file and what is wrong with it otherwise."""
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        summary = json.loads(read_regular(path, SUMMARY_LIMIT).decode("utf-8"))
+    except RecursionError:
+        raise InputError(f"{path}: cannot be read as JSON (nested too deeply)") from None
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot be read as JSON ({reason})") from None
     if problem := summary_problem(summary):
         raise InputError(f"{path}: {problem}")

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from utils.errors import InputError
+from utils.io_utils import MB, read_regular
 
 MAX_DEPTH = 64
+PICKLE_LIMIT = 1024 * MB  # the largest pickle read (a statistics file or a history is a few MB at most)
 
 
 def _numpy(module: str, name: str):
@@ -97,10 +99,7 @@ def loads(data: bytes) -> Any:
 
 def load_pickle(path: str | Path) -> Any:
     """The plain content of a pickle written by this project; InputError naming the file for anything else."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    data = read_regular(path, PICKLE_LIMIT)
     try:
         return loads(data)
     except RecursionError:

@@ -122,8 +122,15 @@ def group_table(rows: list[dict], group_by: list[str]) -> list[list[str]]:
     return table
 
 
+def printable(value: object) -> str:
+    """Text from a summary.json as it may be printed: control characters (a planted escape sequence that would
+    clear the screen or retitle the window) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
 def print_table(header: list[str], rows: list[list]) -> None:
-    cells = [[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row] for row in rows]
+    cells = [[("-" if v is None else f"{v:.3f}" if isinstance(v, float) else printable(v)) for v in row]
+             for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     for line in [header, *cells]:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(list(COLUMNS[:-1]), [[row[c] for c in COLUMNS[:-1]] for row in rows])
     for row in rows:
         if row["error"]:
-            print(f"{row['run']}: {row['status']}: {row['error']}")
+            print(f"{printable(row['run'])}: {printable(row['status'])}: {printable(row['error'])}")
     print()
     print_table([*group_by, "completed", *(f"{f} (mean ± std)" for f in FIGURES)], group_table(rows, group_by))
     out = Path(args.csv) if args.csv else save_dir / "summary.csv"

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
+from utils.io_utils import make_folder
+
 
 def tensorboard_missing() -> bool:
     return importlib.util.find_spec("tensorboard") is None
@@ -19,8 +22,12 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.batches = batches
-        self.writer = SummaryWriter(log_dir=str(folder),
-                                    purge_step=resumed_epoch * batches + 1 if resumed_epoch else None)
+        make_folder(folder)
+        try:
+            self.writer = SummaryWriter(log_dir=str(folder),
+                                        purge_step=resumed_epoch * batches + 1 if resumed_epoch else None)
+        except OSError as exc:
+            raise InputError(f"{folder}: cannot be written ({exc.strerror or exc})") from None
 
     def step(self, epoch: int, batch: int, loss: float, accuracy: float, lr: float) -> None:
         for tag, value in (("step/train_loss", loss), ("step/train_accuracy", accuracy), ("step/lr", lr)):
