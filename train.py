@@ -11,6 +11,7 @@ has the whole way.
 import sys
 import traceback
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -24,13 +25,14 @@ from training.final_evaluation import evaluation_summary, final_evaluation
 from training.callbacks import Fit
 from training.fit import fit
 from training.loop import stop_check
-from training.named_runs import named_run, run_folder_name
+from training.named_runs import existing_run_folder, named_run, run_folder_name
 from utils import distributed, interrupt, run_log
 from utils.common_utils import choose_algorithms, choose_device
 from utils.errors import InputError, TrainingStopped
 from utils.history import early_stop_reason
 from utils.memory import retain_freed_memory
 from utils.phase_clock import CLOCK
+from utils.run_lock import RunLock
 from utils.run_log import RunLog
 
 __all__ = ["get_args_parser", "main", "parse_args"]
@@ -77,19 +79,25 @@ def train_frequency(cfg: RunConfig, device: torch.device, log: RunLog) -> dict:
     Under torchrun every process trains; rank 0 alone writes files. What this thread prints goes to `log`, which
     becomes the run's train.log once the run folder exists.
     """
-    if cfg.run.run_name and not cfg.run.resume:
-        cfg, finished = named_run(cfg)
-        if finished is not None:
-            evaluation = finished["evaluation"]
-            print(f"run {finished['run']} finished earlier ({finished['end_reason']}); not trained again: "
-                  f"{evaluation['model']} model, pairwise accuracy {evaluation['pairwise_accuracy']:.3f} on the "
-                  f"{evaluation['split']} recordings", flush=True)
-            return result_row(finished, cfg.data.frequency)
-    CLOCK.reset()
-    f = run_setup.start(cfg, device, log)
-    report = train_and_evaluate(f)
-    write = f.summary.write if distributed.is_main() else f.summary.record
-    row = result_row(write(f.state.history, "completed", evaluation=evaluation_summary(report)), cfg.data.frequency)
+    with ExitStack() as lock:  # one process per run folder: a named or resumed run's before it is read
+        if distributed.is_main() and (folder := existing_run_folder(cfg)) is not None:
+            lock.enter_context(RunLock(folder))
+        if cfg.run.run_name and not cfg.run.resume:
+            cfg, finished = named_run(cfg)
+            if finished is not None:
+                evaluation = finished["evaluation"]
+                print(f"run {finished['run']} finished earlier ({finished['end_reason']}); not trained again: "
+                      f"{evaluation['model']} model, pairwise accuracy {evaluation['pairwise_accuracy']:.3f} on the "
+                      f"{evaluation['split']} recordings", flush=True)
+                return result_row(finished, cfg.data.frequency)
+        CLOCK.reset()
+        f = run_setup.start(cfg, device, log)
+        if distributed.is_main() and folder is None:  # a new run's folder, made just now
+            lock.enter_context(RunLock(f.run.checkpoints))
+        report = train_and_evaluate(f)
+        write = f.summary.write if distributed.is_main() else f.summary.record
+        summary = write(f.state.history, "completed", evaluation=evaluation_summary(report))
+    row = result_row(summary, cfg.data.frequency)
     if cfg.run.profile and distributed.is_main():
         print(CLOCK.report(PROFILE), flush=True)
     return row

@@ -16,6 +16,18 @@ FREQUENCIES=${FREQUENCIES:-"500hz 1000hz 3000hz"}
 LOSSES=${LOSSES:-"standard ghm"}
 EPOCHS=${EPOCHS:-30}
 GRID=${GRID:-}
+# Every setting is checked as data before use: JOBS and EPOCHS go into shell arithmetic and xargs, which would
+# evaluate what they hold.
+fail() { printf 'error: %s\n' "$1" >&2; exit 2; }
+[[ $JOBS =~ ^[1-9][0-9]{0,3}$ ]] || fail "JOBS=$(printf %q "$JOBS"): must be a whole number from 1 to 9999"
+[[ $EPOCHS =~ ^[1-9][0-9]{0,5}$ ]] || fail "EPOCHS=$(printf %q "$EPOCHS"): must be a whole number >= 1"
+for seed in $SEEDS; do [[ $seed =~ ^[0-9]{1,10}$ ]] || fail "SEEDS: $(printf %q "$seed") is not a whole number"; done
+for frequency in $FREQUENCIES; do
+  [[ $frequency =~ ^[0-9]+(\.[0-9]+)?hz$|^all$ ]] || fail "FREQUENCIES: $(printf %q "$frequency") is not <N>hz or all"
+done
+for loss in $LOSSES; do
+  [[ $loss == standard || $loss == ghm ]] || fail "LOSSES: $(printf %q "$loss") is not standard or ghm"
+done
 save_dir=saved_models
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do

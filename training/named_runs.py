@@ -21,6 +21,14 @@ def run_folder_name(run_name: str, frequency_flag: str, frequency: str) -> str:
     return f"{run_name}_{frequency}" if frequency_flag == "all" else run_name
 
 
+def existing_run_folder(cfg: RunConfig) -> Path | None:
+    """The folder of the run that --run-name or --resume names (None for a new run of its own folder)."""
+    if cfg.run.resume:
+        resume = Path(cfg.run.resume)
+        return resume if resume.is_dir() else resume.parent
+    return Path(cfg.run.save_dir) / CHECKPOINTS / cfg.run.run_name if cfg.run.run_name else None
+
+
 def named_run(cfg: RunConfig) -> tuple[RunConfig, dict | None]:
     """The configuration to train the named run with, and its summary if it has finished already.
 

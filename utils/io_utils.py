@@ -17,12 +17,14 @@ MB = 2**20
 
 
 def make_folder(path: str | Path, exist_ok: bool = True) -> Path:
-    """`path` made with its parents; one InputError naming it when it cannot be (FileExistsError passes, for a
-    caller that reserves folders by creating them)."""
+    """`path` made with its parents; one InputError naming it when it cannot be (with `exist_ok` False, an existing
+    `path` raises FileExistsError, for a caller that reserves folders by creating them)."""
     try:
         Path(path).mkdir(parents=True, exist_ok=exist_ok)
     except FileExistsError:
-        raise
+        if not exist_ok:
+            raise
+        raise InputError(f"{path}: exists and is not a folder") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be made ({exc.strerror or exc})") from None
     return Path(path)

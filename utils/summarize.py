@@ -6,7 +6,6 @@ headline figures over the completed runs of each group, and the rows as CSV.
 
 import argparse
 import csv
-import os
 import socket
 import statistics
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from utils.errors import InputError
 from utils.io_utils import atomic_path
+from utils.run_lock import process_gone
 from utils.run_paths import summaries
 from utils.run_summary import read_summary
 
@@ -28,19 +28,6 @@ NUMERIC = ("ghm_alpha", "epochs_done", "final_train_accuracy", "final_val_accura
 STALE_BEFORE_FIRST_EPOCH_S = 600
 FIGURES = ("final_train_accuracy", "final_val_accuracy", "best_val_accuracy", "pairwise_accuracy", "kendall_tau_b",
            "best_baseline_accuracy", "best_baseline_tau", "vs_best_baseline")
-
-
-def process_gone(pid: object) -> bool:
-    """Whether no process of this number runs on this machine (a process of another user counts as running)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def run_status(summary: dict, now: float) -> str:
