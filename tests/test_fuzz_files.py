@@ -161,3 +161,30 @@ def test_summaries(real_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert len(rows) == 1 or (not rows and err.startswith("warning:") and "skipped" in err), err
         assert json.dumps(rows, default=str)
+
+
+def parses_or_one_parser_error(argv: list[str], capsys) -> None:
+    """train.py's parser on `argv`: a configuration, or exit 2 with its usage and one error line (no traceback)."""
+    try:
+        train.parse_args(argv)
+    except SystemExit as exc:
+        err = capsys.readouterr().err
+        assert exc.code == 2 and ": error: " in err.splitlines()[-1], err
+        assert "Traceback" not in err and max(len(line) for line in err.splitlines()) < 1000
+    capsys.readouterr()
+
+
+def test_config_files(real_run, tiny_data, tmp_path, capsys):
+    (config_yaml,) = real_run.glob("model_checkpoints/*/config.yaml")
+    copy = tmp_path / "config.yaml"
+    shutil.copy(config_yaml, copy)
+    for _ in each_case(copy, "a damaged config.yaml"):
+        parses_or_one_parser_error(["--config", str(copy), "--data-root", str(tiny_data)], capsys)
+
+
+def test_exclusion_lists(real_run, tiny_data, tmp_path, capsys):
+    listing = tmp_path / "exclude.txt"
+    listing.write_text("".join(f"{p}\n# a comment\n{p.name}  # by name\n" for p in sorted(tiny_data.rglob("*.wav"))))
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--exclude-recordings", str(listing))
+    for _ in each_case(listing, "a damaged --exclude-recordings list"):
+        parses_or_one_parser_error(argv, capsys)
