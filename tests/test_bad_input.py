@@ -65,10 +65,10 @@ def test_influence_writes_its_own_files_even_into_the_run_folder(run, capsys):
 
 # 2. one process per run folder
 
-def write_lock(folder, pid, host, age=0.0):
+def write_lock(folder, pid, host, age=0.0, slurm_job=None):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / run_lock.LOCK_NAME).write_text(json.dumps({"pid": pid, "host": host, "token": "x",
-                                                        "heartbeat": time.time() - age}))
+    (folder / run_lock.LOCK_NAME).write_text(json.dumps({"pid": pid, "host": host, "slurm_job": slurm_job,
+                                                        "token": "x", "heartbeat": time.time() - age}))
 
 
 def test_a_run_held_by_a_live_process_is_refused_with_its_holder(tiny_data, tmp_path, capsys):
@@ -89,16 +89,18 @@ def test_resuming_a_running_run_is_refused(run, tmp_path, capsys):
     assert "the run is in use by pid" in one_error(capsys)
 
 
-def test_a_dead_or_silent_holder_is_taken_over_and_a_lock_is_released(tmp_path, recwarn):
+def test_a_dead_or_silent_holder_is_taken_over_and_a_lock_is_released(tmp_path, recwarn, monkeypatch):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    cases = {"dead here": (int(gone.stdout), socket.gethostname(), 0.0),
-             "silent elsewhere": (1, "another-host", run_lock.STALE_S + 60)}
-    for name, (pid, host, age) in cases.items():
-        write_lock(tmp_path / name, pid, host, age)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    cases = {"dead here": (int(gone.stdout), socket.gethostname(), 0.0, None),
+             "silent elsewhere": (1, "another-host", run_lock.STALE_S + 60, None),
+             "this job before its requeue": (1, "another-host", 5.0, "4242")}
+    for name, (pid, host, age, job) in cases.items():
+        write_lock(tmp_path / name, pid, host, age, job)
         with RunLock(tmp_path / name):
             assert json.loads((tmp_path / name / run_lock.LOCK_NAME).read_text())["pid"] == os.getpid()
         assert not (tmp_path / name / run_lock.LOCK_NAME).exists()
-    assert sum("taking over the lock" in str(w.message) for w in recwarn) == 2
+    assert sum("taking over the lock" in str(w.message) for w in recwarn) == 3
     write_lock(tmp_path / "alive elsewhere", 1, "another-host", 5.0)
     with pytest.raises(InputError, match="in use by pid 1 on host another-host"):
         RunLock(tmp_path / "alive elsewhere").acquire()

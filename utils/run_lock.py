@@ -2,10 +2,12 @@
 
 The lock is written to a file of its own name and then hard-linked to `run.lock`: a link either creates the name or
 fails, also on the NFS and Lustre file systems that clusters share, where O_EXCL and flock may not hold across
-hosts. It holds the owner's pid, host, a random token and a heartbeat (Unix time) that a daemon thread renews every
-HEARTBEAT_S seconds, so a long phase without training steps (data loading, the final evaluation) keeps it fresh. A
-lock whose process is gone from this host, or whose heartbeat is older than STALE_S (its process killed on another
-host), is taken over with a warning; any other lock is an InputError naming its holder.
+hosts. It holds the owner's pid, host, SLURM job id, a random token and a heartbeat (Unix time) that a daemon
+thread renews every HEARTBEAT_S seconds, so a long phase without training steps (data loading, the final
+evaluation) keeps it fresh. A lock whose process is gone from this host, whose heartbeat is older than STALE_S (its
+process killed on another host), or that an earlier run of this same SLURM job left (SLURM never runs one job id
+twice at once: a requeued job after a node failure) is taken over with a warning; any other lock is an InputError
+naming its holder.
 """
 
 import json
@@ -22,7 +24,7 @@ from utils.io_utils import make_folder, read_regular, save_json
 
 LOCK_NAME = "run.lock"
 HEARTBEAT_S = 30.0
-STALE_S = 600.0
+STALE_S = 120.0
 
 
 def process_gone(pid: object) -> bool:
@@ -48,7 +50,8 @@ class RunLock:
         self.thread: threading.Thread | None = None
 
     def record(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token, "heartbeat": time.time()}
+        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+                "token": self.token, "heartbeat": time.time()}
 
     def holder(self) -> dict | None:
         """The lock's content, or None where it cannot be read (gone, or not a lock this program wrote)."""
@@ -67,6 +70,8 @@ class RunLock:
             except OSError:
                 return True
         if held.get("host") == socket.gethostname() and process_gone(held.get("pid")):
+            return True
+        if held.get("slurm_job") and held.get("slurm_job") == os.environ.get("SLURM_JOB_ID"):
             return True
         beat = held.get("heartbeat")
         return not isinstance(beat, (int, float)) or time.time() - beat > STALE_S
