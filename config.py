@@ -8,6 +8,7 @@ arguments of every earlier format. Importing this module defines things only; it
 """
 
 import argparse
+import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
@@ -54,7 +55,39 @@ DEVICES = ("auto", "cpu", "cuda", "mps")  # --device of every command
 
 # 1: arguments without a format_version (to 2026-12-05): --no-progress stored as no_progress, and before the room
 # demo existed --demo as True/False. 2: with format_version, --progress/--no-progress stored as progress.
-CONFIG_FORMAT = 2
+# 3: exclude_recordings stored as {"sha256", "entries"} (the entries that named a recording of the run).
+CONFIG_FORMAT = 3
+
+
+@dataclass(frozen=True, eq=False)
+class Exclusions:
+    """--exclude-recordings: its entries (file names or paths), and the SHA-256 of the whole list as given. A run
+    keeps only the entries that named one of its recordings; two lists are the same list when their hashes are,
+    so the same command with the same file still resumes a run whose stored list was cut down."""
+    sha256: str
+    entries: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entries: list[str]) -> "Exclusions":
+        return cls(hashlib.sha256("\n".join(entries).encode("utf-8")).hexdigest(), tuple(entries))
+
+    @classmethod
+    def plain_fits(cls, value: Any) -> bool:
+        """Whether `value` is the stored form: {"sha256": hex, "entries": [str, ...]}."""
+        return (isinstance(value, dict) and set(value) == {"sha256", "entries"} and isinstance(value["sha256"], str)
+                and isinstance(value["entries"], list) and all(isinstance(e, str) for e in value["entries"]))
+
+    def plain(self) -> dict:
+        return {"sha256": self.sha256, "entries": list(self.entries)}
+
+    def __str__(self) -> str:
+        return f"a list of {len(self.entries)} entries (SHA-256 {self.sha256[:12]}…)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Exclusions) and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
 
 
 def stats_batches_valid(spec: str) -> bool:
@@ -103,9 +136,10 @@ class DataConfig:
         "peak", "what 0 dB is in the spectrogram: peak, the recording's own maximum (the original, which drops the "
                 "recording's level), or full-scale, a full-scale sine (the level stays; for models that use it, "
                 "such as simple_cnn_level)", choices=DB_REFERENCES)
-    exclude_recordings: list[str] | None = setting(
+    exclude_recordings: Exclusions | None = setting(
         None, "a text file with one recording per line (a path, or a file name) that the run does not train on; "
-              "the list itself is stored in the run's arguments (default: none)", metavar="FILE", parse=str)
+              "the run stores the list's hash and the entries that named one of its recordings (default: none)",
+        metavar="FILE", parse=str)
     duration: float | None = setting(
         None, "crop or zero-pad every recording to this many seconds (default: all must be equally long)",
         rule=(finite(0, low_open=True), "must be > 0 and finite"))
@@ -284,7 +318,8 @@ class RunConfig:
         parts = {section: {} for section in SECTIONS}
         for key, value in values.items():
             section, f = KEYS[key]
-            parts[section][f.name] = value
+            parts[section][f.name] = (Exclusions(value["sha256"], tuple(value["entries"]))
+                                      if Exclusions.plain_fits(value) else value)
         return cls(**{section: SECTIONS[section][0](**parts[section]) for section in SECTIONS})
 
     def flat(self) -> dict[str, Any]:
@@ -303,7 +338,8 @@ def defaults() -> dict[str, Any]:
 
 def stored(config: RunConfig) -> dict[str, Any]:
     """The arguments a run stores (checkpoints, history, summary.json, config.yaml): plain values, versioned."""
-    return {"format_version": CONFIG_FORMAT, **config.flat()}
+    return {"format_version": CONFIG_FORMAT, **{key: value.plain() if isinstance(value, Exclusions) else value
+                                                for key, value in config.flat().items()}}
 
 
 # What a stored run that predates a setting trained with, where that is not the setting's default today.
@@ -333,6 +369,8 @@ def migrate(saved: Mapping[str, Any]) -> dict[str, Any]:
     version = values.pop("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_FORMAT:
         raise ValueError(f"format_version {version!r} is not one this program reads (1 to {CONFIG_FORMAT})")
+    if version < 3 and isinstance(values.get("exclude_recordings"), list):
+        values["exclude_recordings"] = Exclusions.of([str(e) for e in values["exclude_recordings"]]).plain()
     if version < 2:
         if isinstance(values.get("demo"), bool):
             values["demo"] = "synthetic" if values["demo"] else None
@@ -350,6 +388,8 @@ def value_fits(key: str, value: Any) -> bool:
     kinds = get_args(f.type) if isinstance(f.type, UnionType) or get_origin(f.type) is Union else (f.type,)
     if value is None:
         return type(None) in kinds
+    if Exclusions in kinds:
+        return isinstance(value, Exclusions) or Exclusions.plain_fits(value)
     if isinstance(value, list):
         fits = any(get_origin(kind) is list for kind in kinds) and all(isinstance(v, str) for v in value)
     elif isinstance(value, bool):

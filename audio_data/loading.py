@@ -95,7 +95,8 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
 def run_split(recordings: Dataset, data: DataConfig, seed: int) -> Split:
     """The run's split: seeded by --seed, with --test-fraction's test split, without --exclude-recordings."""
     split = split_recordings(recordings, seed, data.test_fraction)
-    return without_excluded(split, recordings.paths, data.exclude_recordings or [])
+    return without_excluded(split, recordings.paths, list(data.exclude_recordings.entries)
+                            if data.exclude_recordings else [])
 
 
 def make_loader(pairs: RankingPairDataset, batch_size: int, shuffle: bool, seed: int, num_workers: int,

@@ -254,6 +254,24 @@ def test_exclusion_entries_match_by_name_or_path_and_warnings_stay_short(tmp_pat
     assert all(len(m) < 2000 for m in messages)
 
 
+def test_a_long_exclusion_list_is_stored_as_its_hash_and_the_entries_that_matched(tiny_data, tmp_path, capsys):
+    wavs = sorted(tiny_data.rglob("*_500hz_*.wav"))
+    listing = tmp_path / "exclude.txt"
+    listing.write_text("".join(f"nothing{i}.wav\n" for i in range(10_000)) + f"{wavs[0].name}\n{wavs[1]}\n")
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--run-name", "ex", "--exclude-recordings",
+                           str(listing))
+    assert train.main([*argv, "--epochs", "1"]) == 0
+    folder = tmp_path / "model_checkpoints" / "ex"
+    stored = torch.load(folder / "model_epoch_1.pt", weights_only=True)["args"]["exclude_recordings"]
+    assert stored["entries"] == [wavs[0].name, str(wavs[1])] and len(stored["sha256"]) == 64
+    assert (folder / "config.yaml").stat().st_size < 4000
+    assert train.main([*argv, "--epochs", "2"]) == 0  # the same command with the same list resumes
+    assert "resuming run ex after epoch 1" in capsys.readouterr().out
+    listing.write_text(f"{wavs[0].name}\n")
+    assert train.main([*argv, "--epochs", "3"]) == 1  # another list is another run
+    assert "--exclude-recordings" in capsys.readouterr().err
+
+
 # 9. the smaller ones
 
 def test_an_infinite_ghm_alpha_is_refused_before_the_run_folder_exists(tiny_data, tmp_path, capsys):

@@ -111,16 +111,17 @@ def test_exclude_recordings_trains_without_exactly_those(noisy_data, tmp_path, c
     listing.write_text(f"# the two worst\n{dropped[0]}\n{dropped[1]}  # by file name\n")
     argv = [*base, "--exclude-recordings", str(listing)]
     cfg = train.parse_args(argv)
-    assert cfg.data.exclude_recordings == dropped
+    assert cfg.data.exclude_recordings.entries == tuple(dropped)
     data = run_data(cfg)
     assert data.split.train == [i for k, i in enumerate(full.split.train) if k not in (0, 3)]
     assert (data.split.val, data.split.test) == (full.split.val, full.split.test)
 
     assert train.main(argv) == 0
     (folder,) = (tmp_path / "model_checkpoints").iterdir()
-    assert json.loads((folder / "summary.json").read_text())["args"]["exclude_recordings"] == dropped
-    assert yaml.safe_load((folder / "config.yaml").read_text())["exclude_recordings"] == dropped
-    assert torch.load(folder / "model_epoch_1.pt", weights_only=True)["args"]["exclude_recordings"] == dropped
+    stored = {"sha256": cfg.data.exclude_recordings.sha256, "entries": dropped}
+    assert json.loads((folder / "summary.json").read_text())["args"]["exclude_recordings"] == stored
+    assert yaml.safe_load((folder / "config.yaml").read_text())["exclude_recordings"] == stored
+    assert torch.load(folder / "model_epoch_1.pt", weights_only=True)["args"]["exclude_recordings"] == stored
     listing.write_text("other.wav\n")
     with pytest.raises(SystemExit):
         train.parse_args(["--resume", str(folder), "--exclude-recordings", str(listing)])

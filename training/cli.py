@@ -11,7 +11,7 @@ import yaml
 
 import config
 from audio_data.classes import find_frequencies, frequency_hz, run_classes
-from config import RunConfig
+from config import Exclusions, RunConfig
 from losses import ghm_flag_problems
 from utils.checkpoints import load_checkpoint, newest_checkpoint, stored_config
 from utils.common_utils import device_available
@@ -38,15 +38,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_exclusions(parser: argparse.ArgumentParser, path: str) -> list[str]:
-    """--exclude-recordings: the file's non-empty lines (comments after #), stored as the setting's value."""
+def read_exclusions(parser: argparse.ArgumentParser, path: str) -> Exclusions:
+    """--exclude-recordings: the file's non-empty lines (comments after #)."""
     try:
         text = read_regular(path, EXCLUSIONS_LIMIT).decode("utf-8")
     except InputError as exc:
         parser.error(f"--exclude-recordings {exc}")
     except UnicodeDecodeError:
         parser.error(f"--exclude-recordings {path}: not UTF-8 text")
-    return [entry for entry in (line.split("#", 1)[0].strip() for line in text.splitlines()) if entry]
+    return Exclusions.of([entry for entry in (line.split("#", 1)[0].strip() for line in text.splitlines()) if entry])
 
 
 class StrictLoader(yaml.SafeLoader):

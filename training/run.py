@@ -6,8 +6,8 @@ import torch
 
 import config
 from audio_data.classes import class_table
-from audio_data.loading import RunData
-from config import RunConfig
+from audio_data.loading import RunData, entry_matches
+from config import Exclusions, RunConfig
 from models import check_input_size
 from training.callbacks import Fit
 from training.fit import run_callbacks
@@ -45,11 +45,22 @@ def check_batches(cfg: RunConfig, run: RunPaths) -> None:
     print(verify_batch_consistency(data.train_loader, folder, run.timestamp, cfg.run.seed, key_args), flush=True)
 
 
+def kept_exclusions(cfg: RunConfig, data: RunData) -> RunConfig:
+    """The configuration with only the --exclude-recordings entries that named a recording of the run (the
+    list's hash stays): what the run stores, however long the list given."""
+    exclusions = cfg.data.exclude_recordings
+    if not exclusions:
+        return cfg
+    hits = entry_matches(data.recordings.paths, list(exclusions.entries))
+    return cfg.with_values(exclude_recordings=Exclusions(exclusions.sha256, tuple(e for e, f in hits.items() if f)))
+
+
 def start(cfg: RunConfig, device: torch.device, log: RunLog) -> Fit:
     """Seeded data and model, the memory check, the run's folder and state (a new run, or the one --resume
     names), then (main process) train.log, config.yaml and summary.json."""
     set_seed(cfg.run.seed)
     data = run_data(cfg, device)
+    cfg = kept_exclusions(cfg, data)
     shape = tuple(data.recordings.data.shape[1:])
     check_input_size(cfg.model.name, shape)
     training = build_training(cfg, device)
