@@ -100,3 +100,21 @@ def test_a_bad_config_file_is_one_error_naming_the_key(tiny_data, tmp_path, caps
         train.parse_args(["--config", str(path), "--data-root", str(tiny_data), "--frequency", "500hz"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"--config {path}: {message}" in err and "Traceback" not in err
+
+
+def test_figures_drawn_in_the_background_are_all_written_and_failures_surface(tmp_path):
+    from utils.errors import InputError
+    from utils.history import new_history, plot_history, record_epoch
+    from utils.plotting import BackgroundFigures
+
+    history = new_history({})
+    for epoch in (1, 2):
+        record_epoch(history, epoch, *({"loss_main": 1.0 / epoch, "loss_standard_log": 1.0, "accuracy": 0.5},) * 2)
+    figures = BackgroundFigures(background=True)
+    for k in range(3):
+        figures.submit(plot_history, history, tmp_path / f"h{k}.png", "title")
+    (tmp_path / "a_file").write_text("x")
+    figures.submit(plot_history, history, tmp_path / "a_file" / "h.png", "title")
+    with pytest.raises(InputError, match="cannot be written"):
+        figures.close()
+    assert all((tmp_path / f"h{k}.png").stat().st_size > 0 for k in range(3))

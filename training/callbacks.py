@@ -16,6 +16,7 @@ from training.loop import Step, Training, epoch_line
 from training.state import RunState, save_checkpoint
 from utils.history import early_stop_reason, monitor_best, plot_history, write_metrics
 from utils.io_utils import save_pickle
+from utils.plotting import BackgroundFigures
 from utils.run_paths import RunPaths
 from utils.run_summary import HEARTBEAT_S, RunSummary
 from utils.tensorboard_log import TensorBoardLog
@@ -33,6 +34,7 @@ class Fit:
     state: RunState
     summary: RunSummary
     callbacks: list["Callback"] = field(default_factory=list)
+    figures: BackgroundFigures = field(default_factory=BackgroundFigures)  # drawn while training goes on
     epoch: int = 0
     improved: bool = False
     stop_reason: str | None = None
@@ -104,7 +106,8 @@ class EpochFiles(Callback):
     def on_epoch_end(self, fit: Fit, train: dict, val: dict, seconds: float) -> None:
         history, epoch, run = fit.state.history, fit.state.epoch, fit.run
         save_pickle(history, run.history)
-        plot_history(history, run.history_plot, run.name)
+        fit.figures.submit(plot_history, {key: list(value) if isinstance(value, list) else value
+                                          for key, value in history.items()}, run.history_plot, run.name)
         fit.summary.write(history, "running")
         lr = fit.t.optimizer.param_groups[0]["lr"]
         write_metrics(run.metrics, history, lr, seconds)

@@ -61,3 +61,4 @@ def fit(f: Fit) -> None:
                 f.call("on_epoch_end", train, val, time.perf_counter() - started)
     finally:
         f.call("on_fit_end")
+        f.figures.close()  # every figure written before the run goes on or stops

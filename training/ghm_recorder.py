@@ -57,4 +57,4 @@ class GHMStatsRecorder(Callback):
         if self.on_stats is not None:
             self.on_stats(stats)
         if batch in (1, batches):
-            plot_grad_distribution(stats, self.run.grad_plot(epoch, batch))
+            fit.figures.submit(plot_grad_distribution, stats, self.run.grad_plot(epoch, batch))

@@ -18,6 +18,7 @@ from utils import distributed
 from utils.common_utils import set_seed
 from utils.debugging_utils import verify_batch_consistency
 from utils.io_utils import save_text
+from utils.plotting import BackgroundFigures
 from utils.run_log import RunLog
 from utils.run_paths import RunPaths, consistency_folder
 from utils.run_summary import RunSummary
@@ -69,7 +70,8 @@ def start(cfg: RunConfig, device: torch.device, log: RunLog) -> Fit:
                           training.amp_dtype)
     run, state = start_run(cfg, training, data)
     summary = RunSummary(run, cfg, class_table(data.recordings.classes), time.time() - state.elapsed)
-    fit = Fit(cfg, training, data, device, run, state, summary, run_callbacks(cfg, training, data, run))
+    fit = Fit(cfg, training, data, device, run, state, summary, run_callbacks(cfg, training, data, run),
+              BackgroundFigures(background=device.type == "cuda"))
     if distributed.is_main():
         log.attach(run.log)
         save_text(config.to_yaml(cfg), run.config)

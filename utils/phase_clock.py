@@ -1,11 +1,13 @@
 """Where a run's time goes: wall-clock seconds per phase, printed by train.py --profile."""
 
+import os
 import resource
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class PhaseClock:
@@ -15,6 +17,7 @@ class PhaseClock:
         self.reset()
 
     def reset(self) -> None:
+        self.before = process_seconds()  # what the process did before this run: start-up, imports, flags
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = defaultdict(float)
         self.rss_rise: dict[str, float] = defaultdict(float)  # growth of the peak RSS during a phase, bytes
@@ -46,13 +49,24 @@ class PhaseClock:
         parts.append(f"other {total - counted:.1f} s ({(total - counted) / total:.1%})")
         rises = [(label, self._net(self.rss_rise, phase)) for label, phase in order]
         memory = ", ".join(f"{label} +{rise / 1e9:.2f}" for label, rise in rises if rise >= 0.005e9)
-        return (f"profile of {total:.1f} s: " + " · ".join(parts)
+        before = "" if self.before is None else (f"; before it {self.before:.1f} s since the process started "
+                                                 "(interpreter, imports, flags, earlier runs)")
+        return (f"profile of {total:.1f} s: " + " · ".join(parts) + before
                 + f"; peak RSS {_peak_rss() / 1e9:.2f} GB (GB added by {memory or 'none'})")
 
     @staticmethod
     def _net(figures: dict[str, float], phase: str) -> float:
         outer, _, inner = phase.partition(" - ")
         return figures.get(outer, 0.0) - figures.get(inner, 0.0)
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started, from /proc (Linux; None elsewhere), to 1/100 s."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _peak_rss() -> float:
