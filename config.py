@@ -50,6 +50,8 @@ LOSS_TYPES = ("standard", "ghm")
 PAIR_FORWARDS = ("separate", "unique")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_margin_loss", "val_accuracy")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("plateau", "cosine", "step", "none")
 DB_REFERENCES = ("peak", "full-scale")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # --device of every command
 
@@ -212,9 +214,28 @@ class OptimConfig:
     """How long and how the weights are trained, and what chooses the best model."""
     epochs: int = setting(EPOCHS, "training epochs", rule=AT_LEAST_ONE, resumable=True)
     batch_size: int = setting(BATCH_SIZE, "pairs per batch", rule=AT_LEAST_ONE)
-    learning_rate: float = setting(LEARNING_RATE, "Adam", rule=(finite(0, low_open=True),
-                                                                                "must be > 0 and finite"))
-    weight_decay: float = setting(WEIGHT_DECAY, "Adam", rule=(finite(0), "must be >= 0 and finite"))
+    optimizer: str = setting("adam", "the optimiser: Adam, AdamW (decoupled weight decay) or SGD", choices=OPTIMIZERS)
+    learning_rate: float = setting(LEARNING_RATE, "the optimiser's learning rate",
+                                   rule=(finite(0, low_open=True), "must be > 0 and finite"))
+    weight_decay: float = setting(WEIGHT_DECAY, "weight decay (L2 for Adam and SGD, decoupled for AdamW)",
+                                  rule=(finite(0), "must be >= 0 and finite"))
+    momentum: float = setting(0.9, "SGD's momentum", rule=(finite(0, 1), "must be >= 0 and < 1"))
+    nesterov: bool = setting(False, "SGD with Nesterov momentum")
+    scheduler: str = setting(
+        "plateau", "the learning-rate schedule after the warm-up: plateau (halve after --plateau-patience epochs "
+                   "without a better validation loss), cosine (down to --min-learning-rate over the remaining "
+                   "epochs), step (times --step-gamma every --step-size epochs) or none", choices=SCHEDULERS)
+    plateau_patience: int = setting(3, "plateau: epochs without improvement before the rate is halved",
+                                    rule=NOT_NEGATIVE)
+    step_size: int = setting(10, "step: epochs between two decays", rule=AT_LEAST_ONE)
+    step_gamma: float = setting(0.5, "step: the factor of each decay", rule=(finite(0, 1, low_open=True),
+                                                                            "must be > 0 and < 1"))
+    min_learning_rate: float = setting(0.0, "cosine: the learning rate it ends at", rule=(finite(0),
+                                                                                          "must be >= 0 and finite"))
+    warmup_epochs: int = setting(0, "epochs of linear warm-up, the rate rising to --learning-rate, before the "
+                                    "schedule starts", rule=NOT_NEGATIVE)
+    grad_clip_norm: float | None = setting(None, "clip the gradients' global norm to this (default: no clipping)",
+                                           rule=(finite(0, low_open=True), "must be > 0 and finite"))
     monitor: str = setting(
         "val_loss", "what chooses model_best.pt and the model the final evaluation reports: val_loss (the training "
                     "loss on the validation pairs, as the learning-rate schedule uses), val_margin_loss (the plain "

@@ -10,6 +10,7 @@ from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStoppin
                                 TensorBoard)
 from training.ghm_recorder import GHMStatsRecorder
 from training.loop import Training, evaluate, stop_check, train_one_epoch
+from training.optim import end_epoch, start_epoch
 from training.state import training_checkpoint
 from utils import distributed, interrupt
 from utils.history import record_epoch
@@ -41,6 +42,7 @@ def fit(f: Fit) -> None:
             if f.stop_reason:
                 break
             f.epoch, started = epoch, time.perf_counter()
+            start_epoch(f.t.optimizer, f.cfg.optim, epoch)
             try:
                 stop_check(f.device)
                 with CLOCK.phase("training epoch"):
@@ -52,7 +54,7 @@ def fit(f: Fit) -> None:
                 if not exc.aborted:
                     f.call("on_interrupt")
                 raise
-            f.t.scheduler.step(val["loss_main"])
+            end_epoch(f.t.scheduler, f.cfg.optim, epoch, val["loss_main"])
             record_epoch(f.state.history, epoch, train, val)
             f.state.epoch, f.state.elapsed = epoch, time.time() - f.summary.started
             with CLOCK.phase("epoch outputs"):

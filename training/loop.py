@@ -20,6 +20,7 @@ from config import RunConfig
 from losses import RunLosses, build_losses
 from models import build_model
 from models.pair_forward import PairScorer
+from training.optim import Schedule, build_optimizer, build_schedule
 from utils import distributed, interrupt
 from utils.errors import TrainingStopped
 from utils.history import EPOCH_METRICS
@@ -36,10 +37,11 @@ class Training:
     scorer: nn.Module
     losses: RunLosses
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scheduler: Schedule | None
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler
     crop: TimeCrop | None = None
+    clip_norm: float | None = None
 
 
 def run_data(cfg: RunConfig, device: torch.device | None = None) -> RunData:
@@ -56,13 +58,13 @@ def build_training(cfg: RunConfig, device: torch.device) -> Training:
     scorer = PairScorer(model, cfg.model.pair_forward)
     if distributed.active():
         scorer = DistributedDataParallel(scorer, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.learning_rate, weight_decay=cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_schedule(optimizer, cfg.optim)
     # fp16 needs its gradients scaled against underflow; a disabled scaler is a plain backward and step
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.devices.amp == "fp16")
     crop = TimeCrop(cfg.data.time_crop, cfg.run.seed) if cfg.data.time_crop else None
     return Training(model, scorer, build_losses(cfg.loss).to(device), optimizer, scheduler,
-                    AMP_DTYPES[cfg.devices.amp], scaler, crop)
+                    AMP_DTYPES[cfg.devices.amp], scaler, crop, cfg.optim.grad_clip_norm)
 
 
 @dataclass
@@ -101,6 +103,9 @@ def train_step(t: Training, batch: PairBatch, device: torch.device, update: bool
     if update:
         t.optimizer.zero_grad(set_to_none=True)
         t.scaler.scale(loss).backward()
+        if t.clip_norm is not None:  # on the true gradients: unscaled first (a no-op without fp16)
+            t.scaler.unscale_(t.optimizer)
+            nn.utils.clip_grad_norm_(t.model.parameters(), t.clip_norm)
         t.scaler.step(t.optimizer)
         t.scaler.update()
     return Step(value, margin, correct, s1.detach(), s2.detach(), target, index1, index2)

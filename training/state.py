@@ -12,6 +12,7 @@ from audio_data.loading import RunData
 from config import RunConfig, from_stored, stored
 from training.loop import Training
 from training.named_runs import named_run_paths
+from training.optim import fit_schedule_to_epochs
 from utils import distributed
 from utils.checkpoints import (CHECKPOINT_FORMAT, RESUME_KEYS, ResumeState, capture_rng, load_checkpoint,
                                restore_rng)
@@ -35,7 +36,8 @@ def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPat
     """The resume state and the epoch's figures, copied so that training can go on: a plain dict."""
     resume = ResumeState(
         epoch=state.epoch, model_state_dict=t.model.state_dict(), optimizer_state_dict=t.optimizer.state_dict(),
-        scheduler_state_dict=t.scheduler.state_dict(), scaler_state_dict=t.scaler.state_dict(),
+        scheduler_state_dict={} if t.scheduler is None else t.scheduler.state_dict(),
+        scaler_state_dict=t.scaler.state_dict(),
         ghm_state_dict=None if t.losses.ghm is None else t.losses.ghm.state_dict(), args=state.history["args"],
         val_recordings=data.val_paths, history=state.history, rng=capture_rng(),
         loader_rng=[loader.generator.get_state() for loader in data.loaders],
@@ -76,7 +78,7 @@ def restore_training(path: Path, checkpoint: dict, t: Training, data: RunData) -
     parts = [("model", t.model.load_state_dict, checkpoint["model_state_dict"]),
              ("GHM state", ghm and ghm.load_state_dict, checkpoint["ghm_state_dict"]),
              ("optimizer state", t.optimizer.load_state_dict, checkpoint["optimizer_state_dict"]),
-             ("scheduler state", t.scheduler.load_state_dict, checkpoint["scheduler_state_dict"]),
+             ("scheduler state", t.scheduler and t.scheduler.load_state_dict, checkpoint["scheduler_state_dict"]),
              ("gradient scaler state", t.scaler.load_state_dict, checkpoint["scaler_state_dict"]),
              ("loaders' random states", lambda states: restore_loader_rng(data.loaders, states),
               checkpoint["loader_rng"]),
@@ -117,6 +119,7 @@ def start_run(cfg: RunConfig, t: Training, data: RunData) -> tuple[RunPaths, Run
         except InputError as exc:
             raise InputError(f"--resume {exc}") from None
         state = restore_training(path, checkpoint, t, data)
+        fit_schedule_to_epochs(t.scheduler, cfg.optim)
         try:  # the history's settings in today's format, with the --epochs this run trains to
             state.history["args"] = stored(from_stored(state.history["args"]).with_values(epochs=cfg.optim.epochs))
         except ValueError as exc:
