@@ -1,6 +1,7 @@
 """torchrun on CPU (gloo): GHM weights from the global batch, and a 2-process training run of the CLI."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from losses.ghm_loss import GHMRankingLoss
 pytestmark = pytest.mark.slow  # end-to-end runs; `-m "not slow"` leaves them out
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+# A rank that dies of a signal (once, under load: SIGABRT, "terminate called without an active exception") then
+# prints where each of its threads was, in the assertion's message.
+ENV = {**os.environ, "PYTHONFAULTHANDLER": "1"}
 
 # Each rank takes its half of two global batches of 48 pairs and saves weights, loss and momentum state.
 GHM_WORKER = """
@@ -44,7 +48,7 @@ def test_two_processes_weigh_pairs_as_one_process_with_the_global_batch(tmp_path
     script = tmp_path / "worker.py"
     script.write_text(GHM_WORKER.format(root=str(ROOT), batches=str(tmp_path / "batches.pt"),
                                         out=str(tmp_path / "rank{}.pt")))
-    done = subprocess.run([*TORCHRUN, str(script)], capture_output=True, text=True)
+    done = subprocess.run([*TORCHRUN, str(script)], capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stderr
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
 
@@ -60,7 +64,8 @@ def test_two_processes_weigh_pairs_as_one_process_with_the_global_batch(tmp_path
 
 
 def torchrun_train(*argv: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([*TORCHRUN, str(ROOT / "train.py"), *argv], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([*TORCHRUN, str(ROOT / "train.py"), *argv], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV)
     assert done.returncode == 0, done.stderr
     return done
 
