@@ -92,10 +92,30 @@ class Exclusions:
         return hash(self.sha256)
 
 
+def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
+    """--ghm-stats-batches: `first,last`, `all`, `every:N` (comma-combined) → whether batch b of an epoch of n gets
+    a statistics file; ValueError for anything else."""
+    tests = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token == "first":
+            tests.append(lambda b, n: b == 1)
+        elif token == "last":
+            tests.append(lambda b, n: b == n)
+        elif token == "all":
+            tests.append(lambda b, n: True)
+        elif token.startswith("every:") and token[6:].isdigit() and int(token[6:]) >= 1:
+            tests.append(lambda b, n, k=int(token[6:]): b % k == 0)
+        else:
+            raise ValueError(f"bad batch selection {token!r} in {spec!r}")
+    return lambda batch, batches: any(test(batch, batches) for test in tests)
+
+
 def stats_batches_valid(spec: str) -> bool:
-    """--ghm-stats-batches: a comma list of first, last, all, every:N (N >= 1)."""
-    return all(token in ("first", "last", "all") or token.startswith("every:") and token[6:].isdigit()
-               and int(token[6:]) >= 1 for token in (t.strip() for t in spec.split(",")))
+    try:
+        stats_batch_rule(spec)
+    except ValueError:
+        return False
+    return True
 
 
 def finite(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[float], bool]:
@@ -113,6 +133,8 @@ def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple 
 
 AT_LEAST_ONE = (lambda v: v >= 1, "must be >= 1")
 NOT_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
+POSITIVE = (finite(0, low_open=True), "must be > 0 and finite")
+NOT_NEGATIVE_FINITE = (finite(0), "must be >= 0 and finite")
 
 
 @dataclass(frozen=True)
@@ -144,7 +166,7 @@ class DataConfig:
         metavar="FILE", parse=str)
     duration: float | None = setting(
         None, "crop or zero-pad every recording to this many seconds (default: all must be equally long)",
-        rule=(finite(0, low_open=True), "must be > 0 and finite"))
+        rule=POSITIVE)
     time_crop: float | None = setting(
         None, "augmentation: train on random windows of this fraction (0 < f <= 1) of each recording's frames, a new "
               "window per batch; validation and evaluation see whole recordings (default: whole recordings)",
@@ -188,8 +210,7 @@ class ModelConfig:
 class LossConfig:
     """The ranking loss, GHM's options, and which GHM statistics are recorded."""
     type: str = setting("ghm", "the ranking loss", flag="--loss-type", choices=LOSS_TYPES)
-    margin: float = setting(MARGIN, "margin of the ranking loss", rule=(finite(0, low_open=True),
-                                                                        "must be > 0 and finite"))
+    margin: float = setting(MARGIN, "margin of the ranking loss", rule=POSITIVE)
     bins: int = setting(GHM_BINS, "GHM difficulty bins", flag="--ghm-bins")
     alpha: float = setting(GHM_ALPHA, "GHM density exponent, bin weight ∝ density^-alpha; 0 is the standard loss, "
                                       "1 the GHM paper's weighting (not the paper's α = 0.75, which is "
@@ -216,9 +237,9 @@ class OptimConfig:
     batch_size: int = setting(BATCH_SIZE, "pairs per batch", rule=AT_LEAST_ONE)
     optimizer: str = setting("adam", "the optimiser: Adam, AdamW (decoupled weight decay) or SGD", choices=OPTIMIZERS)
     learning_rate: float = setting(LEARNING_RATE, "the optimiser's learning rate",
-                                   rule=(finite(0, low_open=True), "must be > 0 and finite"))
+                                   rule=POSITIVE)
     weight_decay: float = setting(WEIGHT_DECAY, "weight decay (L2 for Adam and SGD, decoupled for AdamW)",
-                                  rule=(finite(0), "must be >= 0 and finite"))
+                                  rule=NOT_NEGATIVE_FINITE)
     momentum: float = setting(0.9, "SGD's momentum", rule=(finite(0, 1), "must be >= 0 and < 1"))
     nesterov: bool = setting(False, "SGD with Nesterov momentum")
     scheduler: str = setting(
@@ -230,12 +251,11 @@ class OptimConfig:
     step_size: int = setting(10, "step: epochs between two decays", rule=AT_LEAST_ONE)
     step_gamma: float = setting(0.5, "step: the factor of each decay", rule=(finite(0, 1, low_open=True),
                                                                             "must be > 0 and < 1"))
-    min_learning_rate: float = setting(0.0, "cosine: the learning rate it ends at", rule=(finite(0),
-                                                                                          "must be >= 0 and finite"))
+    min_learning_rate: float = setting(0.0, "cosine: the learning rate it ends at", rule=NOT_NEGATIVE_FINITE)
     warmup_epochs: int = setting(0, "epochs of linear warm-up, the rate rising to --learning-rate, before the "
                                     "schedule starts", rule=NOT_NEGATIVE)
     grad_clip_norm: float | None = setting(None, "clip the gradients' global norm to this (default: no clipping)",
-                                           rule=(finite(0, low_open=True), "must be > 0 and finite"))
+                                           rule=POSITIVE)
     monitor: str = setting(
         "val_loss", "what chooses model_best.pt and the model the final evaluation reports: val_loss (the training "
                     "loss on the validation pairs, as the learning-rate schedule uses), val_margin_loss (the plain "
@@ -403,10 +423,15 @@ def migrate(saved: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def field_kinds(f: Field) -> tuple:
+    """The types a setting's value may have (`int | None` → int, NoneType)."""
+    return get_args(f.type) if isinstance(f.type, UnionType) or get_origin(f.type) is Union else (f.type,)
+
+
 def value_fits(key: str, value: Any) -> bool:
     """Whether `value` has the type (and lies among the choices) of setting `key`."""
     f = KEYS[key][1]
-    kinds = get_args(f.type) if isinstance(f.type, UnionType) or get_origin(f.type) is Union else (f.type,)
+    kinds = field_kinds(f)
     if value is None:
         return type(None) in kinds
     if Exclusions in kinds:
@@ -448,7 +473,7 @@ def flag_options(f: Field) -> dict[str, Any]:
     options: dict[str, Any] = {"help": help_text.replace("%", "%%"), "metavar": meta["metavar"]}
     if f.type is bool:
         return {**options, "action": argparse.BooleanOptionalAction, "metavar": None}
-    kinds = [k for k in (get_args(f.type) if isinstance(f.type, UnionType) else (f.type,)) if k is not type(None)]
+    kinds = [k for k in field_kinds(f) if k is not type(None)]
     options["type"] = meta["parse"] or kinds[0]
     if meta["choices"] is not None:
         options["choices"] = meta["choices"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis.evaluation import Report
 from utils.errors import InputError
-from utils.io_utils import MB, atomic_path, read_regular, save_json
+from utils.io_utils import atomic_path, save_json
 from utils.plotting import save_figure, subplots
 
 
@@ -83,9 +83,10 @@ def check_table_output(path: Path, inputs: list[Path], overwrite: bool, flag: st
         raise InputError(f"{flag} {path}: not a regular file")
     if overwrite:
         return
-    try:
-        first = read_regular(path, 64 * MB).split(b"\n", 1)[0].decode("utf-8").strip()
-    except (InputError, UnicodeDecodeError):
+    try:  # a regular file (checked above): its first line only
+        with open(path, "rb") as f:
+            first = f.readline(4096).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
         first = None
     if first != ",".join(table_header(False)):
         raise InputError(f"{flag} {path}: exists and is not a table this program wrote; give --overwrite to "

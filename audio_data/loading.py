@@ -27,10 +27,12 @@ def load_recordings(data: DataConfig) -> SpectrogramDatasetWithMaterial:
 
 @dataclass
 class Split:
-    """Indices into the recordings of each split; `test` is empty unless --test-fraction holds one out."""
+    """Indices into the recordings of each split; `test` is empty unless --test-fraction holds one out;
+    `excluded_by` the --exclude-recordings entries that named one of the recordings."""
     train: list[int]
     val: list[int]
     test: list[int]
+    excluded_by: tuple[str, ...] = ()
 
 
 def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
@@ -89,7 +91,8 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
     if held := sorted(paths[i] for i in excluded - set(split.train)):
         warnings.warn(f"--exclude-recordings: {len(held)} are validation or test recordings and stay there: "
                       + first_few(held))
-    return Split([i for i in split.train if i not in excluded], split.val, split.test)
+    return Split([i for i in split.train if i not in excluded], split.val, split.test,
+                 tuple(entry for entry, found in hit.items() if found))
 
 
 def run_split(recordings: Dataset, data: DataConfig, seed: int) -> Split:

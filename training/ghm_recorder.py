@@ -7,11 +7,12 @@ import numpy as np
 
 from audio_data.classes import class_angle
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from config import stats_batch_rule
 from losses import RunLosses
 from training.callbacks import Callback, Fit
 from training.loop import Step
 from utils import distributed
-from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution, stats_batch_rule
+from utils.ghm_utils import ghm_batch_stats, plot_grad_distribution
 from utils.io_utils import save_pickle
 from utils.run_paths import RunPaths
 

@@ -6,7 +6,7 @@ import torch
 
 import config
 from audio_data.classes import class_table
-from audio_data.loading import RunData, entry_matches
+from audio_data.loading import RunData
 from config import Exclusions, RunConfig
 from models import check_input_size
 from training.callbacks import Fit
@@ -52,8 +52,7 @@ def kept_exclusions(cfg: RunConfig, data: RunData) -> RunConfig:
     exclusions = cfg.data.exclude_recordings
     if not exclusions:
         return cfg
-    hits = entry_matches(data.recordings.paths, list(exclusions.entries))
-    return cfg.with_values(exclude_recordings=Exclusions(exclusions.sha256, tuple(e for e, f in hits.items() if f)))
+    return cfg.with_values(exclude_recordings=Exclusions(exclusions.sha256, data.split.excluded_by))
 
 
 def start(cfg: RunConfig, device: torch.device, log: RunLog) -> Fit:

@@ -4,33 +4,16 @@
 """
 
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from config import stats_batch_rule  # noqa: F401  (its public name here; the syntax is a setting's)
 from utils.ghm_stats import STATS_FORMAT, TABLE_COLUMNS, ghm_stats_table, load_ghm_stats  # noqa: F401
 from utils.plotting import save_figure, subplots
 
 if TYPE_CHECKING:  # reading statistics back must not need torch
     from losses.ghm_loss import GHMRankingLoss
-
-
-def stats_batch_rule(spec: str) -> Callable[[int, int], bool]:
-    """`first,last`, `all`, `every:N` (comma-combined) → whether batch b of an epoch of n gets a stats file."""
-    tests = []
-    for token in (t.strip() for t in spec.split(",")):
-        if token == "first":
-            tests.append(lambda b, n: b == 1)
-        elif token == "last":
-            tests.append(lambda b, n: b == n)
-        elif token == "all":
-            tests.append(lambda b, n: True)
-        elif token.startswith("every:") and token[6:].isdigit() and int(token[6:]) >= 1:
-            tests.append(lambda b, n, k=int(token[6:]): b % k == 0)
-        else:
-            raise ValueError(f"bad batch selection {token!r} in {spec!r}")
-    return lambda batch, batches: any(test(batch, batches) for test in tests)
 
 
 def ghm_batch_stats(criterion: "GHMRankingLoss", last: dict[str, np.ndarray], loss_type: str, run_name: str,

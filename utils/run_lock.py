@@ -40,6 +40,15 @@ def process_gone(pid: object) -> bool:
     return False
 
 
+def read_lock(path: Path) -> dict | None:
+    """A lock file's content, or None where it cannot be read (gone, or not a lock this program wrote)."""
+    try:
+        held = json.loads(read_regular(path, 64 * 1024).decode("utf-8"))
+    except (InputError, ValueError):
+        return None
+    return held if isinstance(held, dict) else None
+
+
 class RunLock:
     """`acquire()` the lock of `folder` (made if missing), `release()` it; also a context manager."""
 
@@ -54,12 +63,7 @@ class RunLock:
                 "token": self.token, "heartbeat": time.time()}
 
     def holder(self) -> dict | None:
-        """The lock's content, or None where it cannot be read (gone, or not a lock this program wrote)."""
-        try:
-            held = json.loads(read_regular(self.path, 64 * 1024).decode("utf-8"))
-        except (InputError, ValueError):
-            return None
-        return held if isinstance(held, dict) else None
+        return read_lock(self.path)
 
     def stale(self, held: dict | None) -> bool:
         """A lock nobody holds any more: its process gone from this host, or its heartbeat older than STALE_S
@@ -97,9 +101,7 @@ class RunLock:
             os.rename(self.path, aside)
         except FileNotFoundError:
             return True
-        moved = RunLock(self.folder)
-        moved.path = aside
-        if moved.holder() != held:
+        if read_lock(aside) != held:
             os.rename(aside, self.path)
             return False
         aside.unlink(missing_ok=True)
