@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         distributed.broadcast_from_main(None)  # the others wait for the demo data
         with interrupt.stop_on_signals():
             return train_all(cfg, device)
+    except InputError as exc:  # the demo data could not be written
+        print(f"error: --demo {cfg.data.demo}: {exc}", file=sys.stderr)
+        return 1
     except interrupt.TrainingInterrupted as exc:
         return exc.exit_code
     finally:

@@ -16,6 +16,7 @@ background noise (pink, -60 ± 2 dBFS); the microphone and the rooms stay fixed.
 shared by its frequencies (the same placement played with each tone). Same layout and names as real data.
 """
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import config
 from audio_data.classes import class_angle, frequency_hz
 from audio_data.naming import recording_name
 from audio_data.synthetic import MARKER, check_dataset_args, class_names, convolve, dataset_parser, seed_key, tone
+from utils import extras
+from utils.errors import InputError
 from utils.io_utils import atomic_path, save_json
 
 SEED = 20261126
@@ -101,6 +104,7 @@ def generate(out: str | Path, sample_rate: int = 48000, duration: float = 2.0, s
              classes: list[str] = config.CLASSES, materials: list[str] = config.MATERIALS,
              frequencies: list[str] = config.FREQUENCIES) -> Path:
     """Write the room dataset (16-bit WAV) under `out` and its marker file."""
+    extras.require("room", "the room dataset")
     out = Path(out)
     for material in materials:
         room = ROOMS[material]
@@ -136,8 +140,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="plastic: the reverberant room, box: the damped one (default: both)")
     args = parser.parse_args(argv)
     check_dataset_args(parser, args, 4)
-    out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
-                   args.materials, args.frequencies)
+    try:
+        out = generate(args.out, args.sample_rate, args.duration, args.seqs, class_names(args.angles),
+                       args.materials, args.frequencies)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
     print(f"Wrote the room dataset to {out}")
 
 

@@ -3,13 +3,16 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 import config
+import train
 from analysis.baseline_rankers import feature_matrix
 from audio_data import demo, room
 from audio_data.synthetic import MARKER
 from training.cli import parse_args
+from utils import extras
 
 
 def test_layout_marker_and_determinism(tmp_path):
@@ -69,3 +72,19 @@ def test_runs_saved_when_demo_was_a_switch_still_load(tmp_path):
     old_config = tmp_path / "config.yaml"
     old_config.write_text("demo: false\nfrequency: 1000hz\n")
     assert config_file_values(get_args_parser(), str(old_config)) == {"demo": None, "frequency": "1000hz"}
+
+
+def test_without_pyroomacoustics_the_room_dataset_is_one_error_line_naming_the_install(tmp_path, monkeypatch,
+                                                                                       capsys):
+    monkeypatch.setattr(extras, "installed", lambda extra: extra != "room")
+    install = "needs the pyroomacoustics package: python -m pip install -r requirements-room.txt -c constraints.txt"
+    out = tmp_path / "room_data"
+    assert train.main(["--demo", "room", "--data-root", str(out), "--frequency", "1000hz", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --demo room: the room dataset {install}\n" and not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        room.main(["--out", str(out)])
+    assert exit_info.value.code == f"error: the room dataset {install}" and not out.exists()
+    (out / MARKER).parent.mkdir()
+    (out / MARKER).write_text(json.dumps(room.DEFAULT))  # generated earlier: the package is not needed
+    assert demo.ensure_demo_data(out, "room") == out

@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_train_args
 
 import train
-from training import cli
+from utils import extras
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -45,8 +45,10 @@ def test_the_event_file_holds_steps_epochs_and_ghm_histograms(tiny_data, tmp_pat
 
 
 def test_a_missing_tensorboard_is_one_clear_error(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "tensorboard_missing", lambda: True)
+    monkeypatch.setattr(extras, "installed", lambda extra: extra != "tensorboard")
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--tensorboard"))
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "--tensorboard needs the tensorboard package" in err
+    assert exit_info.value.code == 2
+    assert ("--tensorboard needs the tensorboard package: python -m pip install -r requirements-tensorboard.txt "
+            "-c constraints.txt") in err

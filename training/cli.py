@@ -13,12 +13,12 @@ import config
 from audio_data.classes import find_frequencies, frequency_hz, run_classes
 from config import Exclusions, RunConfig
 from losses import ghm_flag_problems
+from utils import extras
 from utils.checkpoints import load_checkpoint, newest_checkpoint, stored_config
 from utils.common_utils import device_available
 from utils.errors import InputError
 from utils.io_utils import MB, read_regular
 from utils.run_paths import MAX_NAME, NAME_PART
-from utils.tensorboard_log import tensorboard_missing
 
 CONFIG_LIMIT, EXCLUSIONS_LIMIT = 16 * MB, 64 * MB  # the largest --config and --exclude-recordings files read
 
@@ -151,8 +151,7 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
               "or --num-workers"),
              ("--device", devices.device == "auto" or device_available(devices.device), "is not available here"),
              ("--sync-bn", not devices.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)"),
-             ("--tensorboard", not run.tensorboard or not tensorboard_missing(),
-              "needs the tensorboard package: python -m pip install tensorboard")]
+             ("--tensorboard", not run.tensorboard or extras.installed("tensorboard"), extras.needs("tensorboard"))]
     for flag, ok, problem in rules:
         if not ok:
             parser.error(f"{flag} {problem}")

@@ -1,17 +1,12 @@
 """--tensorboard: a run's losses, accuracies and learning rate per step and per epoch, and the GHM bin counts
 and weights of the recorded batches as histograms, as TensorBoard event files in `<run>/tensorboard/`."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from utils.errors import InputError
 from utils.io_utils import make_folder
-
-
-def tensorboard_missing() -> bool:
-    return importlib.util.find_spec("tensorboard") is None
 
 
 class TensorBoardLog:
