@@ -8,6 +8,7 @@ training/fit.py, then the final evaluation in training/final_evaluation.py), pri
 has the whole way.
 """
 
+import signal
 import sys
 import traceback
 import warnings
@@ -25,8 +26,8 @@ from training.final_evaluation import evaluation_summary, final_evaluation
 from training.callbacks import Fit
 from training.fit import fit
 from training.loop import stop_check
-from training.named_runs import existing_run_folder, named_run, run_folder_name
-from utils import distributed, interrupt, run_log
+from training.named_runs import existing_run_folder, named_run, requeue_job, run_folder_name
+from utils import distributed, interrupt, run_log, slurm
 from utils.common_utils import choose_algorithms, choose_device
 from utils.errors import InputError, TrainingStopped
 from utils.history import early_stop_reason
@@ -160,12 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.data.demo and distributed.is_main():
             ensure_demo_data(cfg.data.root, cfg.data.demo)
         distributed.broadcast_from_main(None)  # the others wait for the demo data
-        with interrupt.stop_on_signals():
+        # SLURM's warning before the time limit; under torchrun it reaches the launcher, not the ranks
+        usr1 = slurm.job_id() is not None and not distributed.launched_by_torchrun()
+        with interrupt.stop_on_signals(usr1):
             return train_all(cfg, device)
     except InputError as exc:  # the demo data could not be written
         print(f"error: --demo {cfg.data.demo}: {exc}", file=sys.stderr)
         return 1
     except interrupt.TrainingInterrupted as exc:
+        if exc.signum == signal.SIGUSR1 and not exc.aborted:
+            return requeue_job(cfg, exc.exit_code)
         return exc.exit_code
     finally:
         distributed.cleanup()

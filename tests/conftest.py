@@ -79,17 +79,18 @@ def hang_guard(what: str, seconds: int = 60) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def sigterm_after_first_epoch(argv: list[str]) -> tuple[int, str]:
-    """Run train.py in a process of its own, send SIGTERM once its first epoch line is printed; (exit code,
-    stderr)."""
+def signal_after_first_epoch(argv: list[str], signum: int = signal.SIGTERM,
+                             env: dict | None = None) -> tuple[int, str, str]:
+    """Run train.py in a process of its own (with `env` added to the environment), send `signum` once its first
+    epoch line is printed; (exit code, the rest of stdout, stderr)."""
     import subprocess
 
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     for line in process.stdout:
         if line.startswith("epoch 1/"):
             break
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     with hang_guard("stopping after one step"):
-        _, err = process.communicate()
-    return process.returncode, err
+        out, err = process.communicate()
+    return process.returncode, out, err

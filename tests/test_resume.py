@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import sigterm_after_first_epoch, tiny_train_args
+from conftest import signal_after_first_epoch, tiny_train_args
 
 import train
 from models import build_model
@@ -169,7 +169,7 @@ def test_a_second_signal_aborts_at_once(tiny_data, tmp_path, monkeypatch):
 
 
 def test_sigterm_stops_the_cli_with_exit_143(tiny_data, tmp_path):
-    code, err = sigterm_after_first_epoch(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs",
+    code, _, err = signal_after_first_epoch(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs",
                                                           "200"))
     assert code == 143, err
     assert "SIGTERM: stopping after the current step" in err and "Resume with: python train.py --resume" in err

@@ -1,6 +1,7 @@
-"""--run-name: a fixed run folder, so that the same command after a preemption resumes the run (or reports it
-finished) instead of starting a new one."""
+"""--run-name: a fixed run folder, so that the same command after a preemption or a requeue resumes the run (or
+reports it finished) instead of starting a new one."""
 
+import sys
 from pathlib import Path
 
 from analysis.evaluation import HEADLINE
@@ -8,6 +9,7 @@ import config
 from config import RunConfig
 from losses import ghm_flag_problems
 from training.cli import changed_setting, resumable_list
+from utils import slurm
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, newest_checkpoint, stored_config
 from utils.errors import InputError
 from utils.history import early_stop_reason
@@ -87,3 +89,18 @@ def named_run_paths(save_dir: str, name: str) -> RunPaths:
                    else now())
     make_folder(run.checkpoints)
     return run
+
+
+def requeue_job(cfg: RunConfig, exit_code: int) -> int:
+    """SIGUSR1 under SLURM (its time limit is near) stopped the run with its checkpoint written: queue the job again,
+    whose same command resumes a --run-name run. The exit code: `exit_code`, or 1 if SLURM refused."""
+    if not cfg.run.run_name:
+        print("not requeued: without --run-name the same command would start a new run", file=sys.stderr)
+        return exit_code
+    try:
+        slurm.requeue(slurm.job_id())
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"requeued SLURM job {slurm.job_id()}: its same command resumes the run", flush=True)
+    return exit_code

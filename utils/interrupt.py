@@ -1,4 +1,7 @@
-"""SIGINT / SIGTERM: the first asks training to stop after the current step, a second aborts at once."""
+"""SIGINT / SIGTERM: the first asks training to stop after the current step, a second aborts at once.
+
+Under SLURM, SIGUSR1 (the signal `#SBATCH --signal=B:USR1@120` sends before the time limit) stops the same way;
+the entry point then requeues the job (utils/slurm.py)."""
 
 import os
 import signal
@@ -7,7 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR1: 128 + signal.SIGUSR1}
+NOTICES = {signal.SIGUSR1: "the job's time limit is near: stopping after the current step to requeue it"}
 
 
 class TrainingInterrupted(BaseException):
@@ -31,19 +35,21 @@ def _handle(signum: int, _frame) -> None:
     if _requested is not None:
         raise TrainingInterrupted(signum, aborted=True)
     _requested = signum
-    print(f"\n{signal.Signals(signum).name}: stopping after the current step (send it again to abort at once)",
-          file=sys.stderr, flush=True)
+    notice = NOTICES.get(signum, "stopping after the current step (send it again to abort at once)")
+    print(f"\n{signal.Signals(signum).name}: {notice}", file=sys.stderr, flush=True)
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM go to the handler above (main thread only); restored after."""
+def stop_on_signals(usr1: bool = False) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM (and SIGUSR1 with `usr1`) go to the handler above (main thread only);
+    restored after."""
     global _requested, _owner
     _requested, _owner = None, os.getpid()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    previous = {signum: signal.signal(signum, _handle) for signum in EXIT_CODES}
+    signums = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGUSR1] if usr1 else [])
+    previous = {signum: signal.signal(signum, _handle) for signum in signums}
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+from utils import slurm
 from utils.errors import InputError
 from utils.io_utils import make_folder, read_regular, save_json
 
@@ -59,7 +60,7 @@ class RunLock:
         self.thread: threading.Thread | None = None
 
     def record(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
+        return {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": slurm.job_id(),
                 "token": self.token, "heartbeat": time.time()}
 
     def holder(self) -> dict | None:
@@ -75,7 +76,7 @@ class RunLock:
                 return True
         if held.get("host") == socket.gethostname() and process_gone(held.get("pid")):
             return True
-        if held.get("slurm_job") and held.get("slurm_job") == os.environ.get("SLURM_JOB_ID"):
+        if held.get("slurm_job") and held.get("slurm_job") == slurm.job_id():
             return True
         beat = held.get("heartbeat")
         return not isinstance(beat, (int, float)) or time.time() - beat > STALE_S
