@@ -54,11 +54,13 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "step", "none")
 DB_REFERENCES = ("peak", "full-scale")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # --device of every command
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")  # --logger: csv, metrics.csv, is always written
 
 # 1: arguments without a format_version (to 2026-12-05): --no-progress stored as no_progress, and before the room
 # demo existed --demo as True/False. 2: with format_version, --progress/--no-progress stored as progress.
 # 3: exclude_recordings stored as {"sha256", "entries"} (the entries that named a recording of the run).
-CONFIG_FORMAT = 3
+# 4: logger (a list of trackers) in place of tensorboard (True/False).
+CONFIG_FORMAT = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,12 +285,19 @@ class RunOutputConfig:
     verify_consistency: bool = setting(False, "record the first three training batches and compare with an earlier "
                                               "record")
     progress: bool = setting(True, "progress bars on a terminal", resumable=True)
-    tensorboard: bool = setting(
-        False, "write TensorBoard event files to <run>/tensorboard/: losses, accuracies and learning rate per step "
-               "and per epoch, GHM bin counts and weights of the recorded batches as histograms (needs the "
-               "tensorboard package)", resumable=True)
+    logger: str = setting(
+        "csv", "where the run's figures go, comma-separated: csv (metrics.csv, always written), tensorboard (event "
+               "files in <run>/tensorboard/, with the GHM histograms; --tensorboard is its alias), mlflow (a file "
+               "store in <run>/mlruns/, or the server MLFLOW_TRACKING_URI names), wandb (Weights & Biases; "
+               "WANDB_MODE=offline needs no network); each but csv needs its package, requirements-<name>.txt",
+        metavar="NAMES", rule=(lambda v: set(v.split(",")) <= set(LOGGERS),
+                               f"must be names from {', '.join(LOGGERS)} separated by commas"), resumable=True)
     profile: bool = setting(False, "print where the run's time went at its end: start-up, training steps, loader "
                                    "and per-batch hooks, validation, epoch outputs, final evaluation", resumable=True)
+
+    def trackers(self) -> tuple[str, ...]:
+        """--logger's names besides csv (which is always written), each once, in the order given."""
+        return tuple(dict.fromkeys(name for name in self.logger.split(",") if name != "csv"))
 
 
 @dataclass(frozen=True)
@@ -410,6 +419,8 @@ def migrate(saved: Mapping[str, Any]) -> dict[str, Any]:
     version = values.pop("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= CONFIG_FORMAT:
         raise ValueError(f"format_version {version!r} is not one this program reads (1 to {CONFIG_FORMAT})")
+    if version < 4 and isinstance(values.get("tensorboard"), bool):
+        values["logger"] = "csv,tensorboard" if values.pop("tensorboard") else "csv"
     if version < 3 and isinstance(values.get("exclude_recordings"), list):
         values["exclude_recordings"] = Exclusions.of([str(e) for e in values["exclude_recordings"]]).plain()
     if version < 2:

@@ -58,6 +58,7 @@ def train_and_evaluate(f: Fit) -> dict:
             report = final_evaluation(cfg, f.t.model, f.data, f.device, f.run, state.history) if main_process else None
         report = distributed.broadcast_from_main(report)
         stop_check(f.device)
+        f.call("on_run_end", "completed", evaluation_summary(report))
     except interrupt.TrainingInterrupted as exc:
         how = "aborted" if exc.aborted else f"stopped; the state after epoch {state.epoch} is saved"
         done = state.epoch == cfg.optim.epochs or early_stop_reason(state.history, cfg.optim)
@@ -66,10 +67,12 @@ def train_and_evaluate(f: Fit) -> dict:
         if main_process:
             f.summary.write(state.history, "interrupted", error=note)
             print(note, file=sys.stderr, flush=True)
+        f.call("on_run_end", "interrupted", None)
         raise
     except Exception as exc:
         if main_process:
             f.summary.write(state.history, "failed", error=f"{type(exc).__name__}: {exc}")
+        f.call("on_run_end", "failed", None)
         raise
     return report
 

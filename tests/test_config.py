@@ -14,7 +14,8 @@ def test_every_setting_has_one_flag_one_group_and_a_default_that_keeps_its_rule(
     groups = {group.title: [a.dest for a in group._group_actions] for group in parser._action_groups}
     for section, (cls, title) in config.SECTIONS.items():
         assert groups[title] == [key for key, (owner, _) in config.KEYS.items() if owner == section]
-    assert sum(len(keys) for keys in groups.values()) == len(config.KEYS) + 3  # --help, --config, --print-config
+    assert groups["aliases"] == ["tensorboard"]
+    assert sum(len(keys) for keys in groups.values()) == len(config.KEYS) + 4  # and --help, --config, --print-config
     assert config.value_problems(RunConfig()) == []
     assert all(config.value_fits(key, value) for key, value in config.defaults().items())
 
@@ -24,10 +25,14 @@ def test_the_registries_are_keyed_by_the_configurations_names():
     from models import MODELS
     from models.pair_forward import PAIR_FORWARD
     from training.loop import AMP_DTYPES
+    from utils import extras
     from utils.history import MONITORS
+    from utils.tracking import BACKENDS
 
     assert tuple(MODELS) == config.MODEL_NAMES and tuple(PAIR_FORWARD) == config.PAIR_FORWARDS
     assert tuple(AMP_DTYPES) == config.AMP_MODES and tuple(MONITORS) == config.MONITORS
+    assert set(extras.EXTRAS) >= set(config.LOGGERS) - {"csv"} and set(BACKENDS) == set(config.LOGGERS) - {
+        "csv", "tensorboard"}
     assert LOSS_TYPES == config.LOSS_TYPES
 
 
@@ -74,5 +79,6 @@ def test_help_shows_the_groups_and_what_a_resumed_run_may_change(capsys, monkeyp
     out = capsys.readouterr().out
     for title in ("data:", "model:", "loss and GHM:", "optimisation:", "run and outputs:", "devices:"):
         assert f"\n{title}\n" in out
-    assert out.count("[resumable]") == len(config.RESUMABLE) + 1  # and the description says what it means
+    # and the description says what it means, and --tensorboard, the alias of a resumable flag
+    assert out.count("[resumable]") == len(config.RESUMABLE) + 2
     assert "--no-skip-bad-files" in out and "--no-progress" in out

@@ -50,5 +50,5 @@ def test_a_missing_tensorboard_is_one_clear_error(tiny_data, tmp_path, monkeypat
         train.parse_args(tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--tensorboard"))
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
-    assert ("--tensorboard needs the tensorboard package: python -m pip install -r requirements-tensorboard.txt "
+    assert ("--logger tensorboard needs the tensorboard package: python -m pip install -r requirements-tensorboard.txt "
             "-c constraints.txt") in err

@@ -63,6 +63,10 @@ class Callback:
     def on_fit_end(self, fit: Fit) -> None:
         """After the last epoch, or when the loop is left by an exception."""
 
+    def on_run_end(self, fit: Fit, status: str, evaluation: dict | None) -> None:
+        """The run ends `status` (completed, interrupted or failed): after the final evaluation (`evaluation`,
+        summary.json's figures) or where it stopped."""
+
 
 class EarlyStopping(Callback):
     """--early-stop-patience: sets `fit.stop_reason` when --monitor has not improved for that many epochs. Runs

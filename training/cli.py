@@ -27,6 +27,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train an audio ranker (standard or GHM margin ranking loss). Flags "
                                             "marked [resumable] may change when a run is resumed or requeued.")
     config.add_arguments(p)
+    aliases = p.add_argument_group("aliases")
+    aliases.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                         help="--logger with tensorboard added (--no-tensorboard: taken out) [resumable]")
     files = p.add_argument_group("configuration")
     files.add_argument("--config", metavar="FILE",
                        help="a YAML file of settings (keys are flag names, e.g. learning_rate or learning-rate) that "
@@ -151,7 +154,8 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
               "or --num-workers"),
              ("--device", devices.device == "auto" or device_available(devices.device), "is not available here"),
              ("--sync-bn", not devices.sync_bn or device_available("cuda"), "needs CUDA (PyTorch's SyncBatchNorm)"),
-             ("--tensorboard", not run.tensorboard or extras.installed("tensorboard"), extras.needs("tensorboard"))]
+             *((f"--logger {name}", extras.installed(name), extras.needs(name))
+               for name in run.trackers() if name in extras.EXTRAS)]
     for flag, ok, problem in rules:
         if not ok:
             parser.error(f"{flag} {problem}")
@@ -181,6 +185,12 @@ def checked_classes(parser: argparse.ArgumentParser, data: config.DataConfig) ->
     return classes
 
 
+def with_tensorboard(on: bool, logger: str) -> str:
+    """--logger's value with tensorboard added (`on`) or taken out."""
+    names = [name for name in logger.split(",") if name != "tensorboard"]
+    return ",".join(names + ["tensorboard"] if on else names)
+
+
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """The run's configuration: defaults, then --config's file, then the flags given; with --resume the run's
     own settings and the resumable flags given. --print-config prints it and exits."""
@@ -194,9 +204,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         if "resume" in given:
             parser.error("--config: a resumed run keeps its own settings; give --resume alone")
         values.update(config_file_values(parser, config_file))
+    tensorboard = given.pop("tensorboard", None)  # the alias of tensorboard in --logger
     values.update(given)
     if values["resume"]:
         values = resumed_values(parser, given, values["resume"])
+    if tensorboard is not None:
+        values["logger"] = with_tensorboard(tensorboard, values["logger"])
     if values["data_root"] is None:
         values["data_root"] = config.DEMO_DATA_ROOTS[values["demo"]] if values["demo"] else config.DATA_ROOT
     cfg = check_config(parser, RunConfig.from_flat(values))

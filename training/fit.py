@@ -9,6 +9,7 @@ from config import RunConfig
 from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStopping, EpochFiles, Fit, Heartbeat,
                                 TensorBoard)
 from training.ghm_recorder import GHMStatsRecorder
+from training.trackers import Tracking
 from training.loop import Training, evaluate, stop_check, train_one_epoch
 from training.optim import end_epoch, start_epoch
 from training.state import training_checkpoint
@@ -22,14 +23,15 @@ def run_callbacks(cfg: RunConfig, t: Training, data: RunData, run: RunPaths) -> 
     """The run's callbacks, in the order they are called. Every process stops early together and gathers the GHM
     statistics (a collective under torchrun); the main process alone writes files."""
     main_process = distributed.is_main()
-    board = TensorBoard() if cfg.run.tensorboard and main_process else None
+    board = TensorBoard() if "tensorboard" in cfg.run.trackers() and main_process else None
+    others = tuple(name for name in cfg.run.trackers() if name != "tensorboard")
     callbacks: list[Callback] = [EarlyStopping()]
     if t.losses.ghm is not None:
         callbacks.append(GHMStatsRecorder(t.losses, cfg.loss.type, cfg.loss.stats_batches, data.recordings, run,
                                           board and board.ghm))
     if main_process:
         callbacks += [BestModel(), Checkpointing(), EpochFiles(), Heartbeat()]
-    return callbacks + ([board] if board else [])
+    return callbacks + ([board] if board else []) + ([Tracking(others)] if others and main_process else [])
 
 
 def fit(f: Fit) -> None:

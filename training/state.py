@@ -1,7 +1,8 @@
 """A run's state between epochs: the checkpoint built from it, written, and restored on --resume."""
 
 import copy
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -21,14 +22,18 @@ from utils.history import history_problem, new_history
 from utils.io_utils import atomic_path
 from utils.run_paths import RunPaths, reserve_run, run_name_prefix
 
+TRACKER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # MLflow's hex run ids, W&B's generated ones
+
 
 @dataclass
 class RunState:
-    """Where a run stands: the last complete epoch, its history, wall time so far, and its checkpoint."""
+    """Where a run stands: the last complete epoch, its history, wall time so far, its checkpoint, and the ids of
+    its runs in the trackers --logger names (training/trackers.py)."""
     epoch: int
     history: dict
     elapsed: float
     checkpoint: dict
+    trackers: dict[str, str] = field(default_factory=dict)
 
 
 def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPaths, train: dict | None = None,
@@ -47,7 +52,8 @@ def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPat
                           "train_loss": train and train["loss_main"], "train_accuracy": train and train["accuracy"],
                           "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"],
                           "classes": class_table(data.recordings.classes),
-                          "audio": {"sample_rate": data.recordings.sample_rate, "samples": data.recordings.length}})
+                          "audio": {"sample_rate": data.recordings.sample_rate, "samples": data.recordings.length},
+                          **({"trackers": state.trackers} if state.trackers else {})})
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -91,7 +97,16 @@ def restore_training(path: Path, checkpoint: dict, t: Training, data: RunData) -
         except Exception as exc:  # a foreign state fails in many ways; each is this one error
             raise InputError(f"--resume {path}: its {what} does not fit this run "
                              f"({str(exc).strip().splitlines()[-1].strip() or type(exc).__name__})") from None
-    return RunState(saved["epoch"], saved["history"], saved["elapsed_s"], saved)
+    return RunState(saved["epoch"], saved["history"], saved["elapsed_s"], saved, tracker_ids(path, saved))
+
+
+def tracker_ids(path: Path, checkpoint: dict) -> dict[str, str]:
+    """The checkpoint's tracked-run ids (none before --logger mlflow/wandb); InputError if they are not ids."""
+    ids = checkpoint.get("trackers", {})
+    if not (isinstance(ids, dict) and all(isinstance(key, str) and isinstance(value, str) and TRACKER_ID.fullmatch(
+            value) for key, value in ids.items())):
+        raise InputError(f"--resume {path}: its trackers entry is not a mapping of tracker names to run ids")
+    return dict(ids)
 
 
 def restore_loader_rng(loaders: tuple[DataLoader, DataLoader], states: list) -> None:

@@ -48,14 +48,19 @@ def write_metrics(path: Path, history: dict, lr: float, seconds: float) -> None:
     except (InputError, csv.Error, UnicodeDecodeError, ValueError):
         pass
     rows = []
-    for i, epoch in enumerate(history["epoch"]):
+    for i, epoch in enumerate(history["epoch"][:-1]):
         old = earlier.get(str(epoch), {})
-        timing = (lr, round(seconds, 3)) if i == len(history["epoch"]) - 1 else (old.get("lr"), old.get("seconds"))
-        rows.append([*(history[key][i] for key in HISTORY_KEYS), *timing])
+        rows.append([*(history[key][i] for key in HISTORY_KEYS), old.get("lr"), old.get("seconds")])
+    rows.append(list(last_epoch_row(history, lr, seconds).values()))
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(METRICS_COLUMNS)
         writer.writerows(rows)
+
+
+def last_epoch_row(history: dict, lr: float, seconds: float) -> dict:
+    """metrics.csv's row of the history's last epoch, by column."""
+    return {**{key: history[key][-1] for key in HISTORY_KEYS}, "lr": lr, "seconds": round(seconds, 3)}
 
 
 def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]:

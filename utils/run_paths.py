@@ -113,8 +113,18 @@ class RunPaths:
 
     @property
     def tensorboard(self) -> Path:
-        """--tensorboard's event files."""
+        """--logger tensorboard's event files."""
         return self.checkpoints / "tensorboard"
+
+    @property
+    def mlflow_store(self) -> Path:
+        """--logger mlflow's SQLite store (unless MLFLOW_TRACKING_URI names another)."""
+        return self.checkpoints / "mlflow.db"
+
+    @property
+    def wandb(self) -> Path:
+        """--logger wandb's folder: W&B writes its `wandb/` (offline runs, logs) inside it."""
+        return self.checkpoints
 
     @property
     def evaluation(self) -> Path:
