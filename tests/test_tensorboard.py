@@ -1,6 +1,7 @@
 """--tensorboard: the event file holds the run's step and epoch figures and the GHM histograms, read back with
 TensorBoard's own reader."""
 
+import json
 import pickle
 
 import numpy as np
@@ -31,6 +32,11 @@ def test_the_event_file_holds_steps_epochs_and_ghm_histograms(tiny_data, tmp_pat
         logged = events.Scalars(f"epoch/{key}")
         assert [s.step for s in logged] == [batches, 2 * batches]
         assert np.allclose([s.value for s in logged], history[key])
+    summary = json.loads((run / "summary.json").read_text())
+    (final,) = events.Scalars("final/pairwise_accuracy")
+    assert final.step == 2 * batches and np.isclose(final.value, summary["evaluation"]["pairwise_accuracy"])
+    (settings,) = events.Tensors("settings/text_summary")
+    assert "logger: csv,tensorboard" in settings.tensor_proto.string_val[0].decode()
 
     stats = [pickle.loads(p.read_bytes()) for p in sorted((tmp_path / "stats" / run.name).iterdir())]
     stats.sort(key=lambda s: s["global_step"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from audio_data.loading import RunData
-from config import RunConfig
+from config import RunConfig, to_yaml
 from training.loop import Step, Training, epoch_line
 from training.state import RunState, save_checkpoint
 from utils.history import early_stop_reason, monitor_best, plot_history, write_metrics
@@ -20,6 +20,7 @@ from utils.plotting import BackgroundFigures
 from utils.run_paths import RunPaths
 from utils.run_summary import HEARTBEAT_S, RunSummary
 from utils.tensorboard_log import TensorBoardLog
+from utils.tracking import plain_figures
 
 
 @dataclass
@@ -129,6 +130,7 @@ class TensorBoard(Callback):
 
     def on_fit_start(self, fit: Fit) -> None:
         self.log = TensorBoardLog(fit.run.tensorboard, len(fit.data.train_loader), fit.state.epoch)
+        self.log.settings(to_yaml(fit.cfg))
 
     def on_step_end(self, fit: Fit, batch: int, batches: int, step: Step) -> None:
         self.log.step(fit.epoch, batch, step.loss, step.correct / len(step.target),
@@ -141,9 +143,11 @@ class TensorBoard(Callback):
         """A recorded batch's GHM statistics as histograms (GHMStatsRecorder's `on_stats`)."""
         self.log.ghm(stats)
 
-    def on_fit_end(self, fit: Fit) -> None:
+    def on_run_end(self, fit: Fit, status: str, evaluation: dict | None) -> None:
         if self.log is not None:
+            self.log.final(plain_figures(evaluation or {}, "final"), fit.state.epoch)
             self.log.close()
+            self.log = None
 
 
 class Heartbeat(Callback):

@@ -1,5 +1,6 @@
-"""--tensorboard: a run's losses, accuracies and learning rate per step and per epoch, and the GHM bin counts
-and weights of the recorded batches as histograms, as TensorBoard event files in `<run>/tensorboard/`."""
+"""--logger tensorboard: a run's settings, its losses, accuracies and learning rate per step and per epoch, its final
+evaluation, and the GHM bin counts and weights of the recorded batches as histograms, as TensorBoard event files
+in `<run>/tensorboard/`."""
 
 from pathlib import Path
 
@@ -16,7 +17,7 @@ class TensorBoardLog:
     def __init__(self, folder: Path, batches: int, resumed_epoch: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.batches = batches
+        self.batches, self.start_step = batches, resumed_epoch * batches
         make_folder(folder)
         try:
             self.writer = SummaryWriter(log_dir=str(folder),
@@ -35,6 +36,16 @@ class TensorBoardLog:
         for split, figures in (("train", train), ("val", val)):
             for metric, value in figures.items():
                 self.writer.add_scalar(f"epoch/{split}_{metric}", value, global_step)
+        self.writer.flush()
+
+    def settings(self, text: str) -> None:
+        """The run's settings (config.yaml's text) as the text `settings`, at the step the run starts from."""
+        self.writer.add_text("settings", "```\n" + text + "```", self.start_step)
+
+    def final(self, figures: dict[str, float], epoch: int) -> None:
+        """The final evaluation's figures at the step that ends the last epoch."""
+        for tag, value in figures.items():
+            self.writer.add_scalar(tag, value, epoch * self.batches)
         self.writer.flush()
 
     def ghm(self, stats: dict) -> None:
