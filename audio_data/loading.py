@@ -14,7 +14,7 @@ from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from config import DataConfig
 from utils import distributed
 from utils.common_utils import worker_init_fn
-from utils.errors import InputError
+from utils.errors import InputError, first_few
 
 
 def load_recordings(data: DataConfig) -> SpectrogramDatasetWithMaterial:
@@ -71,10 +71,6 @@ def entry_matches(paths: list[str], entries: list[str]) -> dict[str, list[int]]:
         by_path.setdefault(Path(path).resolve(), []).append(i)
     return {entry: by_path.get(Path(entry).resolve(), []) if "/" in entry else by_name.get(entry, [])
             for entry in dict.fromkeys(entries)}
-
-
-def first_few(names: list[str], count: int = 5) -> str:
-    return ", ".join(name[:200] for name in names[:count]) + (" …" if len(names) > count else "")
 
 
 def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Split:

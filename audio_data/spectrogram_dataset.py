@@ -11,7 +11,7 @@ import config
 from audio_data.audio import wav_info
 from audio_data.naming import SUFFIX, recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
-from utils.errors import InputError
+from utils.errors import InputError, first_few
 
 
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
@@ -21,7 +21,7 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data folder not found")
     wanted = None if selected_seqs is None else {str(s) for s in selected_seqs}
-    paths, labels, missing = [], [], []
+    paths, labels, missing, left_out = [], [], [], []
     for label, class_name in enumerate(classes):
         for one in material.split(","):
             folder = data_dir / class_name / one
@@ -33,6 +33,11 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
                 if wanted is None or path.stem[len(prefix):] in wanted:
                     paths.append(path)
                     labels.append(label)
+                else:
+                    left_out.append(path.stem[len(prefix):])
+    if left_out:
+        warnings.warn(f"--seqs: {len(left_out)} recordings with other sequence numbers are left out ("
+                      f"{first_few(sorted(set(left_out)))}); --seqs all takes every one")
     if not paths:
         pattern = data_dir / "<class>" / material / recording_name(material, "<class>", frequency, "<seq>")
         raise InputError(f"no recordings found matching {pattern}")

@@ -51,9 +51,14 @@ def test_item_is_the_spectrogram_of_its_file(tmp_path):
 
 def test_selected_seqs_filter_and_none_loads_all(tmp_path):
     make_layout(tmp_path, seqs=("00", "01", "02", "11"))
-    assert len(load(tmp_path, seqs=["00", "11"])) == 6
-    assert len(load(tmp_path, seqs=None)) == 12
-    assert len(load(tmp_path, seqs=config.SELECTED_SEQS)) == 9
+    with pytest.warns(UserWarning, match=r"--seqs: 6 recordings with other sequence numbers are left out \(01, 02\); "
+                      "--seqs all takes every one"):
+        assert len(load(tmp_path, seqs=["00", "11"])) == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every recording taken: no warning
+        assert len(load(tmp_path, seqs=None)) == 12
+    with pytest.warns(UserWarning, match=r"--seqs: 3 recordings .* \(11\)"):
+        assert len(load(tmp_path, seqs=config.SELECTED_SEQS)) == 9
 
 
 def test_missing_class_folder_is_a_warning(tmp_path):

@@ -4,6 +4,11 @@ import sys
 from collections.abc import Callable
 
 
+def first_few(names: list[str], count: int = 5) -> str:
+    """The first `count` names for a message, each cut to 200 characters, and … when there are more."""
+    return ", ".join(name[:200] for name in names[:count]) + (" …" if len(names) > count else "")
+
+
 class InputError(Exception):
     """Bad data, flags or files. The entry points print it as one line, without a traceback."""
 
