@@ -173,9 +173,13 @@ class DataConfig:
         None, "augmentation: train on random windows of this fraction (0 < f <= 1) of each recording's frames, a new "
               "window per batch; validation and evaluation see whole recordings (default: whole recordings)",
         metavar="FRACTION", rule=(lambda v: math.isfinite(v) and 0 < v <= 1, "must be > 0 and <= 1"))
+    sample_rate: int | None = setting(
+        None, "the run's sample rate in Hz: recordings at another rate are resampled to it (soxr) and their "
+              "spectrograms cached by content and rate (default: the rate most of the recordings have)",
+        rule=AT_LEAST_ONE, metavar="HZ")
     skip_bad_files: bool = setting(
-        False, "skip unreadable, empty, silent or non-finite recordings and those at another sample rate, with a "
-               "warning each (default: they are errors)")
+        False, "skip unreadable, empty, silent or non-finite recordings and (without --duration) those of another "
+               "length than most, with a warning each (default: they are errors)")
     cache_dir: str | None = setting(
         None, "keep computed spectrograms here (one .npy per recording), reuse them in later runs and read them "
               "memory-mapped instead of holding the dataset in memory; a changed recording gets a new entry "

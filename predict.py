@@ -12,6 +12,7 @@ from pathlib import Path
 from analysis.evaluation import Recordings, evaluate_model
 from analysis.report import check_table_output, write_table
 from analysis.run_calibration import checkpoint_calibration
+from audio_data.audio import is_audio
 from audio_data.loading import load_recordings
 from audio_data.spectrogram_dataset import fitting_spectrograms
 from config import DEVICES, DataConfig
@@ -26,30 +27,33 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint written by train.py (model_best.pt, model_epoch_<N>.pt), or a run folder "
                         "(its newest checkpoint)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files and folders (searched recursively)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="recordings (WAV, FLAC, OGG, AIFF, ...: any format libsndfile reads; another sample rate than "
+                        "the run's is resampled) and folders (searched recursively)")
     p.add_argument("--out", help="the CSV to write (default: predictions_<checkpoint name>.csv beside it); never an "
                                  "input of the command, and an existing file only if it is such a CSV")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file of any kind")
     p.add_argument("--skip-bad-files", action="store_true",
-                   help="skip unreadable recordings and those whose sample rate or length do not fit the run, "
+                   help="skip unreadable recordings and those whose length does not fit the run, "
                         "with a warning each (default: they are errors)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     return p
 
 
-def find_wavs(paths: list[str]) -> list[Path]:
-    """The given files, and every .wav under the given folders, in a stable order, each once."""
+def find_audio(paths: list[str]) -> list[Path]:
+    """The given files, and every recording under the given folders (any audio file ending: audio_data/audio.py),
+    in a stable order, each once."""
     found = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+            found += sorted(p for p in path.rglob("*") if is_audio(p) and p.is_file())
         elif path.is_file():
             found.append(path)
         else:
             raise InputError(f"{path}: {'not a regular file or folder' if path.exists() else 'no such file or folder'}")
     if not found:
-        raise InputError(f"no .wav files in {', '.join(paths)}")
+        raise InputError(f"no audio files in {', '.join(paths)}")
     return list(dict.fromkeys(found))
 
 
@@ -69,7 +73,7 @@ def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
 
 def predict(args: argparse.Namespace) -> int:
     path, checkpoint, cfg = checkpoint_run(args.checkpoint)
-    wavs = find_wavs(args.paths)
+    wavs = find_audio(args.paths)
     out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
     check_table_output(out, [path, *wavs], args.overwrite)
     device = choose_device(args.device)

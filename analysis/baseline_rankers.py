@@ -18,7 +18,7 @@ with the CNN is on the baselines' side.
 import numpy as np
 
 from analysis.ranking_metrics import ranking_metrics
-from audio_data.audio import fit_length, read_wav
+from audio_data.audio import fit_length, read_audio
 from audio_data.classes import frequency_hz
 from config import DataConfig
 
@@ -61,12 +61,13 @@ def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None) 
     return np.array([level, floor, level - floor, broadband])
 
 
-def feature_matrix(paths: list[str], frequency: str, length: int | None) -> np.ndarray:
-    """[n, len(FEATURES)] for the recordings at `paths`, cropped or padded to `length` samples if given (as a
-    run with --duration does)."""
+def feature_matrix(paths: list[str], frequency: str, length: int | None,
+                   sample_rate: int | None = None) -> np.ndarray:
+    """[n, len(FEATURES)] for the recordings at `paths`, resampled to `sample_rate` if given and cropped or padded
+    to `length` samples if given (as a run does with recordings at another rate and with --duration)."""
     rows = []
     for path in paths:
-        samples, sample_rate = read_wav(path)
+        samples, sample_rate = read_audio(path, sample_rate)
         rows.append(recording_features(samples if length is None else fit_length(samples, length), sample_rate,
                                        frequency_hz(frequency)))
     return np.array(rows).reshape(len(paths), len(FEATURES))
@@ -135,6 +136,6 @@ def run_baselines(recordings, train: list[int], evaluated: list[int], data: Data
     used = sorted(set(train) | set(evaluated))
     length = recordings.length if data.duration is not None else None
     x = np.full((len(recordings), len(FEATURES)), np.nan)
-    x[used] = feature_matrix([recordings.paths[i] for i in used], data.frequency, length)
+    x[used] = feature_matrix([recordings.paths[i] for i in used], data.frequency, length, recordings.sample_rate)
     report = baseline_report(x, recordings.labels.numpy(), train, evaluated, recordings.classes)
     return {**report, "recordings": {recordings.paths[i]: x[i].tolist() for i in evaluated}}

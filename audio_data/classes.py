@@ -4,7 +4,8 @@ recordings. The data, not the code, decide."""
 import re
 from pathlib import Path
 
-from audio_data.naming import SUFFIX, recording_labels
+from audio_data.audio import is_audio
+from audio_data.naming import recording_labels
 from utils.errors import InputError
 
 ANGLE = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -48,7 +49,8 @@ def find_frequencies(root: Path, classes: list[str], materials: list[str]) -> li
     found = set()
     for class_name in classes:
         for material in materials:
-            for path in (root / class_name / material).glob(f"*{SUFFIX}"):
+            folder = root / class_name / material
+            for path in (p for p in (folder.iterdir() if folder.is_dir() else ()) if is_audio(p)):
                 frequency = recording_labels(str(path))["frequency"]
                 if frequency_hz(frequency) is not None:
                     found.add(frequency)

@@ -22,7 +22,7 @@ def load_recordings(data: DataConfig) -> SpectrogramDatasetWithMaterial:
     return SpectrogramDatasetWithMaterial(
         data.root, data.class_list, data.seq_list, data.frequency, data.material, n_fft=data.n_fft,
         hop_length=data.hop_length, cache_dir=data.cache_dir, duration=data.duration,
-        skip_bad_files=data.skip_bad_files, db_reference=data.db_reference)
+        skip_bad_files=data.skip_bad_files, db_reference=data.db_reference, sample_rate=data.sample_rate)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The recording file name, `<material>_<class>_<freq>_<seq>.wav` in `<data-root>/<class>/<material>/`:
-written, globbed and parsed here only."""
+"""The recording file name, `<material>_<class>_<freq>_<seq>.wav` in `<data-root>/<class>/<material>/` (read with
+any audio file ending: audio_data/audio.py): written and parsed here only."""
 
 from pathlib import Path
 
@@ -13,11 +13,6 @@ def recording_name(material: str, class_name: str, frequency: str, seq: str) -> 
 def recording_prefix(material: str, class_name: str, frequency: str) -> str:
     """What every file name of one material, class and frequency starts with; the sequence number follows."""
     return recording_name(material, class_name, frequency, "")[:-len(SUFFIX)]
-
-
-def frequency_glob(frequency: str) -> str:
-    """A glob for the recordings of one frequency in a `<class>/<material>` folder."""
-    return recording_name("*", "*", frequency, "*")
 
 
 def recording_labels(path: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audio_data.audio import fit_length, read_wav
+from audio_data.audio import fit_length, read_audio
 from audio_data.spectrogram import spectrogram_db
 from utils.errors import InputError
 from utils.io_utils import atomic_path
@@ -31,9 +31,10 @@ VERSION = 2  # bump when the spectrogram definition or the entry format changes
 
 
 def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fit: bool,
-                        reference: str = "peak") -> torch.Tensor:
-    """Decode, check and transform one recording; `fit` crops or pads it to `length`, else it must have that many."""
-    samples, _ = read_wav(path)
+                        reference: str = "peak", resample_to: int | None = None) -> torch.Tensor:
+    """Decode, check and transform one recording, resampled to `resample_to` Hz if given; `fit` crops or pads it to
+    `length`, else it must have that many."""
+    samples, _ = read_audio(path, resample_to)
     if not np.all(np.isfinite(samples)):
         raise InputError(f"{path}: contains NaN or infinite samples")
     if not np.any(samples):
@@ -45,7 +46,8 @@ def compute_spectrogram(path: Path, n_fft: int, hop_length: int, length: int, fi
     return spectrogram_db(samples, n_fft, hop_length, reference)
 
 
-def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, reference: str = "peak") -> str:
+def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, reference: str = "peak",
+                resample_to: int | None = None) -> str:
     """SHA-256 of the recording's bytes and of everything else that decides its spectrogram."""
     digest = hashlib.sha256()
     try:
@@ -57,6 +59,8 @@ def content_key(path: Path, n_fft: int, hop_length: int, length: int, fit: bool,
     digest.update(f"|{n_fft}|{hop_length}|{length}|{fit}|{VERSION}".encode())
     if reference != "peak":  # the entries of peak-referenced spectrograms keep their names
         digest.update(f"|{reference}".encode())
+    if resample_to is not None:  # and those of recordings at the run's own rate
+        digest.update(f"|resampled to {resample_to}".encode())
     return digest.hexdigest()[:40]
 
 
@@ -80,18 +84,21 @@ def entry_problem(entry: Path, shape: tuple[int, ...]) -> str | None:
 
 
 def cache_entry(path: Path, n_fft: int, hop_length: int, length: int, fit: bool, cache_dir: Path,
-                reference: str = "peak") -> Path:
-    """The sound cache entry of this exact recording, computed and written first if missing or bad."""
-    entry = Path(cache_dir) / (content_key(path, n_fft, hop_length, length, fit, reference) + ".npy")
+                reference: str = "peak", resample_to: int | None = None) -> Path:
+    """The sound cache entry of this exact recording (resampled to `resample_to` Hz if given), computed and written
+    first if missing or bad."""
+    entry = Path(cache_dir) / (content_key(path, n_fft, hop_length, length, fit, reference, resample_to) + ".npy")
     shape = (1, n_fft // 2 + 1, 1 + length // hop_length)
     if entry.exists():
         problem = entry_problem(entry, shape)
         if problem is None:
             return entry
         warnings.warn(f"cache entry {entry} of {path}: {problem}; computing it again")
-    values = np.ascontiguousarray(compute_spectrogram(path, n_fft, hop_length, length, fit, reference).numpy())
+    values = np.ascontiguousarray(compute_spectrogram(path, n_fft, hop_length, length, fit, reference,
+                                                      resample_to).numpy())
     index = {"path": str(path.resolve()), "n_fft": n_fft, "hop_length": hop_length, "length": length, "fit": fit,
-             "reference": reference, "version": VERSION, "shape": list(values.shape), "crc32": zlib.crc32(values)}
+             "reference": reference, "version": VERSION, "shape": list(values.shape), "crc32": zlib.crc32(values),
+             **({"resampled_to": resample_to} if resample_to is not None else {})}
     with atomic_path(entry.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(index) + "\n")
     with atomic_path(entry) as tmp, open(tmp, "wb") as f:

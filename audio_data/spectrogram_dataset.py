@@ -8,16 +8,17 @@ import torch
 from torch.utils.data import Dataset
 
 import config
-from audio_data.audio import wav_info
-from audio_data.naming import SUFFIX, recording_name, recording_prefix
+from audio_data.audio import audio_info, is_audio, length_slack, resampled_length
+from audio_data.naming import recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from utils.errors import InputError, first_few
 
 
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
                     frequency: str, material: str) -> tuple[list[Path], list[int]]:
-    """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.wav`, class by
-    class, each class's materials in the order given (`material`: one, or several separated by commas)."""
+    """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.<ext>` (any audio
+    file ending, in any case: audio_data/audio.py), class by class, each class's materials in the order given
+    (`material`: one, or several separated by commas)."""
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data folder not found")
     wanted = None if selected_seqs is None else {str(s) for s in selected_seqs}
@@ -29,7 +30,7 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
                 missing.append(folder)
                 continue
             prefix = recording_prefix(one, class_name, frequency)
-            for path in sorted(folder.glob(f"{prefix}*{SUFFIX}")):
+            for path in sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and is_audio(p)):
                 if wanted is None or path.stem[len(prefix):] in wanted:
                     paths.append(path)
                     labels.append(label)
@@ -79,22 +80,35 @@ class BadFiles:
         self.paths.append(path)
 
 
-def check_headers(found: list[Path], bad: BadFiles, duration: float | None) -> tuple[list[Path], int, int]:
-    """From the files' headers: the usable recordings, their common sample rate and the length to use."""
+def check_headers(found: list[Path], bad: BadFiles, duration: float | None,
+                  sample_rate: int | None = None) -> tuple[dict[Path, int], int, int]:
+    """From the files' headers: the usable recordings with each one's own sample rate, the run's sample rate
+    (`sample_rate`, or the rate most recordings have) and the length to use at that rate. One line says how many
+    recordings will be resampled."""
     headers = {}
     for path in found:
         try:
-            headers[path] = wav_info(path)
+            headers[path] = audio_info(path)
         except InputError as exc:
             bad.add(path, exc)
-    paths = list(headers)
-    if not paths:
+    if not headers:
         raise InputError(f"none of the {len(found)} recordings could be read, e.g. {found[0]}")
-    paths, sample_rate = common_value(paths, [headers[path][1] for path in paths], bad, "sample rate", "Hz")
+    rate = sample_rate or Counter(rate for _, rate in headers.values()).most_common(1)[0][0]
+    if resampled := sum(own != rate for _, own in headers.values()):
+        print(f"resampling {resampled} of {len(headers)} recordings to {rate} Hz "
+              f"({'--sample-rate' if sample_rate else 'the rate most of them have; --sample-rate sets another'})",
+              flush=True)
+    paths = list(headers)
     if duration is not None:
-        return paths, sample_rate, int(round(duration * sample_rate))
-    paths, length = common_value(paths, [headers[path][0] for path in paths], bad, "length", "samples")
-    return paths, sample_rate, length
+        return {path: headers[path][1] for path in paths}, rate, int(round(duration * rate))
+    lengths = {path: resampled_length(frames, own, rate) for path, (frames, own) in headers.items()}
+    native = [lengths[path] for path in paths if headers[path][1] == rate]
+    common = Counter(native or lengths.values()).most_common(1)[0][0]
+    for path, (_, own) in headers.items():  # as long as the others, to the sample their rate can tell
+        if abs(lengths[path] - common) <= length_slack(own, rate):
+            lengths[path] = common
+    paths, length = common_value(paths, [lengths[path] for path in paths], bad, "length", "samples")
+    return {path: headers[path][1] for path in paths}, rate, length
 
 
 def common_value(paths: list[Path], values: list[int], bad: BadFiles, what: str, unit: str) -> tuple[list[Path], int]:
@@ -113,19 +127,22 @@ class SpectrogramDatasetWithMaterial(Dataset):
 
     `.data` is a tensor in memory, or with `cache_dir` a MappedSpectrograms over the cache entries.
 
-    `duration` (seconds) crops or zero-pads every recording to that length; otherwise all must have the
-    same length. With `skip_bad_files`, unreadable, empty, silent or non-finite recordings and those at
-    another sample rate or (without `duration`) of another length than most are skipped with a warning each;
-    otherwise they are errors naming the file.
+    Recordings at another rate than `sample_rate` (default: the rate most have) are resampled to it. `duration`
+    (seconds) crops or zero-pads every recording to that length; otherwise all must have the same length (at the
+    run's rate). With `skip_bad_files`, unreadable, empty, silent or non-finite recordings and (without
+    `duration`) those of another length than most are skipped with a warning each; otherwise they are errors
+    naming the file.
     """
 
     def __init__(self, data_dir: str | Path, classes: list[str], selected_seqs: list[str] | None,
                  selected_freq: str, material: str, n_fft: int = config.N_FFT,
                  hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None,
-                 duration: float | None = None, skip_bad_files: bool = False, db_reference: str = "peak"):
+                 duration: float | None = None, skip_bad_files: bool = False, db_reference: str = "peak",
+                 sample_rate: int | None = None):
         found, found_labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
         bad = BadFiles(skip_bad_files)
-        paths, sample_rate, length = check_headers(found, bad, duration)
+        rates, sample_rate, length = check_headers(found, bad, duration, sample_rate)
+        paths = list(rates)
         if length <= n_fft // 2:
             raise InputError(f"recordings of {length} samples are too short for n_fft {n_fft} "
                              f"(need more than {n_fft // 2}), e.g. {paths[0]}")
@@ -134,13 +151,15 @@ class SpectrogramDatasetWithMaterial(Dataset):
         data = torch.empty((len(paths), *shape)) if cache_dir is None else []
         loaded = []
         for path in paths:
+            resample_to = sample_rate if rates[path] != sample_rate else None
+            fit = duration is not None or resample_to is not None  # a resampled one may be a sample off
             try:
                 if cache_dir is None:
-                    data[len(loaded)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None,
-                                                            db_reference)
+                    data[len(loaded)] = compute_spectrogram(path, n_fft, hop_length, length, fit, db_reference,
+                                                            resample_to)
                 else:
-                    data.append(cache_entry(path, n_fft, hop_length, length, duration is not None, cache_dir,
-                                            db_reference))
+                    data.append(cache_entry(path, n_fft, hop_length, length, fit, cache_dir, db_reference,
+                                            resample_to))
                 loaded.append(path)
             except InputError as exc:
                 bad.add(path, exc)
@@ -166,25 +185,27 @@ class SpectrogramDatasetWithMaterial(Dataset):
 def fitting_spectrograms(paths: list[Path], n_fft: int, hop_length: int, sample_rate: int, length: int,
                          duration: float | None, skip_bad_files: bool, db_reference: str = "peak"
                          ) -> tuple[torch.Tensor, list[Path]]:
-    """Spectrograms of recordings scored by a trained run (predict.py): each must be readable and have the run's
-    sample rate and (unless the run crops or pads to --duration) its length, else it is an error naming the
-    file, or with `skip_bad_files` skipped with a warning. Returns the spectrograms and the paths kept."""
-    bad, fitting = BadFiles(skip_bad_files), []
+    """Spectrograms of recordings scored by a trained run (predict.py), resampled to the run's sample rate where
+    theirs differs: each must be readable and (unless the run crops or pads to --duration) have the run's length at
+    its rate, else it is an error naming the file, or with `skip_bad_files` skipped with a warning. Returns the
+    spectrograms and the paths kept."""
+    bad, fitting = BadFiles(skip_bad_files), {}
     for path in paths:
         try:
-            frames, rate = wav_info(path)
-            if rate != sample_rate:
-                raise InputError(f"{path}: sample rate {rate} Hz; the run's recordings have {sample_rate} Hz")
-            if duration is None and frames != length:
-                raise InputError(f"{path}: {frames} samples; the run's recordings have {length} (a run trained "
-                                 "with --duration crops or pads instead)")
-            fitting.append(path)
+            frames, rate = audio_info(path)
+            at_run_rate = resampled_length(frames, rate, sample_rate)
+            if duration is None and abs(at_run_rate - length) > length_slack(rate, sample_rate):
+                raise InputError(f"{path}: {at_run_rate} samples at {sample_rate} Hz; the run's recordings have "
+                                 f"{length} (a run trained with --duration crops or pads instead)")
+            fitting[path] = sample_rate if rate != sample_rate else None
         except InputError as exc:
             bad.add(path, exc)
     data, kept = torch.empty((len(fitting), 1, n_fft // 2 + 1, 1 + length // hop_length)), []
-    for path in fitting:
+    for path, resample_to in fitting.items():
         try:
-            data[len(kept)] = compute_spectrogram(path, n_fft, hop_length, length, duration is not None, db_reference)
+            data[len(kept)] = compute_spectrogram(path, n_fft, hop_length, length,
+                                                  duration is not None or resample_to is not None, db_reference,
+                                                  resample_to)
             kept.append(path)
         except InputError as exc:
             bad.add(path, exc)

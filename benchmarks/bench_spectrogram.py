@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import config  # noqa: E402
 from bench_train import CACHE, ensure_data  # noqa: E402
 from audio_data import SpectrogramDatasetWithMaterial  # noqa: E402
-from audio_data.audio import read_wav  # noqa: E402
+from audio_data.audio import read_audio  # noqa: E402
 from audio_data.spectrogram import spectrogram_db  # noqa: E402
 
 
@@ -56,10 +56,10 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=10)
     args = parser.parse_args()
     paths = sorted(ensure_data().rglob("*.wav"))[:args.recordings]
-    audio = [read_wav(p)[0] for p in paths]
+    audio = [read_audio(p)[0] for p in paths]
     ours = [seconds(spectrogram_db, y, config.N_FFT, config.HOP_LENGTH) for y in audio]
     reference = [seconds(numpy_per_frame, y, config.N_FFT, config.HOP_LENGTH) for y in audio]
-    decode = [seconds(read_wav, p) for p in paths]
+    decode = [seconds(read_audio, p) for p in paths]
     fft64, fft32 = ([seconds(fft_only, y, config.N_FFT, config.HOP_LENGTH, dtype) for y in audio]
                     for dtype in (torch.float64, torch.float32))
     print(f"{len(paths)} recordings of {len(audio[0]) / 48000:.0f} s at 48 kHz, n_fft {config.N_FFT}, "

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import write_wav
 
-from audio_data.audio import read_wav
+from audio_data.audio import read_audio
 from audio_data.spectrogram import spectrogram_db
 from audio_data.spectrogram_cache import content_key
 from utils.errors import InputError
@@ -20,21 +20,21 @@ def ramp(n: int = 400) -> np.ndarray:
                                                 ("FLOAT", 1e-7)])
 def test_every_pcm_width_and_float_reads_to_the_same_scale(tmp_path, subtype, tolerance):
     path = write_wav(tmp_path / f"{subtype}.wav", ramp(), subtype=subtype)
-    samples, rate = read_wav(path)
+    samples, rate = read_audio(path)
     assert rate == 8000 and samples.dtype == np.float32
     np.testing.assert_allclose(samples, ramp(), atol=tolerance * 1.01 + 1e-7)
 
 
 def test_unsigned_8_bit_is_not_read_as_signed(tmp_path):
     path = write_wav(tmp_path / "u8.wav", np.full(100, 0.5), subtype="PCM_U8")
-    samples, _ = read_wav(path)
+    samples, _ = read_audio(path)
     assert np.all(np.abs(samples - 0.5) < 0.01)
 
 
 def test_stereo_is_averaged_to_mono(tmp_path):
     left, right = ramp(), np.full(400, 0.25)
     path = write_wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
-    samples, _ = read_wav(path)
+    samples, _ = read_audio(path)
     np.testing.assert_allclose(samples, (left + right) / 2, atol=1e-6)
 
 
@@ -42,10 +42,10 @@ def test_unreadable_and_empty_files_name_the_file(tmp_path):
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF not really a wav file")
     with pytest.raises(InputError, match="garbage.wav"):
-        read_wav(garbage)
+        read_audio(garbage)
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0))
     with pytest.raises(InputError, match="empty.wav: the recording has no samples"):
-        read_wav(empty)
+        read_audio(empty)
 
 
 def numpy_spectrogram_db(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

@@ -4,14 +4,13 @@ import os
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from conftest import hang_guard, tiny_train_args, write_wav
 
 import config
 import train
 from audio_data import SpectrogramDatasetWithMaterial
-from audio_data.audio import read_wav, wav_info
+from audio_data.audio import read_audio, audio_info
 from utils.errors import InputError
 
 CLASSES = config.CLASSES[:2]
@@ -41,17 +40,15 @@ BAD = {
     "empty": lambda p: write_wav(p, np.zeros(0)),
     "silent": lambda p: write_wav(p, np.zeros(600)),
     "non-finite": lambda p: write_wav(p, np.r_[np.full(599, 0.1), np.nan], subtype="FLOAT"),
-    "other sample rate": lambda p: write_wav(p, np.full(600, 0.1), rate=16000),
     "random bytes": lambda p: p.write_bytes(np.random.default_rng(1).bytes(3000)),
     "zero bytes": lambda p: p.write_bytes(b""),
     "text": lambda p: p.write_text("not audio at all\n"),
     "corrupted header": corrupt_header,
-    "FLAC named .wav": lambda p: sf.write(str(p), np.full(600, 0.1), 8000, format="FLAC"),
 }
 MESSAGES = {"unreadable": "cannot read audio", "empty": "no samples", "silent": "silent",
-            "non-finite": "NaN or infinite", "other sample rate": "sample rate", "random bytes": "cannot read audio",
+            "non-finite": "NaN or infinite", "random bytes": "cannot read audio",
             "zero bytes": "cannot read audio", "text": "cannot read audio",
-            "corrupted header": "cannot read audio", "FLAC named .wav": "a FLAC file, not a WAV"}
+            "corrupted header": "cannot read audio"}
 
 
 @pytest.mark.parametrize("kind", list(BAD))
@@ -61,8 +58,8 @@ def test_each_bad_recording_is_an_error_or_a_skip(tmp_path, kind):
     BAD[kind](bad)
     with hang_guard(f"decoding a {kind} recording"):
         try:
-            read_wav(bad)
-            wav_info(bad)
+            read_audio(bad)
+            audio_info(bad)
         except InputError:
             pass
     with pytest.raises(InputError, match=MESSAGES[kind]) as error:

@@ -98,10 +98,10 @@ def test_different_lengths_name_the_odd_file(tmp_path):
         load(tmp_path)
 
 
-def test_different_sample_rates_name_the_odd_file(tmp_path):
-    make_layout(tmp_path)
-    odd = write_wav(tmp_path / "deg000/plastic/plastic_deg000_1000hz_07.wav", np.zeros(800) + 0.1, rate=16000)
-    with pytest.raises(InputError, match=rf"sample rate \(Hz\): most have 8000, but {odd} \(16000\)"):
+def test_another_length_at_the_run_rate_names_the_odd_file(tmp_path):
+    make_layout(tmp_path)  # 800 samples at 8000 Hz
+    odd = write_wav(tmp_path / "deg000/plastic/plastic_deg000_1000hz_07.wav", np.zeros(1000) + 0.1, rate=16000)
+    with pytest.raises(InputError, match=rf"length \(samples\): most have 800, but {odd} \(500\)"):
         load(tmp_path)
 
 

@@ -14,7 +14,7 @@ from conftest import hang_guard, tiny_train_args
 
 import evaluate
 import train
-from audio_data.audio import read_wav, wav_info
+from audio_data.audio import read_audio, audio_info
 from audio_data.pairs import PairBatch
 from audio_data.spectrogram_cache import cache_entry, compute_spectrogram, entry_problem
 from utils import summarize
@@ -84,13 +84,13 @@ def test_wav_files(tiny_data, tmp_path):
     path = tmp_path / "plastic_deg000_500hz_00.wav"
     shutil.copy(next(tiny_data.rglob("*_500hz_*.wav")), path)
     for _ in each_case(path, "a damaged WAV"):
-        only_input_errors(wav_info, path)
-        only_input_errors(read_wav, path)
+        only_input_errors(audio_info, path)
+        only_input_errors(read_audio, path)
 
 
 def test_cache_entries_and_their_index(real_run, tiny_data, recwarn):
     wav = sorted(tiny_data.rglob("*_500hz_*.wav"))[0]
-    length = wav_info(wav)[0]
+    length = audio_info(wav)[0]
     expected = compute_spectrogram(wav, N_FFT, HOP, length, False).numpy()
     entry = cache_entry(wav, N_FFT, HOP, length, False, real_run / "cache")
     for target in (entry, entry.with_suffix(".json")):

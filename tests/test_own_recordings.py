@@ -81,7 +81,8 @@ def test_a_lab_layout_trains_evaluates_and_predicts(lab_data, tmp_path, capsys):
     for i, source in enumerate(sorted(lab_data.glob("deg0*/box/*_00.wav"))):
         (new / "sub").mkdir(parents=True, exist_ok=True)
         (new / "sub" / f"take{i}.wav").write_bytes(source.read_bytes())
-    write_wav(new / "other_rate.wav", np.full(2000, 0.1), rate=16000)
+    write_wav(new / "other_rate.wav", np.full(4000, 0.1), rate=16000)  # the run's length at its rate: resampled
+    write_wav(new / "short.wav", np.full(1500, 0.1))
     (new / "broken.wav").write_bytes(b"RIFF....WAVE")
     assert predict.main(["--checkpoint", str(run), str(new)]) == 1
     err = capsys.readouterr().err
@@ -90,10 +91,11 @@ def test_a_lab_layout_trains_evaluates_and_predicts(lab_data, tmp_path, capsys):
         assert predict.main(["--checkpoint", str(run / "model_best.pt"), str(new), "--skip-bad-files",
                              "--out", str(tmp_path / "p.csv")]) == 0
     warned = " ".join(str(w.message) for w in caught)
-    assert "other_rate.wav: sample rate 16000 Hz" in warned and "skipped 2 of 6 recordings" in warned
+    assert "short.wav: 1500 samples at 8000 Hz; the run's recordings have 2000" in warned
+    assert "skipped 2 of 7 recordings" in warned
     with open(tmp_path / "p.csv") as f:
         predictions = list(csv.DictReader(f))
-    assert [Path(r["path"]).name for r in predictions] == [f"take{i}.wav" for i in range(4)]
+    assert [Path(r["path"]).name for r in predictions] == ["other_rate.wav", *(f"take{i}.wav" for i in range(4))]
     assert all(r["estimated_class"] in summary["args"]["classes"] and 0 <= float(r["confidence"]) <= 1
                for r in predictions)
 
