@@ -153,7 +153,12 @@ class DataConfig:
     root: str | None = setting(
         None, f"dataset folder (default: {DATA_ROOT}; with --demo {DEMO_DATA_ROOTS['synthetic']}, with --demo room "
               f"{DEMO_DATA_ROOTS['room']})", flag="--data-root")
-    seqs: str = setting(",".join(SELECTED_SEQS), "comma-separated sequence numbers to load, or 'all'")
+    manifest: str | None = setting(
+        None, "a CSV of the recordings, one row each (path, class and/or angle, optional material, frequency, group, "
+              "split and columns of your own), in place of the folder layout under --data-root (audio_data/"
+              "manifest.py; default: the folder layout)", metavar="FILE.csv")
+    seqs: str = setting(",".join(SELECTED_SEQS), "comma-separated sequence numbers to load, or 'all' (the folder "
+                                                 "layout's; a manifest's rows are all taken)")
     demo: str | None = setting(
         None, "generate a demo dataset (once) and train on it: synthetic (the default; audio_data/synthetic.py) or "
               "room (image-source room simulation; audio_data/room.py)", choices=tuple(DEMO_DATA_ROOTS),

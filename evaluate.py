@@ -23,6 +23,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a model_epoch_<N>.pt written by train.py, or a run folder (its newest checkpoint)")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--manifest", metavar="FILE.csv", help="the recordings' manifest (default: the checkpoint's)")
     p.add_argument("--frequency", help="<N>hz (default: the checkpoint's)")
     p.add_argument("--material", help="one, or several separated by commas (default: the checkpoint's)")
     p.add_argument("--model", choices=MODEL_NAMES, help="(default: the checkpoint's)")
@@ -37,7 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def evaluate(args: argparse.Namespace) -> int:
     ready = prepare(args.checkpoint, args.split, args.data_root, args.frequency, args.material, args.model,
-                    args.device)
+                    args.device, args.manifest)
     out = output_folder(Path(args.out) if args.out else evaluation_folder(ready.path, args.split))
     report = evaluate_checkpoint(ready, args.split)
     write_report(report, out)

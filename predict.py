@@ -14,6 +14,7 @@ from analysis.report import check_table_output, write_table
 from analysis.run_calibration import checkpoint_calibration
 from audio_data.audio import is_audio
 from audio_data.loading import load_recordings
+from audio_data.manifest import unlabelled_manifest
 from audio_data.spectrogram_dataset import fitting_spectrograms
 from config import DEVICES, DataConfig
 from models import check_input_size, checkpoint_model
@@ -27,9 +28,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint written by train.py (model_best.pt, model_epoch_<N>.pt), or a run folder "
                         "(its newest checkpoint)")
-    p.add_argument("paths", nargs="+", metavar="PATH",
+    p.add_argument("paths", nargs="*", metavar="PATH",
                    help="recordings (WAV, FLAC, OGG, AIFF, ...: any format libsndfile reads; another sample rate than "
                         "the run's is resampled) and folders (searched recursively)")
+    p.add_argument("--manifest", metavar="FILE.csv",
+                   help="score the recordings a CSV lists (a path column, relative to its folder), in place of PATHs; "
+                        "its other columns are carried to the output")
     p.add_argument("--out", help="the CSV to write (default: predictions_<checkpoint name>.csv beside it); never an "
                                  "input of the command, and an existing file only if it is such a CSV")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file of any kind")
@@ -72,10 +76,12 @@ def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
 
 
 def predict(args: argparse.Namespace) -> int:
+    if bool(args.paths) == bool(args.manifest):
+        raise InputError("give the recordings as PATHs or as --manifest FILE.csv, one of the two")
     path, checkpoint, cfg = checkpoint_run(args.checkpoint)
-    wavs = find_audio(args.paths)
+    wavs, extra = unlabelled_manifest(args.manifest) if args.manifest else (find_audio(args.paths), None)
     out = Path(args.out) if args.out else path.parent / f"predictions_{path.stem}.csv"
-    check_table_output(out, [path, *wavs], args.overwrite)
+    check_table_output(out, [path, *wavs, *([Path(args.manifest)] if args.manifest else [])], args.overwrite)
     device = choose_device(args.device)
     model = checkpoint_model(checkpoint, cfg.model.name, path, device)
     calibration = checkpoint_calibration(checkpoint, cfg, model, device, f"--checkpoint {path}")
@@ -85,8 +91,9 @@ def predict(args: argparse.Namespace) -> int:
     if not kept:
         raise InputError("none of the recordings could be scored")
     check_input_size(cfg.model.name, tuple(data.shape[1:]))
-    report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"]), device,
-                            calibration, f"{path.parent.name} (predictions)")
+    extra = extra and [dict(zip(wavs, extra))[p] for p in kept]
+    report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"], extra=extra),
+                            device, calibration, f"{path.parent.name} (predictions)")
     write_table(report, out)
     counts = {c: int((report.guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
     print(f"{len(kept)} recordings scored with {path}: "

@@ -13,11 +13,10 @@ import sys
 import traceback
 import warnings
 from contextlib import ExitStack
-from pathlib import Path
 
 import torch
 
-from audio_data.classes import find_frequencies
+from audio_data.loading import data_frequencies
 from audio_data.demo import ensure_demo_data
 from config import RunConfig
 from training import run as run_setup
@@ -127,8 +126,7 @@ def print_summary(results: list[dict]) -> None:
 
 def train_all(cfg: RunConfig, device: torch.device) -> int:
     data = cfg.data
-    frequencies = (find_frequencies(Path(data.root), data.class_list, data.material.split(","))
-                   if data.frequency == "all" else [data.frequency])
+    frequencies = data_frequencies(data) if data.frequency == "all" else [data.frequency]
     results = []
     for frequency in frequencies:
         with run_log.capture() as log:

@@ -24,13 +24,14 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="the recordings to compare on, as evaluate.py's --split (with all, the baselines are fitted "
                         "on the recordings they are measured on) (default: %(default)s)")
     p.add_argument("--data-root", help="dataset folder (default: the checkpoint's)")
+    p.add_argument("--manifest", metavar="FILE.csv", help="the recordings' manifest (default: the checkpoint's)")
     p.add_argument("--out", help="where baselines.json goes (default: baselines_<split>/ beside the checkpoint)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     return p
 
 
 def compare(args: argparse.Namespace) -> int:
-    ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device)
+    ready = prepare(args.checkpoint, args.split, args.data_root, device_name=args.device, manifest=args.manifest)
     out = output_folder(Path(args.out) if args.out else ready.path.parent / f"baselines_{args.split}")
     report = evaluate_checkpoint(ready, args.split)
     cnn = report.metrics

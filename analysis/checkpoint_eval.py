@@ -52,14 +52,16 @@ class Prepared:
 
 
 def prepare(checkpoint_arg: str, split: str, data_root: str | None = None, frequency: str | None = None,
-            material: str | None = None, model_name: str | None = None, device_name: str = "auto") -> Prepared:
-    """Load a checkpoint (or a run folder's newest) and the recordings of `split`; InputError when they do not fit."""
+            material: str | None = None, model_name: str | None = None, device_name: str = "auto",
+            manifest: str | None = None) -> Prepared:
+    """Load a checkpoint (or a run folder's newest) and the recordings of `split` (the run's data, or the folder or
+    manifest given); InputError when they do not fit."""
     path, checkpoint, cfg = checkpoint_run(checkpoint_arg)
     device = choose_device(device_name)
     model_name = model_name or cfg.model.name
     model = checkpoint_model(checkpoint, model_name, path, device)
     overrides = {key: value for key, value in (("root", data_root), ("material", material),
-                                               ("frequency", frequency)) if value}
+                                               ("frequency", frequency), ("manifest", manifest)) if value}
     data = replace(cfg.data, **overrides)
     recordings = load_recordings(data)
     check_input_size(model_name, tuple(recordings.data.shape[1:]))

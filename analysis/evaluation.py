@@ -30,12 +30,14 @@ class Recordings:
     classes: list[str]
     labels: np.ndarray | None = None
     materials: list[str] | None = None
+    extra: list[dict[str, str]] | None = None  # a manifest's own columns, each recording's
 
     @classmethod
     def of(cls, recordings: SpectrogramDatasetWithMaterial, indices: list[int]) -> "Recordings":
         """The labelled recordings at `indices` of a run's recordings."""
         return cls(recordings.data[indices], [recordings.paths[i] for i in indices], recordings.classes,
-                   recordings.labels[indices].numpy(), [recordings.materials[i] for i in indices])
+                   recordings.labels[indices].numpy(), [recordings.materials[i] for i in indices],
+                   [recordings.selection.extra[i] for i in indices])
 
 
 @dataclass

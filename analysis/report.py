@@ -67,8 +67,11 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
 ESTIMATE_COLUMNS = ["score", "estimated_class", "estimated_angle_deg", "confidence"]
 
 
-def table_header(labelled: bool) -> list[str]:
-    return ["path", *(["class", "material"] if labelled else []), *ESTIMATE_COLUMNS]
+def table_header(labelled: bool, extra: list[str] = ()) -> list[str]:
+    """scores.csv's or predict.py's columns; a manifest's own columns come last (`manifest_<name>` where a name is
+    one of ours)."""
+    ours = ["path", *(["class", "material"] if labelled else []), *ESTIMATE_COLUMNS]
+    return ours + [f"manifest_{name}" if name in ours else name for name in extra]
 
 
 def check_table_output(path: Path, inputs: list[Path], overwrite: bool, flag: str = "--out") -> None:
@@ -88,23 +91,27 @@ def check_table_output(path: Path, inputs: list[Path], overwrite: bool, flag: st
             first = f.readline(4096).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError):
         first = None
-    if first != ",".join(table_header(False)):
+    if first is None or not first.startswith(",".join(table_header(False))):
         raise InputError(f"{flag} {path}: exists and is not a table this program wrote; give --overwrite to "
                          "replace it")
 
 
 def write_table(report: Report, path: Path) -> None:
-    """One row per recording: path, (labelled: class and material,) score and the angle estimate."""
+    """One row per recording: path, (labelled: class and material,) score and the angle estimate, and a manifest's
+    own columns."""
     recordings, guess, classes = report.recordings, report.guess, report.recordings.classes
     labelled = recordings.labels is not None
     materials = recordings.materials or [""] * len(recordings.paths)
+    extra = recordings.extra or [{} for _ in recordings.paths]
+    columns = list(dict.fromkeys(name for row in extra for name in row))
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(table_header(labelled))
+        writer.writerow(table_header(labelled, columns))
         for i, recording in enumerate(recordings.paths):
             known = [classes[recordings.labels[i]], materials[i]] if labelled else []
             writer.writerow([recording, *known, f"{report.scores[i]:.9g}", classes[guess["class"][i]],
-                             f"{guess['angle'][i]:.4g}", f"{guess['confidence'][i]:.4f}"])
+                             f"{guess['angle'][i]:.4g}", f"{guess['confidence'][i]:.4f}",
+                             *(extra[i].get(name, "") for name in columns)])
 
 
 def write_report(report: Report, out: Path) -> None:

@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, random_split
 
 import config
+from audio_data.classes import find_frequencies
+from audio_data.manifest import SPLITS, read_manifest
 from audio_data.pairs import RankingPairDataset
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from config import DataConfig
@@ -18,11 +20,20 @@ from utils.errors import InputError, first_few
 
 
 def load_recordings(data: DataConfig) -> SpectrogramDatasetWithMaterial:
-    """The recordings that a run with these data settings uses."""
+    """The recordings that a run with these data settings uses: the folder layout's, or --manifest's."""
     return SpectrogramDatasetWithMaterial(
         data.root, data.class_list, data.seq_list, data.frequency, data.material, n_fft=data.n_fft,
         hop_length=data.hop_length, cache_dir=data.cache_dir, duration=data.duration,
-        skip_bad_files=data.skip_bad_files, db_reference=data.db_reference, sample_rate=data.sample_rate)
+        skip_bad_files=data.skip_bad_files, db_reference=data.db_reference, sample_rate=data.sample_rate,
+        manifest=read_manifest(data.manifest, data.classes) if data.manifest else None)
+
+
+def data_frequencies(data: DataConfig) -> list[str]:
+    """The frequencies that --frequency all trains in turn: the manifest's in its order, or the folder layout's
+    `<N>hz`, lowest first."""
+    if data.manifest:
+        return read_manifest(data.manifest, data.classes).frequencies
+    return find_frequencies(Path(data.root), data.class_list, data.material.split(","))
 
 
 @dataclass
@@ -91,9 +102,22 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
                  tuple(entry for entry, found in hit.items() if found))
 
 
-def run_split(recordings: Dataset, data: DataConfig, seed: int) -> Split:
-    """The run's split: seeded by --seed, with --test-fraction's test split, without --exclude-recordings."""
-    split = split_recordings(recordings, seed, data.test_fraction)
+def fixed_split(recordings: SpectrogramDatasetWithMaterial) -> Split | None:
+    """The split a manifest's split column fixes (None without one)."""
+    splits = recordings.selection.splits
+    if all(split is None for split in splits):
+        return None
+    split = Split(*([i for i, s in enumerate(splits) if s == name] for name in SPLITS))
+    if not split.train or not split.val:
+        missing = "training" if not split.train else "validation"
+        raise InputError(f"--manifest: its split column leaves the run no {missing} recordings")
+    return split
+
+
+def run_split(recordings: SpectrogramDatasetWithMaterial, data: DataConfig, seed: int) -> Split:
+    """The run's split: a manifest's split column, or seeded by --seed with --test-fraction's test split; without
+    --exclude-recordings."""
+    split = fixed_split(recordings) or split_recordings(recordings, seed, data.test_fraction)
     return without_excluded(split, recordings.paths, list(data.exclude_recordings.entries)
                             if data.exclude_recordings else [])
 

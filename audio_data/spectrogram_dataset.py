@@ -2,6 +2,7 @@
 
 import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -9,13 +10,44 @@ from torch.utils.data import Dataset
 
 import config
 from audio_data.audio import audio_info, is_audio, length_slack, resampled_length
+from audio_data.manifest import Manifest, select_rows
 from audio_data.naming import recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from utils.errors import InputError, first_few
 
 
+@dataclass
+class Selection:
+    """The recordings a run takes, class by class: each one's class index and material, and where a manifest
+    gives them its group, fixed split and other columns."""
+    paths: list[Path]
+    labels: list[int]
+    materials: list[str]
+    groups: list[str | None] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    extra: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        n = len(self.paths)
+        self.groups, self.splits = self.groups or [None] * n, self.splits or [None] * n
+        self.extra = self.extra or [{} for _ in range(n)]
+
+    def only(self, keep: list[Path]) -> "Selection":
+        """The recordings at `keep` (a subset of the paths, in their order)."""
+        at = {path: i for i, path in enumerate(self.paths)}
+        return Selection(*([values[at[path]] for path in keep] for values in (
+            self.paths, self.labels, self.materials, self.groups, self.splits, self.extra)))
+
+
+def manifest_recordings(manifest: Manifest, classes: list[str], frequency: str, material: str) -> Selection:
+    """The manifest's rows of the run's classes, frequency and materials, class by class in manifest order."""
+    rows = select_rows(manifest, classes, frequency, material.split(","))
+    return Selection([row.path for _, row in rows], [label for label, _ in rows], [row.material for _, row in rows],
+                     [row.group for _, row in rows], [row.split for _, row in rows], [row.extra for _, row in rows])
+
+
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
-                    frequency: str, material: str) -> tuple[list[Path], list[int]]:
+                    frequency: str, material: str) -> Selection:
     """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.<ext>` (any audio
     file ending, in any case: audio_data/audio.py), class by class, each class's materials in the order given
     (`material`: one, or several separated by commas)."""
@@ -48,7 +80,7 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     if len(found) < 2:
         raise InputError(f"recordings found for one class only ({found[0]}, under {data_dir}); "
                          "ranking needs at least two classes")
-    return paths, labels
+    return Selection(paths, labels, [path.parent.name for path in paths])
 
 
 def odd_ones(paths: list[Path], values: list[int]) -> tuple[int, list[Path]]:
@@ -123,7 +155,10 @@ def common_value(paths: list[Path], values: list[int], bad: BadFiles, what: str,
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
-    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`, `.materials` (each one's).
+    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`, `.materials` (each one's), and
+    `.selection` (also each one's group, fixed split and manifest columns).
+
+    The recordings are those of the folder layout under `data_dir`, or with `manifest` the manifest's rows.
 
     `.data` is a tensor in memory, or with `cache_dir` a MappedSpectrograms over the cache entries.
 
@@ -138,8 +173,10 @@ class SpectrogramDatasetWithMaterial(Dataset):
                  selected_freq: str, material: str, n_fft: int = config.N_FFT,
                  hop_length: int = config.HOP_LENGTH, cache_dir: str | Path | None = None,
                  duration: float | None = None, skip_bad_files: bool = False, db_reference: str = "peak",
-                 sample_rate: int | None = None):
-        found, found_labels = find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material)
+                 sample_rate: int | None = None, manifest: Manifest | None = None):
+        selection = (manifest_recordings(manifest, classes, selected_freq, material) if manifest is not None
+                     else find_recordings(Path(data_dir), classes, selected_seqs, selected_freq, material))
+        found = selection.paths
         bad = BadFiles(skip_bad_files)
         rates, sample_rate, length = check_headers(found, bad, duration, sample_rate)
         paths = list(rates)
@@ -165,15 +202,17 @@ class SpectrogramDatasetWithMaterial(Dataset):
                 bad.add(path, exc)
         if bad.paths:
             warnings.warn(f"skipped {len(bad.paths)} of {len(found)} recordings")
-        label_of = dict(zip(found, found_labels))
+        self.selection = selection.only(loaded)
         self.classes = list(classes)
         self.sample_rate, self.length = sample_rate, length
         self.paths = [str(path) for path in loaded]
-        self.materials = [path.parent.name for path in loaded]
-        self.labels = torch.tensor([label_of[path] for path in loaded], dtype=torch.int64)
+        self.materials = self.selection.materials
+        self.labels = torch.tensor(self.selection.labels, dtype=torch.int64)
         self.data = data[:len(loaded)] if cache_dir is None else MappedSpectrograms(data, shape)
+        self.manifest_sha256 = manifest.sha256 if manifest is not None else None
         if len(set(self.labels.tolist())) < 2:
-            raise InputError(f"recordings of fewer than two classes are left under {data_dir}")
+            raise InputError(f"recordings of fewer than two classes are left under "
+                             f"{manifest.path if manifest is not None else data_dir}")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -15,7 +15,8 @@ def test_every_setting_has_one_flag_one_group_and_a_default_that_keeps_its_rule(
     for section, (cls, title) in config.SECTIONS.items():
         assert groups[title] == [key for key, (owner, _) in config.KEYS.items() if owner == section]
     assert groups["aliases"] == ["tensorboard"]
-    assert sum(len(keys) for keys in groups.values()) == len(config.KEYS) + 4  # and --help, --config, --print-config
+    # and --help, --config, --write-manifest, --print-config
+    assert sum(len(keys) for keys in groups.values()) == len(config.KEYS) + 5
     assert config.value_problems(RunConfig()) == []
     assert all(config.value_fits(key, value) for key, value in config.defaults().items())
 

@@ -11,6 +11,7 @@ import yaml
 
 import config
 from audio_data.classes import find_frequencies, frequency_hz, run_classes
+from audio_data.manifest import read_manifest, write_manifest
 from config import Exclusions, RunConfig
 from losses import ghm_flag_problems
 from utils import extras
@@ -35,6 +36,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="a YAML file of settings (keys are flag names, e.g. learning_rate or learning-rate) that "
                             "replace the defaults; flags on the command line override it; a run's own config.yaml "
                             "starts the same run again")
+    files.add_argument("--write-manifest", metavar="FILE.csv",
+                       help="write the manifest of the folder layout under --data-root (every recording found: path, "
+                            "class, material, frequency, seq) to FILE.csv, to edit and give to --manifest, and exit")
     files.add_argument("--print-config", action="store_true",
                        help="print the effective configuration as YAML (what config.yaml holds and --config reads) "
                             "and exit")
@@ -136,8 +140,8 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
     """Reject bad values before any data is loaded; the configuration with the run's classes found."""
     data, devices, run = cfg.data, cfg.devices, cfg.run
     rules = [("--frequency", data.frequency is not None, "is required"),
-             ("--frequency", data.frequency in (None, "all") or frequency_hz(data.frequency) is not None,
-              "must be <N>hz as in the file names (e.g. 1000hz), or all"),
+             ("--frequency", data.frequency in (None, "all") or frequency_hz(data.frequency) is not None
+              or data.manifest is not None, "must be <N>hz as in the file names (e.g. 1000hz), or all"),
              ("--material", len(data.material) <= MAX_NAME and all(NAME_PART.fullmatch(m)
                                                                    for m in data.material.split(",")),
               f"must be folder names separated by commas (letters, digits, '.', '_', '+', '-'; no path), {MAX_NAME} "
@@ -166,8 +170,27 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
     return cfg.with_values(classes=",".join(checked_classes(parser, data)))
 
 
+def manifest_classes(parser: argparse.ArgumentParser, data: config.DataConfig) -> list[str]:
+    """The run's classes in rank order from --manifest; parser errors when it does not hold the run's recordings."""
+    try:
+        manifest = read_manifest(data.manifest, data.classes)
+    except InputError as exc:
+        parser.error(str(exc))
+    if missing := [m for m in data.material.split(",") if m not in manifest.materials]:
+        parser.error(f"--material {data.material}: the manifest has no {', '.join(missing)} recordings; found: "
+                     f"{', '.join(manifest.materials)}")
+    if data.frequency != "all" and data.frequency not in manifest.frequencies:
+        parser.error(f"--frequency {data.frequency}: the manifest has no {data.frequency} recordings; found: "
+                     f"{', '.join(manifest.frequencies)}")
+    if manifest.has_splits and data.test_fraction:
+        parser.error(f"--test-fraction {data.test_fraction}: the manifest's split column fixes the split")
+    return manifest.classes
+
+
 def checked_classes(parser: argparse.ArgumentParser, data: config.DataConfig) -> list[str]:
     """The run's classes in rank order; parser errors when the data folder does not hold the run's recordings."""
+    if data.manifest:
+        return manifest_classes(parser, data)
     root = Path(data.root)
     if not root.is_dir():
         parser.error(f"--data-root {root}: folder not found (use --demo for the demo dataset)")
@@ -185,6 +208,29 @@ def checked_classes(parser: argparse.ArgumentParser, data: config.DataConfig) ->
     return classes
 
 
+def manifest_defaults(parser: argparse.ArgumentParser, values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """With --manifest: every material of the manifest unless --material is given; --seqs, the folder layout's,
+    is an error."""
+    if "seqs" in explicit:
+        parser.error("--seqs: not with --manifest, whose rows are all taken (leave rows out of the manifest instead)")
+    if "material" in explicit:
+        return {}
+    try:
+        return {"material": ",".join(read_manifest(values["manifest"], values["classes"]).materials)}
+    except InputError as exc:
+        parser.error(str(exc))
+
+
+def write_manifest_and_exit(parser: argparse.ArgumentParser, root: str, out: str) -> None:
+    """--write-manifest: the folder layout under `root` as a manifest at `out`."""
+    try:
+        count = write_manifest(Path(root), Path(out))
+    except InputError as exc:
+        parser.error(str(exc))
+    print(f"wrote {out}: {count} recordings under {root}")
+    parser.exit(0)
+
+
 def with_tensorboard(on: bool, logger: str) -> str:
     """--logger's value with tensorboard added (`on`) or taken out."""
     names = [name for name in logger.split(",") if name != "tensorboard"]
@@ -197,19 +243,24 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = get_args_parser()
     given = vars(parser.parse_args(argv))  # the flags have no defaults: only what the command line gave
     config_file, print_config = given.pop("config", None), given.pop("print_config", False)
+    if (out := given.pop("write_manifest", None)) is not None:
+        write_manifest_and_exit(parser, given.get("data_root", config.DATA_ROOT), out)
     if "exclude_recordings" in given:  # the flag names a file; the setting is its list
         given["exclude_recordings"] = read_exclusions(parser, given["exclude_recordings"])
-    values = config.defaults()
+    values, file_values = config.defaults(), {}
     if config_file:
         if "resume" in given:
             parser.error("--config: a resumed run keeps its own settings; give --resume alone")
-        values.update(config_file_values(parser, config_file))
+        file_values = config_file_values(parser, config_file)
+        values.update(file_values)
     tensorboard = given.pop("tensorboard", None)  # the alias of tensorboard in --logger
     values.update(given)
     if values["resume"]:
         values = resumed_values(parser, given, values["resume"])
     if tensorboard is not None:
         values["logger"] = with_tensorboard(tensorboard, values["logger"])
+    if values["manifest"] and not values["resume"]:
+        values.update(manifest_defaults(parser, values, explicit={*given, *file_values}))
     if values["data_root"] is None:
         values["data_root"] = config.DEMO_DATA_ROOTS[values["demo"]] if values["demo"] else config.DATA_ROOT
     cfg = check_config(parser, RunConfig.from_flat(values))

@@ -53,7 +53,8 @@ def training_checkpoint(t: Training, state: RunState, data: RunData, run: RunPat
                           "val_loss": val and val["loss_main"], "val_accuracy": val and val["accuracy"],
                           "classes": class_table(data.recordings.classes),
                           "audio": {"sample_rate": data.recordings.sample_rate, "samples": data.recordings.length},
-                          **({"trackers": state.trackers} if state.trackers else {})})
+                          **({"trackers": state.trackers} if state.trackers else {}),
+                          **({"manifest_sha256": sha256} if (sha256 := data.recordings.manifest_sha256) else {})})
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -74,6 +75,9 @@ def restore_training(path: Path, checkpoint: dict, t: Training, data: RunData) -
     and scheduler keep references into the dict they load, and training must not change the saved state.
     """
     saved = copy.deepcopy(checkpoint)
+    if (used := checkpoint.get("manifest_sha256")) != (now := data.recordings.manifest_sha256):
+        raise InputError(f"--resume {path}: the manifest is not the one the run used (its SHA-256 was "
+                         f"{used or 'none'}, is {now or 'none'})")
     if checkpoint["val_recordings"] != data.val_paths:
         raise InputError(f"--resume {path}: the recordings are not the ones the run used (the data folder changed?)")
     if problem := history_problem(checkpoint["history"]):
