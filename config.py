@@ -10,6 +10,7 @@ arguments of every earlier format. Importing this module defines things only; it
 import argparse
 import hashlib
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, field, fields
 from types import UnionType
@@ -133,6 +134,14 @@ def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple 
                                             "parse": parse})
 
 
+def regex_valid(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 AT_LEAST_ONE = (lambda v: v >= 1, "must be >= 1")
 NOT_NEGATIVE = (lambda v: v >= 0, "must be >= 0")
 POSITIVE = (finite(0, low_open=True), "must be > 0 and finite")
@@ -157,6 +166,11 @@ class DataConfig:
         None, "a CSV of the recordings, one row each (path, class and/or angle, optional material, frequency, group, "
               "split and columns of your own), in place of the folder layout under --data-root (audio_data/"
               "manifest.py; default: the folder layout)", metavar="FILE.csv")
+    group_pattern: str | None = setting(
+        None, "a regular expression whose match in a recording's file name (its first parenthesised group, if it has "
+              "one) is the recording's group, a take, placement or session: the split never divides a group "
+              "(default: a manifest's group column; else no groups, the recordings split one by one)",
+        metavar="REGEX", rule=(regex_valid, "must be a regular expression (Python's re module)"))
     seqs: str = setting(",".join(SELECTED_SEQS), "comma-separated sequence numbers to load, or 'all' (the folder "
                                                  "layout's; a manifest's rows are all taken)")
     demo: str | None = setting(

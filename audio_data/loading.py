@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, ra
 
 import config
 from audio_data.classes import find_frequencies
+from audio_data.grouping import grouped_parts, recording_groups, split_groups
 from audio_data.manifest import SPLITS, read_manifest
 from audio_data.pairs import RankingPairDataset
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
@@ -39,11 +40,13 @@ def data_frequencies(data: DataConfig) -> list[str]:
 @dataclass
 class Split:
     """Indices into the recordings of each split; `test` is empty unless --test-fraction holds one out;
-    `excluded_by` the --exclude-recordings entries that named one of the recordings."""
+    `excluded_by` the --exclude-recordings entries that named one of the recordings; `groups` the groups of each
+    split (train, val, test) when the recordings have groups."""
     train: list[int]
     val: list[int]
     test: list[int]
     excluded_by: tuple[str, ...] = ()
+    groups: tuple[list[str], list[str], list[str]] | None = None
 
 
 def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
@@ -56,17 +59,38 @@ def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
     return sorted(chosen)
 
 
-def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0) -> Split:
+def grouped_split(labels: list[int], groups: list[str], seed: int, test_fraction: float) -> Split:
+    """Train, validation and (with `test_fraction`) test in the shares of the ungrouped split, stratified by class,
+    no group in two of them (audio_data/grouping.py)."""
+    val_share = (1 - test_fraction) * (1 - config.TRAIN_FRACTION)
+    fractions = [1 - test_fraction - val_share, val_share, test_fraction]
+    train, val, test = grouped_parts(labels, groups, fractions, seed)
+    if not train or not val:
+        raise InputError(f"the recordings' {len(set(groups))} groups cannot be split into training and validation "
+                         "recordings: give more groups, or fewer recordings per group")
+    return Split(train, val, test, groups=tuple(split_groups(groups, [train, val, test])))
+
+
+def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0,
+                     groups: list[str] | None = None) -> Split:
     """The seeded test split (none when `test_fraction` is 0), then the seeded 70/30 train/validation split of the
-    rest: with no test split, the same split as before the test split existed."""
-    test = held_out(recordings.labels, seed, test_fraction) if test_fraction else []
-    rest = sorted(set(range(len(recordings))) - set(test))
-    n_train = int(config.TRAIN_FRACTION * len(rest))
-    train, val = random_split(rest, [n_train, len(rest) - n_train], generator=torch.Generator().manual_seed(seed))
-    split = Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
-    if test_fraction:
+    rest: with no test split, the same split as before the test split existed. With `groups`, the grouped split
+    in the same shares."""
+    if groups is not None:
+        split = grouped_split(recordings.labels.tolist(), groups, seed, test_fraction)
+    else:
+        test = held_out(recordings.labels, seed, test_fraction) if test_fraction else []
+        rest = sorted(set(range(len(recordings))) - set(test))
+        n_train = int(config.TRAIN_FRACTION * len(rest))
+        train, val = random_split(rest, [n_train, len(rest) - n_train],
+                                  generator=torch.Generator().manual_seed(seed))
+        split = Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
+    if test_fraction or groups is not None:
         trained = set(recordings.labels[split.train].tolist())
         if left := [recordings.classes[k] for k in recordings.labels.unique().tolist() if k not in trained]:
+            if groups is not None:
+                raise InputError(f"the grouped split leaves class {', '.join(left)} no training recording: give "
+                                 "more groups (or a smaller --test-fraction)")
             raise InputError(f"--test-fraction {test_fraction}: class {', '.join(left)} has no training recording "
                              "left; use a smaller --test-fraction or more recordings")
     return split
@@ -99,7 +123,7 @@ def without_excluded(split: Split, paths: list[str], entries: list[str]) -> Spli
         warnings.warn(f"--exclude-recordings: {len(held)} are validation or test recordings and stay there: "
                       + first_few(held))
     return Split([i for i in split.train if i not in excluded], split.val, split.test,
-                 tuple(entry for entry, found in hit.items() if found))
+                 tuple(entry for entry, found in hit.items() if found), split.groups)
 
 
 def fixed_split(recordings: SpectrogramDatasetWithMaterial) -> Split | None:
@@ -117,7 +141,8 @@ def fixed_split(recordings: SpectrogramDatasetWithMaterial) -> Split | None:
 def run_split(recordings: SpectrogramDatasetWithMaterial, data: DataConfig, seed: int) -> Split:
     """The run's split: a manifest's split column, or seeded by --seed with --test-fraction's test split; without
     --exclude-recordings."""
-    split = fixed_split(recordings) or split_recordings(recordings, seed, data.test_fraction)
+    groups = recording_groups(recordings.paths, recordings.selection.groups, data.group_pattern)
+    split = fixed_split(recordings) or split_recordings(recordings, seed, data.test_fraction, groups)
     return without_excluded(split, recordings.paths, list(data.exclude_recordings.entries)
                             if data.exclude_recordings else [])
 

@@ -3,6 +3,7 @@ materials, frequencies, fixed splits and a lab's own columns come from the manif
 naming its row and column; --resume notices a changed manifest."""
 
 import csv
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -164,3 +165,15 @@ def test_predict_scores_a_manifest_and_carries_its_columns(tiny_data, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [(Path(r["path"]).name, r["operator"]) for r in rows] == [("take_00.wav", "ana"), ("take_12.flac", "ben")]
     assert predict.main(["--checkpoint", str(run), "--manifest", str(new), str(tmp_path)]) == 1
+
+
+def test_a_group_column_keeps_each_session_on_one_side(tiny_data, tmp_path):
+    manifest = lab_manifest(tiny_data, tmp_path / "lab")
+    manifest.write_text(manifest.read_text().replace("session", "group", 1))
+    assert train.main(["--manifest", str(manifest), "--frequency", "any", "--save-dir", str(tmp_path / "out"),
+                       *FLAGS, "--epochs", "1"]) == 0
+    (run,) = (tmp_path / "out" / "model_checkpoints").iterdir()
+    groups = json.loads((run / "summary.json").read_text())["groups"]
+    assert sorted(groups["train"] + groups["val"]) == ["s0", "s1", "s2"] and groups["val"]
+    val = list(csv.DictReader(open(run / "eval" / "scores.csv")))
+    assert {Path(row["path"]).stem[-1] for row in val} == {g[1] for g in groups["val"]}

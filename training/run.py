@@ -68,7 +68,8 @@ def start(cfg: RunConfig, device: torch.device, log: RunLog) -> Fit:
         check_step_memory(cfg.model, cfg.optim.batch_size, training.model, shape, len(data.split.train), device,
                           training.amp_dtype)
     run, state = start_run(cfg, training, data)
-    summary = RunSummary(run, cfg, class_table(data.recordings.classes), time.time() - state.elapsed)
+    groups = data.split.groups and dict(zip(("train", "val", "test"), data.split.groups))
+    summary = RunSummary(run, cfg, class_table(data.recordings.classes), time.time() - state.elapsed, groups)
     fit = Fit(cfg, training, data, device, run, state, summary, run_callbacks(cfg, training, data, run),
               BackgroundFigures(background=device.type == "cuda"))
     if distributed.is_main():

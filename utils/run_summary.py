@@ -30,10 +30,12 @@ def end_reason(history: dict, cfg: RunConfig, status: str) -> str | None:
 
 class RunSummary:
     """`<run>/summary.json` of a run of `cfg` with these classes (`class_table`'s rows), started at `started`
-    (Unix time): written at the start, after every epoch (and by the heartbeat between steps) and at the end."""
+    (Unix time), and with grouped recordings the groups of each split: written at the start, after every epoch
+    (and by the heartbeat between steps) and at the end."""
 
-    def __init__(self, run: RunPaths, cfg: RunConfig, classes: list[dict], started: float):
-        self.run, self.cfg, self.classes, self.started = run, cfg, classes, started
+    def __init__(self, run: RunPaths, cfg: RunConfig, classes: list[dict], started: float,
+                 groups: dict[str, list[str]] | None = None):
+        self.run, self.cfg, self.classes, self.started, self.groups = run, cfg, classes, started, groups
 
     def record(self, history: dict, status: str, error: str | None = None, evaluation: dict | None = None) -> dict:
         """The content of summary.json; status is running, completed, failed or interrupted.
@@ -50,6 +52,7 @@ class RunSummary:
         return {
             "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
             "error": error, "args": history["args"], "classes": self.classes,
+            **({"groups": self.groups} if self.groups else {}),
             "epochs_done": len(history["epoch"]), "final": last,
             "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
             "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
