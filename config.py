@@ -208,6 +208,14 @@ class DataConfig:
              "on which the final evaluation reports the chosen model; the rest is split 70/30 as without it "
              "(default 0: no test split, the final evaluation uses the validation recordings that chose the model, "
              "an optimistic figure)", rule=(finite(0, 1), "must be >= 0 and < 1"))
+    folds: int = setting(
+        0, "K: K runs, each testing on one of K folds of the recordings (grouped and stratified by class like the "
+           "split) and choosing its model on the rest's validation split, then a folds summary with the mean and "
+           "spread of every measure (default 0: one run)", rule=(lambda v: v == 0 or v >= 2, "must be 0 or >= 2"),
+        metavar="K")
+    fold: int | None = setting(
+        None, "with --folds K, run fold N (1..K) only, e.g. one fold per task of a job array (default: every fold "
+              "in turn)", metavar="N", rule=AT_LEAST_ONE)
     n_fft: int = setting(N_FFT, "STFT size", rule=(lambda v: v >= 2, "must be >= 2"))
     hop_length: int = setting(HOP_LENGTH, "STFT hop", rule=AT_LEAST_ONE)
 

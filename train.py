@@ -25,7 +25,8 @@ from training.final_evaluation import evaluation_summary, final_evaluation
 from training.callbacks import Fit
 from training.fit import fit
 from training.loop import stop_check
-from training.named_runs import existing_run_folder, named_run, requeue_job, run_folder_name
+from training.folds import fold_configs, write_folds_summary
+from training.named_runs import existing_run_folder, named_run, requeue_job
 from utils import distributed, interrupt, run_log, slurm
 from utils.common_utils import choose_algorithms, choose_device
 from utils.errors import InputError, TrainingStopped
@@ -124,26 +125,37 @@ def print_summary(results: list[dict]) -> None:
             print(f"{r['frequency']:<10} FAILED  {r['error']}")
 
 
+def train_one(cfg: RunConfig, device: torch.device, single: bool) -> dict:
+    """One run of train_all's: its table row, or a failed one (an unexpected failure re-raised when it is the only
+    run, so that the interpreter prints it once)."""
+    row = {"frequency": cfg.data.frequency + (f" fold {cfg.data.fold}" if cfg.data.fold else ""), "status": "failed"}
+    with run_log.capture() as log:
+        try:
+            return {**train_frequency(cfg, device, log), "frequency": row["frequency"]}
+        except (InputError, TrainingStopped) as exc:
+            if distributed.is_main():
+                print(f"error: {exc}", file=sys.stderr)
+            return {**row, "error": str(exc)}
+        except Exception as exc:  # an unexpected failure of one run must not stop the others
+            if single:
+                log.write(traceback.format_exc())  # the log keeps it; the interpreter prints it once
+                raise
+            traceback.print_exc()
+            return {**row, "error": repr(exc)}
+
+
 def train_all(cfg: RunConfig, device: torch.device) -> int:
     data = cfg.data
     frequencies = data_frequencies(data) if data.frequency == "all" else [data.frequency]
     results = []
     for frequency in frequencies:
-        with run_log.capture() as log:
-            try:
-                run_name = cfg.run.run_name and run_folder_name(cfg.run.run_name, data.frequency, frequency)
-                results.append(train_frequency(cfg.with_values(frequency=frequency, run_name=run_name), device, log))
-            except (InputError, TrainingStopped) as exc:
-                if distributed.is_main():
-                    print(f"error: {exc}", file=sys.stderr)
-                results.append({"frequency": frequency, "status": "failed", "error": str(exc)})
-            except Exception as exc:  # an unexpected failure of one frequency must not stop the others
-                if len(frequencies) == 1:
-                    log.write(traceback.format_exc())  # the log keeps it; the interpreter prints it once
-                    raise
-                traceback.print_exc()
-                results.append({"frequency": frequency, "status": "failed", "error": repr(exc)})
-    if len(frequencies) > 1:
+        runs = fold_configs(cfg, frequency)
+        for run_cfg in runs:
+            results.append(train_one(run_cfg, device, single=len(frequencies) * len(runs) == 1))
+        if data.folds and not data.fold and distributed.is_main():
+            folds = {run_cfg.data.fold: row.get("run") for run_cfg, row in zip(runs, results[-len(runs):])}
+            print(write_folds_summary(cfg, frequency, folds), flush=True)
+    if len(results) > 1:
         print_summary(results)
     return 0 if all(r["status"] == "ok" for r in results) else 1
 

@@ -4,7 +4,8 @@ and splits that never divide a group, stratified by class.
 The split follows the semantics of scikit-learn's StratifiedGroupKFold, generalised to parts of any size: the
 groups, shuffled by the seed, then ordered by how uneven their class counts are (most uneven first, as sklearn
 does), go one by one to the part where they bring the part's class counts closest to its target (the part's share
-of each class's recordings), measured as the increase in the squared distance to the target. We implement it here
+of each class's recordings), measured as the increase in the squared distance to the target; among equal costs,
+to the part furthest below its size. We implement it here
 rather than take scikit-learn: its class makes K equal folds only, and the package (with scipy) would be a large
 dependency for thirty lines.
 """
@@ -53,7 +54,9 @@ def grouped_parts(labels: list[int], groups: list[str], fractions: list[float], 
     have, part_of = np.zeros_like(targets), np.empty(len(names), dtype=int)
     for g in order:
         cost = ((have + counts[g] - targets) ** 2).sum(axis=1) - ((have - targets) ** 2).sum(axis=1)
-        part_of[g] = int(np.argmin(cost))
+        tied = np.flatnonzero(np.isclose(cost, cost.min()))
+        # among equal costs the part furthest below its size, as sklearn takes the smallest fold
+        part_of[g] = int(tied[np.argmin(have[tied].sum(axis=1) / np.maximum(targets[tied].sum(axis=1), 1e-12))])
         have[part_of[g]] += counts[g]
     return [[i for i, group in enumerate(groups) if part_of[index[group]] == part] for part in range(len(fractions))]
 

@@ -59,38 +59,51 @@ def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
     return sorted(chosen)
 
 
-def grouped_split(labels: list[int], groups: list[str], seed: int, test_fraction: float) -> Split:
-    """Train, validation and (with `test_fraction`) test in the shares of the ungrouped split, stratified by class,
-    no group in two of them (audio_data/grouping.py)."""
-    val_share = (1 - test_fraction) * (1 - config.TRAIN_FRACTION)
-    fractions = [1 - test_fraction - val_share, val_share, test_fraction]
-    train, val, test = grouped_parts(labels, groups, fractions, seed)
-    if not train or not val:
+def test_recordings(labels: torch.Tensor, groups: list[str] | None, seed: int, test_fraction: float,
+                    fold: tuple[int, int] | None) -> list[int]:
+    """The test split: fold k of K (`fold`; grouped and stratified, each recording its own group without
+    `groups`), or `test_fraction` of each class (grouped with `groups`), or none."""
+    if fold is not None:
+        k, folds = fold
+        return grouped_parts(labels.tolist(), groups or [str(i) for i in range(len(labels))], [1 / folds] * folds,
+                             seed)[k - 1]
+    if not test_fraction:
+        return []
+    if groups is not None:
+        return grouped_parts(labels.tolist(), groups, [1 - test_fraction, test_fraction], seed)[1]
+    return held_out(labels, seed, test_fraction)
+
+
+def train_and_validation(labels: torch.Tensor, rest: list[int], groups: list[str] | None,
+                         seed: int) -> tuple[list[int], list[int]]:
+    """The recordings `rest` split 70/30, seeded: one by one, or without dividing a group (audio_data/grouping.py)."""
+    if groups is not None:
+        train, val = grouped_parts([int(labels[i]) for i in rest], [groups[i] for i in rest],
+                                   [config.TRAIN_FRACTION, 1 - config.TRAIN_FRACTION], seed)
+        return [rest[i] for i in train], [rest[i] for i in val]
+    n_train = int(config.TRAIN_FRACTION * len(rest))
+    train, val = random_split(rest, [n_train, len(rest) - n_train], generator=torch.Generator().manual_seed(seed))
+    return [rest[i] for i in train.indices], [rest[i] for i in val.indices]
+
+
+def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0, groups: list[str] | None = None,
+                     fold: tuple[int, int] | None = None) -> Split:
+    """The seeded test split (`test_recordings`), then the seeded 70/30 train/validation split of the rest: with no
+    test split and no groups, the same split as before either existed. No group is ever in two splits."""
+    test = test_recordings(recordings.labels, groups, seed, test_fraction, fold)
+    rest = sorted(set(range(len(recordings))) - set(test))
+    singles = [str(i) for i in range(len(recordings))]  # folds are new: their validation split is stratified too
+    train, val = train_and_validation(recordings.labels, rest, groups or (singles if fold else None), seed)
+    if groups is not None and not (train and val):
         raise InputError(f"the recordings' {len(set(groups))} groups cannot be split into training and validation "
                          "recordings: give more groups, or fewer recordings per group")
-    return Split(train, val, test, groups=tuple(split_groups(groups, [train, val, test])))
-
-
-def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0,
-                     groups: list[str] | None = None) -> Split:
-    """The seeded test split (none when `test_fraction` is 0), then the seeded 70/30 train/validation split of the
-    rest: with no test split, the same split as before the test split existed. With `groups`, the grouped split
-    in the same shares."""
-    if groups is not None:
-        split = grouped_split(recordings.labels.tolist(), groups, seed, test_fraction)
-    else:
-        test = held_out(recordings.labels, seed, test_fraction) if test_fraction else []
-        rest = sorted(set(range(len(recordings))) - set(test))
-        n_train = int(config.TRAIN_FRACTION * len(rest))
-        train, val = random_split(rest, [n_train, len(rest) - n_train],
-                                  generator=torch.Generator().manual_seed(seed))
-        split = Split([rest[i] for i in train.indices], [rest[i] for i in val.indices], test)
-    if test_fraction or groups is not None:
+    split = Split(train, val, test, groups=groups and tuple(split_groups(groups, [train, val, test])))
+    if test or groups is not None:
         trained = set(recordings.labels[split.train].tolist())
         if left := [recordings.classes[k] for k in recordings.labels.unique().tolist() if k not in trained]:
-            if groups is not None:
-                raise InputError(f"the grouped split leaves class {', '.join(left)} no training recording: give "
-                                 "more groups (or a smaller --test-fraction)")
+            if groups is not None or fold is not None:
+                raise InputError(f"the {'fold' if fold else 'grouped split'} leaves class {', '.join(left)} no "
+                                 "training recording: give more recordings or groups (or fewer folds)")
             raise InputError(f"--test-fraction {test_fraction}: class {', '.join(left)} has no training recording "
                              "left; use a smaller --test-fraction or more recordings")
     return split
@@ -142,7 +155,8 @@ def run_split(recordings: SpectrogramDatasetWithMaterial, data: DataConfig, seed
     """The run's split: a manifest's split column, or seeded by --seed with --test-fraction's test split; without
     --exclude-recordings."""
     groups = recording_groups(recordings.paths, recordings.selection.groups, data.group_pattern)
-    split = fixed_split(recordings) or split_recordings(recordings, seed, data.test_fraction, groups)
+    fold = (data.fold, data.folds) if data.folds else None
+    split = fixed_split(recordings) or split_recordings(recordings, seed, data.test_fraction, groups, fold)
     return without_excluded(split, recordings.paths, list(data.exclude_recordings.entries)
                             if data.exclude_recordings else [])
 

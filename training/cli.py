@@ -153,6 +153,10 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
               and len(run.run_name) <= MAX_NAME,
               f"must be a folder name (letters, digits, '.', '_', '+', '-'; no path) of {MAX_NAME} characters at "
               "most"),
+             ("--fold", data.fold is None or bool(data.folds) and data.fold <= data.folds,
+              "needs --folds K and must be at most K"),
+             ("--folds", not data.folds or not data.test_fraction,
+              "holds each fold out as the test split: not with --test-fraction"),
              ("--data-on-device", not devices.data_on_device or not data.cache_dir and not devices.num_workers,
               "needs the spectrograms in memory and the batches gathered in the main process: not with --cache-dir "
               "or --num-workers"),
@@ -182,8 +186,9 @@ def manifest_classes(parser: argparse.ArgumentParser, data: config.DataConfig) -
     if data.frequency != "all" and data.frequency not in manifest.frequencies:
         parser.error(f"--frequency {data.frequency}: the manifest has no {data.frequency} recordings; found: "
                      f"{', '.join(manifest.frequencies)}")
-    if manifest.has_splits and data.test_fraction:
-        parser.error(f"--test-fraction {data.test_fraction}: the manifest's split column fixes the split")
+    if manifest.has_splits and (data.test_fraction or data.folds):
+        flag = f"--test-fraction {data.test_fraction}" if data.test_fraction else f"--folds {data.folds}"
+        parser.error(f"{flag}: the manifest's split column fixes the split")
     return manifest.classes
 
 

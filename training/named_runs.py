@@ -18,9 +18,9 @@ from utils.run_paths import CHECKPOINTS, TIMESTAMP, RunPaths, epoch_checkpoints,
 from utils.run_summary import read_summary
 
 
-def run_folder_name(run_name: str, frequency_flag: str, frequency: str) -> str:
-    """NAME, or NAME_<frequency> for each frequency of --frequency all."""
-    return f"{run_name}_{frequency}" if frequency_flag == "all" else run_name
+def run_folder_name(run_name: str, frequency_flag: str, frequency: str, fold: int | None = None) -> str:
+    """NAME, or NAME_<frequency> for each frequency of --frequency all; `_fold<k>` after it for fold k of --folds."""
+    return (f"{run_name}_{frequency}" if frequency_flag == "all" else run_name) + (f"_fold{fold}" if fold else "")
 
 
 def existing_run_folder(cfg: RunConfig) -> Path | None:

@@ -124,7 +124,8 @@ def new_run(cfg: RunConfig) -> RunPaths:
     """The folder --run-name names, or a new one named after the run's settings and its start time."""
     if cfg.run.run_name:
         return named_run_paths(cfg.run.save_dir, cfg.run.run_name)
-    prefix = run_name_prefix(cfg.data.material, cfg.data.frequency, cfg.loss.type, cfg.loss.alpha, cfg.run.seed)
+    prefix = run_name_prefix(cfg.data.material, cfg.data.frequency, cfg.loss.type, cfg.loss.alpha, cfg.run.seed,
+                             cfg.data.fold)
     return reserve_run(cfg.run.save_dir, prefix)
 
 

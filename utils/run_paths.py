@@ -183,11 +183,18 @@ def summaries(save_dir: str | Path) -> list[Path]:
     return sorted(Path(save_dir).glob(f"{CHECKPOINTS}/*/summary.json"))
 
 
-def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int) -> str:
-    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>` (pooled materials joined by +); the timestamp
-    follows."""
+def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int,
+                    fold: int | None = None) -> str:
+    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>[_fold<k>]` (pooled materials joined by +); the
+    timestamp follows."""
     alpha_part = f"_alpha{alpha:g}" if loss_type == "ghm" else ""
-    return f"{material.replace(',', '+')}_{frequency}_{loss_type}{alpha_part}_seed{seed}"
+    fold_part = f"_fold{fold}" if fold else ""
+    return f"{material.replace(',', '+')}_{frequency}_{loss_type}{alpha_part}_seed{seed}{fold_part}"
+
+
+def folds_folder(save_dir: str | Path, name: str) -> Path:
+    """Where --folds writes its folds summary: `<save-dir>/folds/<name>/`."""
+    return Path(save_dir) / "folds" / name
 
 
 def now() -> str:

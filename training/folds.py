@@ -1,0 +1,75 @@
+"""--folds K: a run per fold (each testing on its fold, choosing its model on the rest's validation split), then
+the folds summary: every fold's measures, the CNN against the best baseline on the same fold, and the mean and
+standard deviation of each over the folds, in `<save-dir>/folds/<name>/folds_summary.{json,csv}`."""
+
+import csv
+import statistics
+from pathlib import Path
+
+from config import RunConfig
+from training.named_runs import run_folder_name
+from utils.io_utils import atomic_path, save_json
+from utils.run_paths import CHECKPOINTS, folds_folder, now, run_name_prefix
+from utils.run_summary import read_summary
+
+FOLDS_FORMAT = 1
+MEASURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho", "class_accuracy", "mean_abs_angle_error_deg",
+            "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
+RUN_MEASURES = ("best_val_accuracy", "epochs_done")
+
+
+def fold_configs(cfg: RunConfig, frequency: str) -> list[RunConfig]:
+    """The runs of one frequency: one, or one per fold of --folds (--fold's alone when given)."""
+    data, name = cfg.data, cfg.run.run_name
+    folds = [data.fold] if data.fold else range(1, data.folds + 1) if data.folds else [None]
+    return [cfg.with_values(frequency=frequency, fold=fold,
+                            run_name=name and run_folder_name(name, data.frequency, frequency, fold))
+            for fold in folds]
+
+
+def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
+    """A fold's line of the summary, from its run's summary.json (its status alone if it did not complete)."""
+    if run is None:
+        return {"fold": fold, "run": None, "status": "failed"}
+    summary = read_summary(Path(save_dir) / CHECKPOINTS / run / "summary.json")
+    evaluation = summary.get("evaluation") or {}
+    return {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
+            "best_baseline": evaluation.get("best_baseline"),
+            **{key: evaluation.get(key) for key in MEASURES}, **{key: summary.get(key) for key in RUN_MEASURES}}
+
+
+def spread(rows: list[dict], key: str) -> dict:
+    values = [row[key] for row in rows if isinstance(row.get(key), (int, float))]
+    return {"mean": statistics.mean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None, "folds": len(values)}
+
+
+def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | None]) -> str:
+    """folds_summary.json and .csv of the folds `runs` (fold → run folder name, None for a fold that failed);
+    the mean and spread over the completed folds. Returns the line to print."""
+    name = (run_folder_name(cfg.run.run_name, cfg.data.frequency, frequency) if cfg.run.run_name else
+            f"{run_name_prefix(cfg.data.material, frequency, cfg.loss.type, cfg.loss.alpha, cfg.run.seed)}"
+            f"_folds{cfg.data.folds}_{now()}")
+    folder = folds_folder(cfg.run.save_dir, name)
+    rows = [fold_row(cfg.run.save_dir, run, fold) for fold, run in runs.items()]
+    done = [row for row in rows if row["status"] == "completed"]
+    summary = {"format_version": FOLDS_FORMAT, "folds": cfg.data.folds, "frequency": frequency,
+               "completed": len(done), "per_fold": rows,
+               "over_folds": {key: spread(done, key) for key in (*MEASURES, *RUN_MEASURES)}}
+    save_json(summary, folder / "folds_summary.json")
+    columns = ["fold", "run", "status", "split", "best_baseline", *MEASURES, *RUN_MEASURES]
+    with atomic_path(folder / "folds_summary.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        for stat in ("mean", "std"):
+            writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in
+                                              (*MEASURES, *RUN_MEASURES)}})
+    over = summary["over_folds"]
+    return (f"{len(done)}/{len(rows)} folds of {frequency}: pairwise accuracy {shown(over['pairwise_accuracy'])}, "
+            f"best baseline {shown(over['best_baseline_pairwise_accuracy'])}, CNN − best baseline "
+            f"{shown(over['vs_best_baseline'])}; wrote {folder / 'folds_summary.json'}")
+
+
+def shown(figure: dict) -> str:
+    return "-" if figure["mean"] is None else f"{figure['mean']:.3f} ± {figure['std']:.3f}"
