@@ -2,6 +2,7 @@
 the run's rate by soxr, and cached by content and rate."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,16 @@ def test_a_run_on_mixed_rates_trains_and_stores_its_rate(tmp_path, capsys):
     assert checkpoint["audio"] == {"sample_rate": 11025, "samples": 1102} and checkpoint["args"]["sample_rate"] == 11025
     samples, rate = read_audio(tmp_path / "data/deg000/plastic/plastic_deg000_1000hz_00.wav", 11025)
     assert rate == 11025 and len(samples) == 1103  # 800 samples at 8 kHz: fitted to the run's 1102 when loaded
+
+
+def test_a_manifest_of_mixed_formats_and_rates_loads_as_the_layout_does(tmp_path):
+    from audio_data.manifest import read_manifest
+
+    written = lab_layout(tmp_path / "data")
+    lines = ["path,class,material,frequency"] + [f"{Path(p).relative_to(tmp_path)},{Path(p).parent.parent.name},"
+                                                 "plastic,1000hz" for p in written]
+    (tmp_path / "takes.csv").write_text("\n".join(lines) + "\n")
+    listed = load(tmp_path / "elsewhere", manifest=read_manifest(tmp_path / "takes.csv"))
+    layout = load(tmp_path / "data")
+    order = [listed.paths.index(p) for p in layout.paths]
+    assert torch.equal(listed.data[order], layout.data) and listed.sample_rate == layout.sample_rate == RATE
