@@ -6,13 +6,19 @@ overlapping; levels in dB relative to full scale, a full-scale sine being 0 dBFS
     (the steady part of a tone that sounds for most of the recording);
   * noise_floor_db: the median over frames of the power outside ±10 bins of the tone (and of DC);
   * tone_to_noise_db: their difference;
-  * broadband_level_db: the whole recording's RMS level, what a plain level meter shows.
+  * broadband_level_db: the whole recording's RMS level, what a plain level meter shows;
+and two from the tone's envelope at about a millisecond's resolution (`tone_envelope`), which physics ties to the
+angle where the level cannot (a source's own level and a room's standing waves change the level, not these):
+  * onset_to_steady_db: the envelope over the first ONSET_S after the tone starts (mostly the direct sound, before
+    the room's reverberation has built up) relative to its steady level: a direct-to-reverberant ratio;
+  * early_decay_db_per_s: how fast the envelope falls over its first DECAY_DB after the tone stops (the direct
+    sound stops at once, the reverberation fades at the room's rate).
 The rankers are fitted on the run's training recordings: each number alone (its sign chosen by the training
-pairs), and a pairwise logistic ranker on all four (standardised; L2 1e-2; Newton's method), which scores a
-recording by w·x. Both are fitted on every training pair of different classes (a seeded sample of MAX_PAIRS where
-there are more). Each is measured like the CNN, over all pairs of the evaluation recordings. The best baseline is
-the one with the highest all-pairs accuracy on those same recordings: chosen after the fact, so the comparison
-with the CNN is on the baselines' side.
+pairs; broadband level only in the logistic ranker), and a pairwise logistic ranker on all of them (standardised;
+L2 1e-2; Newton's method), which scores a recording by w·x. Both are fitted on every training pair of different
+classes (a seeded sample of MAX_PAIRS where there are more). Each is measured like the CNN, over all pairs of the
+evaluation recordings. The best baseline is the one with the highest all-pairs accuracy on those same recordings:
+chosen after the fact, so the comparison with the CNN is on the baselines' side.
 """
 
 import numpy as np
@@ -22,8 +28,13 @@ from audio_data.audio import fit_length, read_audio
 from audio_data.classes import frequency_hz
 from config import DataConfig
 
-FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db")
-SINGLE = FEATURES[:3]  # rankers on one number each; broadband level only enters the logistic ranker
+FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db", "onset_to_steady_db",
+            "early_decay_db_per_s")
+SINGLE = tuple(f for f in FEATURES if f != "broadband_level_db")  # rankers on one number each
+LOGISTIC = f"logistic ({len(FEATURES)} features)"
+ENVELOPE_S = 0.001  # the envelope's resolution, at least two periods of the tone
+ONSET_S = 0.010  # the onset window: the direct sound, before most of the reverberation arrives
+ON_DB, START_DB, STOP_DB, DECAY_DB = -20.0, -20.0, -3.0, 20.0  # dB: tone on, its start, its stop, the decay fitted
 FRAME_S = 0.05
 TONE_BINS, NOISE_GUARD_BINS = 3, 10
 L2 = 1e-2
@@ -58,7 +69,35 @@ def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None) 
     level = power_db(np.percentile(tone, 75))
     floor = power_db(np.median(power[:, outside].sum(axis=1)))
     broadband = power_db(np.mean(samples ** 2))
-    return np.array([level, floor, level - floor, broadband])
+    onset, decay = envelope_features(tone_envelope(samples, sample_rate, freqs[peak]), sample_rate)
+    return np.array([level, floor, level - floor, broadband, onset, decay])
+
+
+def tone_envelope(samples: np.ndarray, sample_rate: int, hz: float) -> np.ndarray:
+    """The tone's amplitude over time: the samples shifted down by `hz` (complex demodulation) and averaged over
+    ENVELOPE_S, or two periods of the tone where that is longer, so that neighbouring frequencies cancel."""
+    width = max(1, int(round(max(ENVELOPE_S, 2 / max(hz, 1.0)) * sample_rate)))
+    shifted = samples * np.exp(-2j * np.pi * hz * np.arange(len(samples)) / sample_rate)
+    return 2 * np.abs(np.convolve(shifted, np.full(width, 1 / width), mode="same"))
+
+
+def envelope_features(envelope: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """(onset_to_steady_db, early_decay_db_per_s) of a tone's envelope: the steady level is the median over the
+    middle half of the time the envelope is within ON_DB of its peak; the tone starts where the envelope first
+    reaches START_DB (relative to the steady level) and stops where it last is above STOP_DB; the early decay is
+    the slope of a line through the envelope in dB from the stop until it has fallen DECAY_DB (at most 100 ms)."""
+    db = 20 * np.log10(np.maximum(envelope, 1e-12))
+    on = np.flatnonzero(db >= db.max() + ON_DB)
+    middle = on[len(on) // 4: max(len(on) // 4 + 1, 3 * len(on) // 4)]
+    steady = float(np.median(db[middle]))
+    start = int(np.flatnonzero(db >= steady + START_DB)[0])
+    stop = int(np.flatnonzero(db >= steady + STOP_DB)[-1])
+    onset = float(np.mean(envelope[start:start + max(1, int(ONSET_S * sample_rate))]))
+    tail = db[stop:stop + int(0.1 * sample_rate)] - steady
+    fallen = np.flatnonzero(tail <= STOP_DB - DECAY_DB)
+    tail = tail[:max(int(fallen[0]) if len(fallen) else len(tail), 2)]
+    slope = np.polyfit(np.arange(len(tail)) / sample_rate, tail, 1)[0] if len(tail) >= 2 else 0.0
+    return 20 * np.log10(max(onset, 1e-12)) - steady, float(slope)
 
 
 def feature_matrix(paths: list[str], frequency: str, length: int | None,
@@ -107,10 +146,11 @@ def fit_rankers(x: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
     std = np.where(std > 0, std, 1.0)
     d, y = pair_differences((x - mean) / std, labels)
     rankers = {}
-    for k, name in enumerate(SINGLE):
+    for name in SINGLE:
+        k = FEATURES.index(name)
         w = np.eye(len(FEATURES))[k]
         rankers[name] = w if np.mean(d[:, k] * y > 0) >= 0.5 else -w
-    rankers["logistic (4 features)"] = fit_logistic(d, y)
+    rankers[LOGISTIC] = fit_logistic(d, y)
     return {name: {"weights": w / std, "offset": mean, "train_pairwise_accuracy": float(np.mean((d @ w) * y > 0))}
             for name, w in rankers.items()}
 

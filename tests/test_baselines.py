@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from analysis import baseline_rankers as baselines
-from analysis.baseline_rankers import FEATURES, baseline_report, fit_logistic, recording_features
+from analysis.baseline_rankers import FEATURES, LOGISTIC, baseline_report, fit_logistic, recording_features
 from analysis.evaluation import versus
 from conftest import write_wav
 
@@ -19,7 +19,7 @@ def sine(amplitude: float, hz: float = 1000.0, seconds: float = 0.5) -> np.ndarr
 def test_levels_are_in_dbfs_of_a_sine_and_of_the_noise():
     rng = np.random.default_rng(0)
     noise = 10 ** (-50 / 20) / np.sqrt(2) * rng.standard_normal(int(0.5 * RATE))  # -50 dBFS, white
-    level, floor, ratio, broadband = recording_features(sine(0.1) + noise, RATE, 1000.0)
+    level, floor, ratio, broadband = recording_features(sine(0.1) + noise, RATE, 1000.0)[:4]
     assert level == pytest.approx(-20.0, abs=0.3)
     assert floor == pytest.approx(-50.0, abs=1.0)  # the bins around the tone are left out: a little below
     assert ratio == pytest.approx(level - floor)
@@ -45,7 +45,7 @@ def test_a_level_coded_dataset_is_ranked_perfectly():
     assert rankers["tone_level_db"]["pairwise_accuracy"] == 1.0 and rankers["tone_level_db"]["kendall_tau_b"] > 0.8
     weights = rankers["tone_level_db"]["weights"]
     assert weights["tone_level_db"] < 0 and not any(weights[f] for f in FEATURES[1:])  # louder: a lower class
-    assert rankers["logistic (4 features)"]["pairwise_accuracy"] == 1.0
+    assert rankers[LOGISTIC]["pairwise_accuracy"] == 1.0
     assert rankers["noise_floor_db"]["pairwise_accuracy"] < 0.8  # the floor says nothing about the class
     assert report["rankers"][report["best"]]["pairwise_accuracy"] == 1.0
     compared = versus({"pairwise_accuracy": 0.9}, report)
@@ -81,3 +81,19 @@ def test_features_follow_the_run_s_duration(tmp_path):
     whole = baselines.feature_matrix([str(path)], "1000hz", None)[0]
     first = baselines.feature_matrix([str(path)], "1000hz", int(0.2 * RATE))[0]
     assert first[0] == pytest.approx(20 * np.log10(0.5), abs=0.5) and whole[0] < first[0] - 10
+
+
+def test_the_envelope_features_measure_the_onset_and_the_decay():
+    """A tone whose first 15 ms sound 12 dB below its steady level (the direct sound alone, before the room's
+    reverberation adds up) and which dies away at 200 dB/s once it stops."""
+    t = np.arange(int(0.6 * RATE)) / RATE
+    start, stop = 0.1, 0.4
+    envelope = np.where(t < start, 0.0, np.where(t < start + 0.015, 10 ** (-12 / 20), 1.0))
+    envelope = np.where(t < stop, envelope, 10 ** (-200 * (t - stop) / 20)) * 0.3
+    samples = envelope * np.sin(2 * np.pi * 1000 * t) + 1e-5 * np.random.default_rng(3).standard_normal(len(t))
+    features = dict(zip(FEATURES, recording_features(samples, RATE, 1000.0)))
+    assert features["onset_to_steady_db"] == pytest.approx(-12, abs=1.0)
+    assert features["early_decay_db_per_s"] == pytest.approx(-200, rel=0.15)
+    steady_only = np.where((t >= start) & (t < stop), 0.3, 0.0) * np.sin(2 * np.pi * 1000 * t)
+    assert dict(zip(FEATURES, recording_features(steady_only + 1e-5 * np.random.default_rng(4).standard_normal(
+        len(t)), RATE, 1000.0)))["onset_to_steady_db"] == pytest.approx(0, abs=1.0)  # the edge smoothed

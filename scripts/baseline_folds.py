@@ -1,0 +1,81 @@
+"""The simple baselines alone, over K folds of each subset (material × frequency) of a dataset: the evidence of how
+high the bar stands that a learned ranker must clear (docs/evidence.md).
+
+    python scripts/baseline_folds.py DATA_ROOT [--folds 5] [--seeds 1 2 3]
+
+For each subset and seed: the recordings' features (analysis/baseline_rankers.py), the K grouped, stratified folds a
+`train.py --folds K --seed S` run uses (audio_data/loading.py), and per fold every baseline fitted on the other folds
+and measured on the fold (all-pairs accuracy). Prints each ranker's mean over folds and seeds, the best baseline
+chosen after the fact per fold (as the program does), and the same without the envelope features (the four
+features of before), so that their share of the bar shows.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import config  # noqa: E402
+from analysis.baseline_rankers import (FEATURES, baseline_report, feature_matrix, fit_logistic,  # noqa: E402
+                                       pair_differences)
+from analysis.ranking_metrics import ranking_metrics  # noqa: E402
+from audio_data.loading import load_recordings, test_recordings  # noqa: E402
+
+BEFORE = FEATURES[:4]  # the features before the envelope's
+
+
+def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[int], classes: list[str],
+                report: dict) -> float:
+    """The best baseline's test accuracy among the rankers of BEFORE alone (their logistic ranker refitted)."""
+    mean, std = x[train][:, :4].mean(axis=0), x[train][:, :4].std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    d, y = pair_differences((x[train][:, :4] - mean) / std, labels[train])
+    scores = ((x[:, :4] - mean) / std) @ fit_logistic(d, y)
+    logistic = ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
+    singles = [report["rankers"][name]["pairwise_accuracy"] for name in BEFORE if name in report["rankers"]]
+    return max([logistic, *singles])
+
+
+def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: list[int]) -> dict[str, float]:
+    data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all")
+    recordings = load_recordings(data)
+    labels = recordings.labels.numpy()
+    x = feature_matrix(recordings.paths, frequency, None, recordings.sample_rate)
+    figures: dict[str, list[float]] = {}
+    for seed in seeds:
+        for k in range(1, folds + 1):
+            test = test_recordings(recordings.labels, None, seed, 0.0, (k, folds))
+            train = sorted(set(range(len(labels))) - set(test))
+            report = baseline_report(x, labels, train, test, recordings.classes)
+            for name, ranker in report["rankers"].items():
+                figures.setdefault(name, []).append(ranker["pairwise_accuracy"])
+            figures.setdefault("best", []).append(report["rankers"][report["best"]]["pairwise_accuracy"])
+            figures.setdefault("best without envelope", []).append(
+                before_best(x, labels, train, test, recordings.classes, report))
+    return {name: float(np.mean(values)) for name, values in figures.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_root")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    args = parser.parse_args()
+    rows = {}
+    for material in config.MATERIALS:
+        for frequency in config.FREQUENCIES:
+            rows[f"{material} {frequency}"] = subset_figures(args.data_root, material, frequency, args.folds,
+                                                             args.seeds)
+    names = list(next(iter(rows.values())))
+    print("subset          " + "  ".join(f"{name[:22]:>22}" for name in names))
+    for subset, figures in rows.items():
+        print(f"{subset:<16}" + "  ".join(f"{figures[name]:>22.3f}" for name in names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
