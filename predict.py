@@ -91,7 +91,7 @@ def predict(args: argparse.Namespace) -> int:
     if not kept:
         raise InputError("none of the recordings could be scored")
     check_input_size(cfg.model.name, tuple(data.shape[1:]))
-    extra = extra and [dict(zip(wavs, extra))[p] for p in kept]
+    extra = extra and [dict(zip(wavs, extra))[p] for p in kept]  # the manifest's own columns of the kept ones
     report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"], extra=extra),
                             device, calibration, f"{path.parent.name} (predictions)")
     write_table(report, out)
