@@ -19,6 +19,11 @@ def class_angle(name: str) -> float | None:
     return float(match.group()) if match else None
 
 
+def angle_class(angle: float) -> str:
+    """deg000, deg030, deg-30, deg022.5: the name of the class (folder) at `angle` degrees."""
+    return f"deg{angle:03.0f}" if float(angle).is_integer() and angle >= 0 else f"deg{angle:g}"
+
+
 def class_folders(root: Path, materials: list[str]) -> list[str]:
     """The folders under `root` that hold a folder of one of the materials."""
     return sorted(p.name for p in root.iterdir() if p.is_dir() and any((p / m).is_dir() for m in materials))

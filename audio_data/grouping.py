@@ -5,9 +5,8 @@ The split follows the semantics of scikit-learn's StratifiedGroupKFold, generali
 groups, shuffled by the seed, then ordered by how uneven their class counts are (most uneven first, as sklearn
 does), go one by one to the part where they bring the part's class counts closest to its target (the part's share
 of each class's recordings), measured as the increase in the squared distance to the target; among equal costs,
-to the part furthest below its size. We implement it here
-rather than take scikit-learn: its class makes K equal folds only, and the package (with scipy) would be a large
-dependency for thirty lines.
+to the part furthest below its size. We implement it here rather than take scikit-learn: its class makes K equal
+folds only, and the package (with scipy) would be a large dependency for thirty lines.
 """
 
 import re

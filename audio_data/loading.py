@@ -61,12 +61,11 @@ def held_out(labels: torch.Tensor, seed: int, fraction: float) -> list[int]:
 
 def test_recordings(labels: torch.Tensor, groups: list[str] | None, seed: int, test_fraction: float,
                     fold: tuple[int, int] | None) -> list[int]:
-    """The test split: fold k of K (`fold`; grouped and stratified, each recording its own group without
-    `groups`), or `test_fraction` of each class (grouped with `groups`), or none."""
+    """The test split: fold k of K (`fold`; grouped and stratified), or `test_fraction` of each class (grouped with
+    `groups`), or none."""
     if fold is not None:
         k, folds = fold
-        return grouped_parts(labels.tolist(), groups or [str(i) for i in range(len(labels))], [1 / folds] * folds,
-                             seed)[k - 1]
+        return grouped_parts(labels.tolist(), groups, [1 / folds] * folds, seed)[k - 1]
     if not test_fraction:
         return []
     if groups is not None:
@@ -90,10 +89,11 @@ def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0,
                      fold: tuple[int, int] | None = None) -> Split:
     """The seeded test split (`test_recordings`), then the seeded 70/30 train/validation split of the rest: with no
     test split and no groups, the same split as before either existed. No group is ever in two splits."""
-    test = test_recordings(recordings.labels, groups, seed, test_fraction, fold)
+    # folds are new, so they and their validation splits are stratified without groups too: a group per recording
+    strata = [str(i) for i in range(len(recordings))] if groups is None and fold is not None else groups
+    test = test_recordings(recordings.labels, strata, seed, test_fraction, fold)
     rest = sorted(set(range(len(recordings))) - set(test))
-    singles = [str(i) for i in range(len(recordings))]  # folds are new: their validation split is stratified too
-    train, val = train_and_validation(recordings.labels, rest, groups or (singles if fold else None), seed)
+    train, val = train_and_validation(recordings.labels, rest, strata, seed)
     if groups is not None and not (train and val):
         raise InputError(f"the recordings' {len(set(groups))} groups cannot be split into training and validation "
                          "recordings: give more groups, or fewer recordings per group")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audio_data.audio import is_audio
-from audio_data.classes import class_angle, class_folders
+from audio_data.classes import angle_class, class_angle, class_folders
 from audio_data.naming import recording_labels
 from utils.errors import InputError
 from utils.io_utils import MB, atomic_path, read_regular
@@ -68,11 +68,6 @@ class Manifest:
     @property
     def has_splits(self) -> bool:
         return any(row.split is not None for row in self.rows)
-
-
-def angle_class(angle: float) -> str:
-    """deg000, deg030, deg-30, deg022.5: the name of the class at `angle` degrees."""
-    return f"deg{angle:03.0f}" if float(angle).is_integer() and angle >= 0 else f"deg{angle:g}"
 
 
 class RowReader:

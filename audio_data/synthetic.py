@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 import config
-from audio_data.classes import class_angle, frequency_hz
+from audio_data.classes import angle_class, class_angle, frequency_hz
 from audio_data.naming import recording_name
 from utils.io_utils import atomic_path, save_json
 
@@ -145,7 +145,7 @@ DEFAULT = describe(48000, 2.0, 9, config.CLASSES, config.MATERIALS, config.FREQU
 
 def class_names(angles: list[float]) -> list[str]:
     """deg000, deg030, deg-30, deg022.5: the class folder names of these angles."""
-    return [f"deg{a:03.0f}" if float(a).is_integer() and a >= 0 else f"deg{a:g}" for a in angles]
+    return [angle_class(a) for a in angles]
 
 
 def dataset_parser(description: str, angles: str) -> argparse.ArgumentParser:

@@ -45,6 +45,18 @@ class Fit:
             getattr(callback, hook)(self, *args)
 
 
+def step_figures(fit: Fit, step: Step) -> dict[str, float]:
+    """What the trackers log of a training step: its loss, its share of pairs ordered correctly, the learning
+    rate."""
+    return {"step/train_loss": step.loss, "step/train_accuracy": step.correct / len(step.target),
+            "step/lr": fit.t.optimizer.param_groups[0]["lr"]}
+
+
+def global_step(fit: Fit, batch: int, batches: int) -> int:
+    """Step `batch` (1-based) of epoch `fit.epoch` counted from the run's first step."""
+    return (fit.epoch - 1) * batches + batch
+
+
 class Callback:
     """The hooks, called in the order the callbacks are listed; each does nothing unless overridden."""
 
@@ -133,8 +145,7 @@ class TensorBoard(Callback):
         self.log.settings(to_yaml(fit.cfg))
 
     def on_step_end(self, fit: Fit, batch: int, batches: int, step: Step) -> None:
-        self.log.step(fit.epoch, batch, step.loss, step.correct / len(step.target),
-                      fit.t.optimizer.param_groups[0]["lr"])
+        self.log.step(step_figures(fit, step), global_step(fit, batch, batches))
 
     def on_epoch_end(self, fit: Fit, train: dict, val: dict, seconds: float) -> None:
         self.log.epoch(fit.state.epoch, train, val, fit.t.optimizer.param_groups[0]["lr"])

@@ -2,7 +2,7 @@
 epoch's figures, the final evaluation at the end (utils/tracking.py has the backends)."""
 
 from config import stored
-from training.callbacks import Callback, Fit
+from training.callbacks import Callback, Fit, global_step, step_figures
 from training.loop import Step
 from utils.history import last_epoch_row
 from utils.tracking import open_tracker, plain_figures
@@ -24,10 +24,9 @@ class Tracking(Callback):
             self.trackers.append(tracker)
 
     def on_step_end(self, fit: Fit, batch: int, batches: int, step: Step) -> None:
-        figures = {"step/train_loss": step.loss, "step/train_accuracy": step.correct / len(step.target),
-                   "step/lr": fit.t.optimizer.param_groups[0]["lr"]}
+        figures, at = step_figures(fit, step), global_step(fit, batch, batches)
         for tracker in self.trackers:
-            tracker.step(figures, (fit.epoch - 1) * batches + batch)
+            tracker.step(figures, at)
 
     def on_epoch_end(self, fit: Fit, train: dict, val: dict, seconds: float) -> None:
         row = last_epoch_row(fit.state.history, fit.t.optimizer.param_groups[0]["lr"], seconds)

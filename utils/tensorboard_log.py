@@ -25,9 +25,9 @@ class TensorBoardLog:
         except OSError as exc:
             raise InputError(f"{folder}: cannot be written ({exc.strerror or exc})") from None
 
-    def step(self, epoch: int, batch: int, loss: float, accuracy: float, lr: float) -> None:
-        for tag, value in (("step/train_loss", loss), ("step/train_accuracy", accuracy), ("step/lr", lr)):
-            self.writer.add_scalar(tag, value, (epoch - 1) * self.batches + batch)
+    def step(self, figures: dict[str, float], global_step: int) -> None:
+        for tag, value in figures.items():
+            self.writer.add_scalar(tag, value, global_step)
 
     def epoch(self, epoch: int, train: dict, val: dict, lr: float) -> None:
         global_step = epoch * self.batches
