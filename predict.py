@@ -9,6 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
+
 from analysis.evaluation import Recordings, evaluate_model
 from analysis.report import check_table_output, write_table
 from analysis.run_calibration import checkpoint_calibration
@@ -16,8 +18,10 @@ from audio_data.audio import is_audio
 from audio_data.loading import load_recordings
 from audio_data.manifest import unlabelled_manifest
 from audio_data.spectrogram_dataset import fitting_spectrograms
+from audio_data.tone_features import feature_matrix
 from config import DEVICES, DataConfig
 from models import check_input_size, checkpoint_model
+from models.common import reads_features
 from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError, run_command
@@ -92,8 +96,13 @@ def predict(args: argparse.Namespace) -> int:
         raise InputError("none of the recordings could be scored")
     check_input_size(cfg.model.name, tuple(data.shape[1:]))
     extra = extra and [dict(zip(wavs, extra))[p] for p in kept]  # the manifest's own columns of the kept ones
-    report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"], extra=extra),
-                            device, calibration, f"{path.parent.name} (predictions)")
+    features = None
+    if reads_features(model):  # measured as the run measured its own: at its rate, cropped with --duration
+        features = torch.from_numpy(feature_matrix([str(p) for p in kept], cfg.data.frequency,
+                                                   length if cfg.data.duration is not None else None, sample_rate))
+    report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"], extra=extra,
+                                              features=features), device, calibration,
+                            f"{path.parent.name} (predictions)")
     write_table(report, out)
     counts = {c: int((report.guess["class"] == k).sum()) for k, c in enumerate(calibration["classes"])}
     print(f"{len(kept)} recordings scored with {path}: "

@@ -14,6 +14,7 @@ from audio_data.loading import load_recordings, run_split
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from config import DataConfig, RunConfig
 from models import check_input_size, checkpoint_model
+from models.common import reads_features
 from utils.checkpoints import checkpoint_run
 from utils.common_utils import choose_device
 from utils.errors import InputError
@@ -65,6 +66,8 @@ def prepare(checkpoint_arg: str, split: str, data_root: str | None = None, frequ
     data = replace(cfg.data, **overrides)
     recordings = load_recordings(data)
     check_input_size(model_name, tuple(recordings.data.shape[1:]))
+    if reads_features(model):
+        recordings.load_features()
     train, evaluated = select_recordings(recordings, cfg, checkpoint, split)
     return Prepared(path, checkpoint, cfg, data, device, model, recordings, train, evaluated)
 
@@ -74,7 +77,7 @@ def evaluate_checkpoint(ready: Prepared, split: str) -> Report:
     checkpoint) and the baselines beside it; InputError when a part cannot be had."""
     calibration = checkpoint_calibration(ready.checkpoint, ready.cfg, ready.model, ready.device,
                                          f"--checkpoint {ready.path}")
-    baselines = run_baselines(ready.recordings, ready.train, ready.evaluated, ready.data)
+    baselines = run_baselines(ready.recordings, ready.train, ready.evaluated)
     about = {"checkpoint": str(ready.path), "epoch": ready.checkpoint.get("epoch"), "split": split}
     return evaluate_model(ready.model, Recordings.of(ready.recordings, ready.evaluated), ready.device, calibration,
                           f"{ready.path.parent.name} ({split})", baselines, about)

@@ -15,10 +15,12 @@ from torch import nn
 from analysis.calibration import estimate, estimate_metrics
 from analysis.ranking_metrics import ranking_metrics
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
+from models.common import score
 
 HEADLINE = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")  # summary.json's figures of a model
 ESTIMATE_HEADLINE = ("class_accuracy", "mean_abs_angle_error_deg")  # and those of its angle estimates
 VERSUS = ("best_baseline", "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
+RESIDUAL = ("baseline_part_pairwise_accuracy", "residual_share", "pairs_reordered_by_residual")
 
 
 @dataclass
@@ -31,13 +33,15 @@ class Recordings:
     labels: np.ndarray | None = None
     materials: list[str] | None = None
     extra: list[dict[str, str]] | None = None  # a manifest's own columns, each recording's
+    features: torch.Tensor | None = None  # the physical features `[N, K]`, for a model that reads them
 
     @classmethod
     def of(cls, recordings: SpectrogramDatasetWithMaterial, indices: list[int]) -> "Recordings":
-        """The labelled recordings at `indices` of a run's recordings."""
+        """The labelled recordings at `indices` of a run's recordings (with their features where loaded)."""
+        features = None if recordings.features is None else recordings.features[indices]
         return cls(recordings.data[indices], [recordings.paths[i] for i in indices], recordings.classes,
                    recordings.labels[indices].numpy(), [recordings.materials[i] for i in indices],
-                   [recordings.selection.extra[i] for i in indices])
+                   [recordings.selection.extra[i] for i in indices], features)
 
 
 @dataclass
@@ -58,22 +62,42 @@ class Report:
     about: dict = field(default_factory=dict)
 
     def figures(self) -> dict:
-        """The headline figures of a labelled evaluation, as summary.json keeps them."""
+        """The headline figures of a labelled evaluation, as summary.json keeps them (with a baseline-residual
+        model's RESIDUAL figures)."""
         return {**{key: self.metrics[key] for key in HEADLINE}, **{key: self.estimates[key] for key in
-                                                                   ESTIMATE_HEADLINE}, **self.versus}
+                                                                   ESTIMATE_HEADLINE},
+                **self.versus, **self.metrics.get("baseline_residual", {})}
 
 
 @torch.inference_mode()
 def score_recordings(model: nn.Module, data: torch.Tensor, device: torch.device, batch_size: int = 16,
-                     between: Callable[[], None] = lambda: None) -> np.ndarray:
-    """One score per spectrogram, in eval mode, each recording once; `between` runs before each batch (it may
-    raise to stop, as train.py's signal check does)."""
+                     between: Callable[[], None] = lambda: None, features: torch.Tensor | None = None
+                     ) -> np.ndarray:
+    """One score per spectrogram, in eval mode, each recording once (with its physical `features`, for a model that
+    reads them); `between` runs before each batch (it may raise to stop, as train.py's signal check does)."""
     model.eval()
     scores = []
     for i in range(0, len(data), batch_size):
         between()
-        scores.append(model(data[i:i + batch_size].to(device)).float().cpu())
+        rows = None if features is None else features[i:i + batch_size].to(device)
+        scores.append(score(model, data[i:i + batch_size].to(device), rows).float().cpu())
     return torch.cat(scores).numpy().astype(np.float64)
+
+
+@torch.inference_mode()
+def residual_figures(model: nn.Module, recordings: Recordings, scores: np.ndarray, device: torch.device) -> dict:
+    """RESIDUAL of a baseline-residual model (models/baseline_residual.py) on labelled recordings: the all-pairs
+    accuracy of its fixed baseline part b alone; the residual r's share of the score's spread,
+    std(r) / (std(b) + std(r)) (0: the baseline alone, 1: the residual alone); and the share of pairs of different
+    classes that the score orders otherwise than b does."""
+    base = model.baseline_score(recordings.features.to(device)).float().cpu().numpy().astype(np.float64)
+    spread = np.std(base), np.std(scores - base)
+    i, j = np.triu_indices(len(scores), k=1)
+    keep = recordings.labels[i] != recordings.labels[j]
+    reordered = np.sign(base[i] - base[j]) != np.sign(scores[i] - scores[j])
+    return dict(zip(RESIDUAL, (ranking_metrics(base, recordings.labels, recordings.classes)["pairwise_accuracy"],
+                               float(spread[1] / max(spread[0] + spread[1], 1e-12)),
+                               float(np.mean(reordered[keep])) if keep.any() else float("nan"))))
 
 
 def measure(scores: np.ndarray, labels: np.ndarray, classes: list[str], materials: list[str] | None) -> dict:
@@ -101,11 +125,13 @@ def evaluate_model(model: nn.Module, recordings: Recordings, device: torch.devic
     """Score every recording once with `model` (eval mode) and turn the scores into angle estimates with
     `calibration`; for labelled recordings also measure the ranking and the estimates and, given the baselines
     (analysis/baselines.py's `run_baselines` on the same recordings), compare with them."""
-    scores = score_recordings(model, recordings.data, device, between=between)
+    scores = score_recordings(model, recordings.data, device, between=between, features=recordings.features)
     report = Report(recordings, title, scores, calibration, estimate(calibration, scores), about=dict(about or {}))
     if recordings.labels is None:
         return report
     report.metrics = measure(scores, recordings.labels, recordings.classes, recordings.materials)
+    if hasattr(model, "baseline_score"):
+        report.metrics["baseline_residual"] = residual_figures(model, recordings, scores, device)
     report.estimates = estimate_metrics(calibration, scores, recordings.labels,
                                         recordings.materials or [""] * len(scores))
     if baselines is not None:

@@ -35,6 +35,7 @@ from audio_data.loading import load_recordings, run_split
 from audio_data.pairs import RankingPairDataset
 from losses import build_loss, ghm_options
 from models import build_model
+from models.common import reads_features, score as model_score
 from config import LossConfig, RunConfig
 from utils.checkpoints import RESUME_KEYS, load_checkpoint, stored_config
 from utils.errors import InputError, run_command
@@ -68,14 +69,16 @@ def validation_pairs(labels: np.ndarray, val: list[int]) -> Pairs:
     return Pairs(first, second, np.where(labels[first] > labels[second], 1.0, -1.0))
 
 
-def score_gradients(model: torch.nn.Module, data: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Each recording's score and the gradient of its score with respect to every parameter, [R] and [R, P]."""
+def score_gradients(model: torch.nn.Module, data: torch.Tensor, features: torch.Tensor | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each recording's score and the gradient of its score with respect to every parameter, [R] and [R, P]
+    (`features`: the recordings' physical features, for a model that reads them)."""
     model.eval()
     parameters = [p for p in model.parameters() if p.requires_grad]
     scores, rows = [], []
-    for x in data:
+    for i, x in enumerate(data):
         model.zero_grad(set_to_none=True)
-        score = model(x[None].float())[0]
+        score = model_score(model, x[None].float(), None if features is None else features[i:i + 1])[0]
         score.backward()
         scores.append(score.item())
         rows.append(torch.cat([p.grad.flatten() for p in parameters]).double().numpy())
@@ -128,10 +131,11 @@ def run_influence(checkpoints: list[tuple[int, dict]], cfg: RunConfig, recording
     n, margin = len(recordings), cfg.loss.margin
     self_influence, on_val = np.zeros(len(train)), np.zeros((len(val), len(train)))
     model = build_model(cfg.model.name)
+    features = recordings.load_features() if reads_features(model) else None
     for _, checkpoint in checkpoints:
         model.load_state_dict(checkpoint["model_state_dict"])
         lr = checkpoint["optimizer_state_dict"]["param_groups"][0]["lr"]
-        scores, gradients = score_gradients(model, recordings.data)
+        scores, gradients = score_gradients(model, recordings.data, features)
         c = pair_coefficients(train_pairs, scores, margin, ghm_weights(cfg.loss, train_pairs, scores))
         g = score_coefficients(train_pairs, c, n)[train, None] * gradients[train]
         beta = score_coefficients(val_pairs, pair_coefficients(val_pairs, scores, margin, None), n)

@@ -12,13 +12,15 @@ from audio_data.classes import class_angle
 from audio_data.loading import load_recordings, run_split
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from config import RunConfig
+from models.common import reads_features
 from utils.errors import InputError
 
 
 def calibrate(model: nn.Module, recordings: SpectrogramDatasetWithMaterial, indices: list[int],
               device: torch.device, between: Callable[[], None] = lambda: None) -> dict:
     """Fit the calibration of `model` on the recordings at `indices` (the run's training split)."""
-    scores = score_recordings(model, recordings.data[indices], device, between=between)
+    features = recordings.load_features()[indices] if reads_features(model) else None
+    scores = score_recordings(model, recordings.data[indices], device, between=between, features=features)
     classes = recordings.classes
     return fit_calibration(scores, recordings.labels[indices].numpy(), classes, [class_angle(c) for c in classes])
 

@@ -40,10 +40,12 @@ def batch_to(x: torch.Tensor | Sequence[torch.Tensor], device: torch.device) -> 
     return stacked(x).to(device, non_blocking=True)  # non-blocking from page-locked batches
 
 
-def pair_halves(x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_halves(x: torch.Tensor | Sequence[torch.Tensor] | None, index1: torch.Tensor, index2: torch.Tensor
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A distinct batch's x as the two half-batches x1, x2 that `__getitem__` and the default collate give (from
-    views, gathered straight from the recordings: one copy, not two)."""
+    views, gathered straight from the recordings: one copy, not two); (None, None) for x None."""
+    if x is None:
+        return None, None
     _, slots = batch_rows(index1, index2)
     if not isinstance(x, torch.Tensor):
         rows = [x[i] for i in slots.tolist()]
@@ -56,13 +58,15 @@ class PairBatch(NamedTuple):
     """A batch of pairs as the trainer's loaders give it: `x` each of its recordings' spectrograms once, in order of
     recording number (`[R, C, F, T]` stacked, a tuple of views `[C, F, T]`, or None where a pass scores each
     recording once and looks the pairs up); pair i is recordings (index1[i], index2[i]) of classes (label1[i],
-    label2[i]) with ranking target target[i] (+1: the first ranks higher)."""
+    label2[i]) with ranking target target[i] (+1: the first ranks higher). `features` are x's recordings' physical
+    features `[R, K]` where the recordings have them loaded (for a model that reads them), else None."""
     x: torch.Tensor | tuple[torch.Tensor, ...] | None
     target: torch.Tensor
     label1: torch.Tensor
     label2: torch.Tensor
     index1: torch.Tensor
     index2: torch.Tensor
+    features: torch.Tensor | None = None
 
     def halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The half-batches x1, x2: one spectrogram per pair and side, as `__getitem__` and default_collate give."""
@@ -128,7 +132,12 @@ class RankingPairDataset(Dataset):
         batch = self.index_batch(indices)
         rows, _ = batch_rows(batch.index1, batch.index2)
         data = self.recordings.data
-        return batch._replace(x=tuple(data[i] for i in rows.tolist()))
+        return batch._replace(x=tuple(data[i] for i in rows.tolist()), features=self.features(rows))
+
+    def features(self, rows: torch.Tensor | list[int]) -> torch.Tensor | None:
+        """The physical features of the recordings numbered `rows`, or None where they are not loaded."""
+        features = getattr(self.recordings, "features", None)
+        return None if features is None else features[torch.as_tensor(rows)]
 
     def __getitem__(self, index: int) -> tuple:
         x1, label1 = self.dataset[int(self.first[index])]

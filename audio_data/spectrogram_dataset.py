@@ -13,6 +13,7 @@ from audio_data.audio import audio_info, is_audio, length_slack, resampled_lengt
 from audio_data.manifest import Manifest, select_rows
 from audio_data.naming import recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
+from audio_data.tone_features import feature_matrix
 from utils.errors import InputError, first_few
 
 
@@ -205,6 +206,8 @@ class SpectrogramDatasetWithMaterial(Dataset):
         self.selection = selection.only(loaded)
         self.classes = list(classes)
         self.sample_rate, self.length = sample_rate, length
+        self.frequency, self.cropped = selected_freq, duration is not None
+        self.features: torch.Tensor | None = None  # the physical features, once load_features has read them
         self.paths = [str(path) for path in loaded]
         self.materials = self.selection.materials
         self.labels = torch.tensor(self.selection.labels, dtype=torch.int64)
@@ -213,6 +216,14 @@ class SpectrogramDatasetWithMaterial(Dataset):
         if len(set(self.labels.tolist())) < 2:
             raise InputError(f"recordings of fewer than two classes are left under "
                              f"{manifest.path if manifest is not None else data_dir}")
+
+    def load_features(self) -> torch.Tensor:
+        """`.features`: each recording's physical features (audio_data/tone_features.py) `[N, len(FEATURES)]`,
+        float64, read from its file at the run's rate (and length, with --duration) on the first call."""
+        if self.features is None:
+            self.features = torch.from_numpy(feature_matrix(self.paths, self.frequency,
+                                                            self.length if self.cropped else None, self.sample_rate))
+        return self.features
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -6,13 +6,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.baseline_residual import BaselineResidualRanker
+from models.common import score_probe
 from models.level_cnn import LevelCNNAudioRanker
 from models.resnet_ranker import ResNetAudioRanker, SimpleCNNAudioRanker
 from models.spectrum_cnn import SpectrumCNNAudioRanker
 from utils.errors import InputError
 
 MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "simple_cnn_level": LevelCNNAudioRanker,
-          "spectrum_cnn": SpectrumCNNAudioRanker}
+          "spectrum_cnn": SpectrumCNNAudioRanker, "baseline_residual": BaselineResidualRanker}
 
 
 def build_model(name: str) -> nn.Module:
@@ -36,7 +38,7 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
             model, device = build_model(name).eval(), "cpu"
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, *shape, device=device))
+            score_probe(model, torch.zeros(1, *shape, device=device))
     except RuntimeError as exc:
         raise InputError(f"spectrograms of {shape[-2]} × {shape[-1]} are too small for model {name} "
                          f"({str(exc).splitlines()[0]}): use a larger --n-fft, a smaller --hop-length or longer "

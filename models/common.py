@@ -1,8 +1,11 @@
-"""What both rankers share: per-spectrogram standardisation, and the chunk size for working through a batch
-a few recordings at a time (the fused block in training, eval-mode scoring on the CPU)."""
+"""What the rankers share: per-spectrogram standardisation, the chunk size for working through a batch a few
+recordings at a time (the fused block in training, eval-mode scoring on the CPU), and the call that hands a model
+the recordings' physical features when it reads them."""
 
 import torch
 from torch import nn
+
+from audio_data.tone_features import FEATURES
 
 EPS = 1e-5
 CHUNK_BYTES = 32 * 2**20  # convolution output per chunk: one recording of the small CNN's first layer at 6 s
@@ -44,3 +47,22 @@ def rows_per_chunk(x: torch.Tensor, conv: nn.Conv2d) -> int:
     """Recordings per chunk: about CHUNK_BYTES of `conv`'s output, at least one."""
     out_h, out_w = conv_output_size(x, conv)
     return max(1, CHUNK_BYTES // (conv.out_channels * out_h * out_w * x.element_size()))
+
+
+def reads_features(model: nn.Module) -> bool:
+    """Whether `model` scores from the recordings' physical features (audio_data/tone_features.py) too."""
+    return getattr(model, "reads_features", False)
+
+
+def score(model: nn.Module, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    """model(x), or model(x, features) for a model that reads the recordings' physical features `[B, K]`."""
+    if not reads_features(model):
+        return model(x)
+    if features is None:
+        raise ValueError(f"{type(model).__name__} scores from the recordings' physical features; none were given")
+    return model(x, features)
+
+
+def score_probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """score(model, x) with all-zero features where the model reads them: for probes of shapes and memory."""
+    return score(model, x, torch.zeros(len(x), len(FEATURES), device=x.device))

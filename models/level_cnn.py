@@ -19,8 +19,8 @@ class LevelCNNAudioRanker(SimpleCNNAudioRanker):
         super().__init__()
         self.head[1] = nn.Linear(self.head[1].in_features + LEVELS, self.head[1].out_features)
 
-    def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None,
+              features: torch.Tensor | None = None) -> torch.Tensor:
         levels = torch.stack([torch.stack([row.amax(), row.mean()]) for row in x]).to(pooled.dtype) / 20
         levels = levels if rows is None else levels[rows]
         return self.head[1:](torch.cat([self.head[0](pooled), levels], dim=1)).squeeze(1)

@@ -20,25 +20,26 @@ import torch
 from torch import nn
 
 from audio_data.pairs import batch_rows, pair_halves, stacked
+from models.common import score
 
 Batch = torch.Tensor | Sequence[torch.Tensor]  # a batch's distinct recordings, stacked or as views
 
 
-def separate(model: nn.Module, x: Batch, index1: torch.Tensor, index2: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def separate(model: nn.Module, x: Batch, index1: torch.Tensor, index2: torch.Tensor,
+             features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """model(x1), model(x2) of the half-batches; a model with `score_pairs` computes the same without repeating
-    work."""
+    work. `features`: x's rows' physical features, for a model that reads them."""
     if not model.training:  # BatchNorm's running statistics: each score is the recording's own
-        return unique(model, x, index1, index2)
+        return unique(model, x, index1, index2, features)
     if hasattr(model, "score_pairs"):
-        return model.score_pairs(_model_input(model, x), index1, index2)
-    x1, x2 = pair_halves(x, index1, index2)
-    return model(x1), model(x2)
+        return model.score_pairs(_model_input(model, x), index1, index2, features)
+    (x1, x2), (f1, f2) = pair_halves(x, index1, index2), pair_halves(features, index1, index2)
+    return score(model, x1, f1), score(model, x2, f2)
 
 
-def unique(model: nn.Module, x: Batch, index1: torch.Tensor, index2: torch.Tensor
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = model(_model_input(model, x))
+def unique(model: nn.Module, x: Batch, index1: torch.Tensor, index2: torch.Tensor,
+           features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = score(model, _model_input(model, x), features)
     _, slots = batch_rows(index1, index2)
     scores = scores[slots.to(scores.device)]
     return scores[:len(index1)], scores[len(index1):]
@@ -59,6 +60,6 @@ class PairScorer(nn.Module):
         self.model = model
         self.mode = mode
 
-    def forward(self, x: Batch, index1: torch.Tensor, index2: torch.Tensor
+    def forward(self, x: Batch, index1: torch.Tensor, index2: torch.Tensor, features: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        return PAIR_FORWARD[self.mode](self.model, x, index1, index2)
+        return PAIR_FORWARD[self.mode](self.model, x, index1, index2, features)

@@ -11,13 +11,17 @@ from models.common import GlobalPool, rows_per_chunk, standardize
 from models.fused_block import std_conv_bn_relu_pool, std_conv_bn_relu_pool_batches
 
 
-def score_in_chunks(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d
-                    ) -> torch.Tensor:
-    """`score(x)` a few recordings at a time (about CHUNK_BYTES of first-layer output), for eval mode on CPU.
+def score_in_chunks(score: Callable[..., torch.Tensor], x: torch.Tensor, first_conv: nn.Conv2d,
+                    features: torch.Tensor | None = None) -> torch.Tensor:
+    """`score(x)` (or `score(x, features)`) a few recordings at a time (about CHUNK_BYTES of first-layer output),
+    for eval mode on CPU.
 
     BatchNorm then uses its running statistics, so each recording's score is its own; small chunks keep the
     activations in cache and out of the GB range (docs/performance.md has the figures)."""
-    return torch.cat([score(xc) for xc in x.split(rows_per_chunk(x, first_conv))])
+    rows = rows_per_chunk(x, first_conv)
+    if features is None:
+        return torch.cat([score(xc) for xc in x.split(rows)])
+    return torch.cat([score(xc, fc) for xc, fc in zip(x.split(rows), features.split(rows))])
 
 
 class SimpleCNNAudioRanker(nn.Module):
@@ -44,27 +48,32 @@ class SimpleCNNAudioRanker(nn.Module):
         # are several times faster on CPU.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor], features: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Scores `[B]`; `features` `[B, K]`, the recordings' physical features, only for a subclass that reads
+        them (`reads_features`)."""
         if self.training and self._fuses(x):
-            return self._head(self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1])), x)
+            pooled = self.features[4:](std_conv_bn_relu_pool(x, self.features[0], self.features[1]))
+            return self._head(pooled, x, features=features)
         x = stacked(x)
         if not self.training and x.device.type == "cpu":
-            return score_in_chunks(self._plain, x, self.features[0])
-        return self._plain(x)
+            return score_in_chunks(self._plain, x, self.features[0], features)
+        return self._plain(x, features)
 
-    def score_pairs(self, x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_pairs(self, x: torch.Tensor | Sequence[torch.Tensor], index1: torch.Tensor, index2: torch.Tensor,
+                    features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`self(x1), self(x2)` in training mode for the half-batches of a distinct batch x (`models.pair_forward`),
         with the first block's convolution done once per distinct recording: each half-batch keeps its own
-        BatchNorm statistics, in which a repeated recording counts as often as it appears."""
+        BatchNorm statistics, in which a repeated recording counts as often as it appears. `features`, where
+        given, are x's rows' features."""
         if not (self.training and self._fuses(x)):
-            x1, x2 = pair_halves(x, index1, index2)
-            return self(x1), self(x2)
+            (x1, x2), (f1, f2) = pair_halves(x, index1, index2), pair_halves(features, index1, index2)
+            return self(x1, f1), self(x2, f2)
         _, slots = batch_rows(index1, index2)
         halves = (slots[:len(index1)], slots[len(index1):])
         blocks = std_conv_bn_relu_pool_batches(x, self.features[0], self.features[1],
                                                [half.tolist() for half in halves])
-        s1, s2 = (self._head(self.features[4:](block), x, half) for block, half in zip(blocks, halves))
+        s1, s2 = (self._head(self.features[4:](block), x, half, features) for block, half in zip(blocks, halves))
         return s1, s2
 
     @staticmethod
@@ -76,13 +85,13 @@ class SimpleCNNAudioRanker(nn.Module):
         return (x.device.type == "cpu" and torch.is_grad_enabled() and not x.requires_grad
                 and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu") and fused_kernels.available())
 
-    def _plain(self, x: torch.Tensor) -> torch.Tensor:
-        return self._head(self.features(standardize(x)), x)
+    def _plain(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self._head(self.features(standardize(x)), x, features=features)
 
-    def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None
-              ) -> torch.Tensor:
-        """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x`, whose row
-        `rows[i]` is pooled's row i when given)."""
+    def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None,
+              features: torch.Tensor | None = None) -> torch.Tensor:
+        """The score from the pooled features `[B, 16, 1, 1]` (and, in subclasses, from the input `x` and the
+        recordings' `features`, whose row `rows[i]` is pooled's row i when given)."""
         return self.head(pooled).squeeze(1)
 
 

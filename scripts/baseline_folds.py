@@ -3,7 +3,7 @@ high the bar stands that a learned ranker must clear (docs/evidence.md).
 
     python scripts/baseline_folds.py DATA_ROOT [--folds 5] [--seeds 1 2 3]
 
-For each subset and seed: the recordings' features (analysis/baseline_rankers.py), the K grouped, stratified folds a
+For each subset and seed: the recordings' features (audio_data/tone_features.py), the K grouped, stratified folds a
 `train.py --folds K --seed S` run uses (audio_data/loading.py), and per fold every baseline fitted on the other folds
 and measured on the fold (all-pairs accuracy). Prints each ranker's mean over folds and seeds, the best baseline
 chosen after the fact per fold (as the program does), and the same without the envelope features (the four
@@ -20,10 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import config  # noqa: E402
-from analysis.baseline_rankers import (FEATURES, baseline_report, feature_matrix, fit_logistic,  # noqa: E402
-                                       pair_differences)
+from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 from audio_data.loading import load_recordings, test_recordings  # noqa: E402
+from audio_data.tone_features import FEATURES  # noqa: E402
+from models.linear_ranker import fit_logistic, pair_differences, standardisation  # noqa: E402
 
 BEFORE = FEATURES[:4]  # the features before the envelope's
 
@@ -31,8 +32,7 @@ BEFORE = FEATURES[:4]  # the features before the envelope's
 def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[int], classes: list[str],
                 report: dict) -> float:
     """The best baseline's test accuracy among the rankers of BEFORE alone (their logistic ranker refitted)."""
-    mean, std = x[train][:, :4].mean(axis=0), x[train][:, :4].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    mean, std = standardisation(x[train][:, :4])
     d, y = pair_differences((x[train][:, :4] - mean) / std, labels[train])
     scores = ((x[:, :4] - mean) / std) @ fit_logistic(d, y)
     logistic = ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
@@ -44,7 +44,7 @@ def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: 
     data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all")
     recordings = load_recordings(data)
     labels = recordings.labels.numpy()
-    x = feature_matrix(recordings.paths, frequency, None, recordings.sample_rate)
+    x = recordings.load_features().numpy()
     figures: dict[str, list[float]] = {}
     for seed in seeds:
         for k in range(1, folds + 1):

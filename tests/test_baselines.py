@@ -4,8 +4,10 @@ comparison in evaluate.py's report and the `python -m analysis.baselines` comman
 import numpy as np
 import pytest
 
-from analysis import baseline_rankers as baselines
-from analysis.baseline_rankers import FEATURES, LOGISTIC, baseline_report, fit_logistic, recording_features
+from analysis.baseline_rankers import LOGISTIC, baseline_report
+from audio_data.tone_features import FEATURES, feature_matrix, recording_features
+from models import linear_ranker
+from models.linear_ranker import fit_logistic, pair_differences
 from analysis.evaluation import versus
 from conftest import write_wav
 
@@ -56,11 +58,11 @@ def test_the_logistic_ranker_minimises_its_loss():
     rng = np.random.default_rng(2)
     x, labels = rng.standard_normal((30, 3)), np.repeat(np.arange(3), 10)
     x[:, 0] += labels
-    d, y = baselines.pair_differences(x, labels)
+    d, y = pair_differences(x, labels)
     w = fit_logistic(d, y)
 
     def loss(v):
-        return np.sum(np.log1p(np.exp(-y * (d @ v)))) + baselines.L2 / 2 * len(y) * v @ v
+        return np.sum(np.log1p(np.exp(-y * (d @ v)))) + linear_ranker.L2 / 2 * len(y) * v @ v
     assert w[0] > 0
     for step in np.eye(3) * 1e-3:
         assert loss(w) <= min(loss(w + step), loss(w - step))
@@ -69,17 +71,17 @@ def test_the_logistic_ranker_minimises_its_loss():
 def test_the_rankers_fit_on_a_seeded_sample_of_many_pairs(monkeypatch):
     labels = np.repeat(np.arange(3), 10)
     x = np.arange(30.0)[:, None] * np.ones(len(FEATURES))
-    assert len(baselines.pair_differences(x, labels)[1]) == 300  # every pair of different classes
-    monkeypatch.setattr(baselines, "MAX_PAIRS", 50)
-    d, y = baselines.pair_differences(x, labels)
-    assert len(y) == 50 and np.array_equal(d, baselines.pair_differences(x, labels)[0])
+    assert len(pair_differences(x, labels)[1]) == 300  # every pair of different classes
+    monkeypatch.setattr(linear_ranker, "MAX_PAIRS", 50)
+    d, y = pair_differences(x, labels)
+    assert len(y) == 50 and np.array_equal(d, pair_differences(x, labels)[0])
     assert np.all(d[:, 0] * y > 0)  # each sampled pair ordered as its classes
 
 
 def test_features_follow_the_run_s_duration(tmp_path):
     path = write_wav(tmp_path / "a.wav", np.concatenate([sine(0.5, seconds=0.2), sine(0.05, seconds=0.8)]))
-    whole = baselines.feature_matrix([str(path)], "1000hz", None)[0]
-    first = baselines.feature_matrix([str(path)], "1000hz", int(0.2 * RATE))[0]
+    whole = feature_matrix([str(path)], "1000hz", None)[0]
+    first = feature_matrix([str(path)], "1000hz", int(0.2 * RATE))[0]
     assert first[0] == pytest.approx(20 * np.log10(0.5), abs=0.5) and whole[0] < first[0] - 10
 
 

@@ -79,10 +79,11 @@ def test_a_distinct_batch_holds_each_recording_once_and_expands_to_the_default_c
     pairs = RankingPairDataset(Subset(Subset(Recordings(LABELS), [9, 0, 6, 3, 4, 7]), [5, 0, 1, 3, 2]), seed=2)
     chosen = [4, 0, 7, 2, 7]
     expected, distinct = default_collate([pairs[k] for k in chosen]), pairs.distinct_batch(chosen)
-    x, *rest = distinct
+    x, *rest, features = distinct
     in_batch = sorted(set(expected[5].tolist()) | set(expected[6].tolist()))
     assert x[:, 0, 0, 0].tolist() == in_batch
-    assert len(distinct) + 1 == len(expected)  # the item's x1, x2 are the batch's x
+    assert features is None  # these recordings have no physical features loaded
+    assert len(distinct) == len(expected)  # the item's x1, x2 are the batch's x; the batch adds the features
     assert all(torch.equal(a, b) for a, b in zip(distinct.halves(), pair_halves(x, distinct.index1, distinct.index2)))
     for a, b in zip((*distinct.halves(), *rest), expected):
         assert a.dtype == b.dtype and torch.equal(a, b)
@@ -93,10 +94,13 @@ def test_a_view_batch_is_the_distinct_batch_as_views_into_the_recordings():
     from audio_data.pairs import batch_to, stacked
 
     recordings = Recordings(LABELS)
+    recordings.features = torch.arange(2.0 * len(LABELS), dtype=torch.float64).reshape(-1, 2)  # as loaded
     pairs = RankingPairDataset(Subset(recordings, [9, 0, 6, 3, 4, 7]), seed=2)
     chosen = [4, 0, 7, 2, 7]
     views, distinct = pairs.view_batch(chosen), pairs.distinct_batch(chosen)
     assert isinstance(views.x, tuple) and torch.equal(stacked(views.x), distinct.x)
+    rows = sorted(set(views.index1.tolist()) | set(views.index2.tolist()))
+    assert torch.equal(views.features, recordings.features[rows])  # each distinct recording's, in x's order
     for a, b in zip(views[1:], distinct[1:]):
         assert torch.equal(a, b)
     storage = recordings.data.untyped_storage().data_ptr()

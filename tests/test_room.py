@@ -8,7 +8,7 @@ import soundfile as sf
 
 import config
 import train
-from analysis.baseline_rankers import feature_matrix
+from audio_data.tone_features import feature_matrix
 from audio_data import demo, room
 from audio_data.synthetic import MARKER
 from training.cli import parse_args

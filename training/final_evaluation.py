@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from analysis.baseline_rankers import run_baselines
-from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, VERSUS, Recordings, comparison_lines,
+from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, RESIDUAL, VERSUS, Recordings, comparison_lines,
                                  estimate_headline, evaluate_model, headline)
 from analysis.report import write_report
 from analysis.run_calibration import calibrate
@@ -54,7 +54,7 @@ def final_evaluation(cfg: RunConfig, model: nn.Module, data: RunData, device: to
         models.append(("best", best_model(cfg, run, best_at, device), run.evaluation_best, best_at,
                        [run.best_checkpoint]))
     report = {"split": split, "best_epoch": best_at, "last": None, "best": None}
-    baselines, calibrations = run_baselines(data.recordings, data.split.train, indices, cfg.data), []
+    baselines, calibrations = run_baselines(data.recordings, data.split.train, indices), []
     for which, candidate, folder, epoch, checkpoints in models:
         if candidate is None:
             continue
@@ -85,6 +85,8 @@ def final_evaluation(cfg: RunConfig, model: nn.Module, data: RunData, device: to
 def evaluation_summary(report: dict) -> dict:
     """summary.json's evaluation: the chosen model's headline figures (the best model's, or the last model's
     without a usable model_best.pt), which model that is, and the last model's figures beside them."""
-    chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE, *VERSUS)
+    chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE, *VERSUS,
+                                                                      *RESIDUAL)
     return {"split": report["split"], "model": chosen, "best_epoch": report["best_epoch"],
-            **{key: report[chosen][key] for key in keys}, "last": {key: report["last"][key] for key in keys}}
+            **{key: report[chosen][key] for key in keys if key in report[chosen]},
+            "last": {key: report["last"][key] for key in keys if key in report["last"]}}

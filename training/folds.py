@@ -14,7 +14,8 @@ from utils.run_summary import read_summary
 
 FOLDS_FORMAT = 1
 MEASURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho", "class_accuracy", "mean_abs_angle_error_deg",
-            "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
+            "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline",
+            "baseline_part_pairwise_accuracy", "residual_share")  # the last two: --model baseline_residual's
 RUN_MEASURES = ("best_val_accuracy", "epochs_done")
 
 

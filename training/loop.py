@@ -19,6 +19,7 @@ from audio_data.time_crop import TimeCrop
 from config import RunConfig
 from losses import RunLosses, build_losses
 from models import build_model
+from models.common import score
 from models.pair_forward import PairScorer
 from training.optim import Schedule, build_optimizer, build_schedule
 from utils import distributed, interrupt
@@ -91,8 +92,9 @@ def train_step(t: Training, batch: PairBatch, device: torch.device, update: bool
     target = batch.target.to(device, non_blocking=True)
     if scores is None:
         x = batch_to(x, device)
+        features = None if batch.features is None else batch.features.to(device)
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-            s1, s2 = t.scorer(x, index1, index2)
+            s1, s2 = t.scorer(x, index1, index2, features)
     else:
         s1, s2 = scores[index1.to(device)], scores[index2.to(device)]
     s1, s2 = s1.float(), s2.float()  # the losses and GHM's difficulty, bins and weights in float32
@@ -180,9 +182,10 @@ def recording_scores(t: Training, pairs: RankingPairDataset, device: torch.devic
     table = torch.full((len(pairs.recordings),), float("nan"), device=device)
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        x = pairs.spectrograms(part).to(device)
+        x, features = pairs.spectrograms(part).to(device), pairs.features(part)
+        features = None if features is None else features.to(device)
         with torch.autocast(device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
-            table[torch.tensor(part, device=device)] = t.model(x).float()
+            table[torch.tensor(part, device=device)] = score(t.model, x, features).float()
     return table
 
 

@@ -9,6 +9,7 @@ from audio_data.classes import class_table
 from audio_data.loading import RunData
 from config import Exclusions, RunConfig
 from models import check_input_size
+from models.common import reads_features
 from training.callbacks import Fit
 from training.fit import run_callbacks
 from training.loop import build_training, run_data
@@ -64,6 +65,10 @@ def start(cfg: RunConfig, device: torch.device, log: RunLog) -> Fit:
     shape = tuple(data.recordings.data.shape[1:])
     check_input_size(cfg.model.name, shape)
     training = build_training(cfg, device)
+    if reads_features(training.model):  # a resumed run's checkpoint replaces this fit with the stored one
+        features = data.recordings.load_features().numpy()
+        training.model.fit_baseline(features[data.split.train], data.recordings.labels[data.split.train].numpy(),
+                                    cfg.loss.margin)
     if not cfg.devices.skip_memory_check:
         check_step_memory(cfg.model, cfg.optim.batch_size, training.model, shape, len(data.split.train), device,
                           training.amp_dtype)

@@ -23,6 +23,7 @@ from torch import nn
 
 from config import ModelConfig
 from models import check_input_size
+from models.common import score_probe
 from utils.errors import InputError
 
 BACKWARD_FACTOR = 1.5
@@ -69,7 +70,7 @@ def saved_bytes(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
             torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        probe(x)
+        score_probe(probe, x)
     return sum(storages.values())
 
 
