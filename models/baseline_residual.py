@@ -52,8 +52,12 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
         return (features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_std
 
     def baseline_score(self, features: torch.Tensor) -> torch.Tensor:
-        """b(f) `[B]`, the score's fixed part."""
-        return self.standardized(features) @ self.baseline_weights
+        """b(f) `[B]`, the score's fixed part, in float32 also under autocast (a product and a sum, which autocast
+        leaves in float32: a bfloat16 matrix product would round the scores of near neighbours together)."""
+        return self._baseline(self.standardized(features))
+
+    def _baseline(self, z: torch.Tensor) -> torch.Tensor:
+        return (z * self.baseline_weights).sum(dim=1)
 
     def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None,
               features: torch.Tensor | None = None) -> torch.Tensor:
@@ -61,4 +65,4 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
             raise ValueError("the baseline-residual model scores from the recordings' physical features too")
         z = self.standardized(features if rows is None else features[rows.to(features.device)])
         residual = self.head[1:](torch.cat([self.head[0](pooled), z.to(pooled.dtype)], dim=1)).squeeze(1)
-        return z @ self.baseline_weights + residual
+        return self._baseline(z) + residual
