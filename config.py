@@ -232,9 +232,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """What scores a spectrogram, and how a batch of pairs goes through it."""
-    name: str = setting("simple_cnn", "the ranker (baseline_residual: the logistic baseline on the recordings' "
-                                      "physical features plus the small CNN's learned residual)", flag="--model",
-                        choices=MODEL_NAMES)
+    name: str = setting("baseline_residual", "the ranker: baseline_residual, the logistic baseline on the "
+                        "recordings' physical features plus the small CNN's learned residual (docs/evidence.md); "
+                        "simple_cnn, the original CNN", flag="--model", choices=MODEL_NAMES)
     pair_forward: str = setting(
         "separate", "separate: model(x1), model(x2) (the small CNNs convolve a repeated recording once, with the "
                     "same result); unique: each distinct recording of a batch once, BatchNorm then sees each once",
@@ -426,7 +426,7 @@ def stored(config: RunConfig) -> dict[str, Any]:
 
 
 # What a stored run that predates a setting trained with, where that is not the setting's default today.
-LEGACY_DEFAULTS = {"classes": ",".join(CLASSES)}
+LEGACY_DEFAULTS = {"classes": ",".join(CLASSES), "model": "simple_cnn"}
 CORE_KEYS = ("data_root", "material", "frequency", "seed")  # stored arguments without these are not a run's
 
 

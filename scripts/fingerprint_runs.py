@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from utils.safe_pickle import load_pickle  # noqa: E402
 
-FLAGS = ["--frequency", "1000hz", "--seqs", "all", "--n-fft", "128", "--hop-length", "64", "--batch-size", "8",
-         "--checkpoint-interval", "1", "--margin", "1.0", "--no-progress", "--threads", "1"]
+FLAGS = ["--model", "simple_cnn", "--frequency", "1000hz", "--seqs", "all", "--n-fft", "128", "--hop-length", "64",
+         "--batch-size", "8", "--checkpoint-interval", "1", "--margin", "1.0", "--no-progress", "--threads", "1"]
 RUNS = {"ghm_momentum": [["--loss-type", "ghm", "--ghm-momentum", "0.75", "--ghm-stats-batches", "all",
                           "--epochs", "3"]],
         "standard_stats": [["--loss-type", "standard", "--ghm-stats", "--epochs", "2"]],

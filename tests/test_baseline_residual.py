@@ -99,8 +99,9 @@ def read_csv(path):
 
 def test_a_run_reports_the_residual_and_evaluate_and_predict_score_as_it_did(tiny_data, tmp_path):
     """Two runs with the same seed give the same history; the baseline part is the logistic baseline fitted on the
-    same training recordings (the same all-pairs accuracy); evaluate.py and predict.py score the validation
-    recordings as the run's own evaluation did."""
+    same training recordings (the same all-pairs accuracy), scaled so that it orders the tiny recordings (whose
+    level alone separates the classes) at or beyond the margin: the loss is zero from the start; evaluate.py and
+    predict.py score the validation recordings as the run's own evaluation did."""
     histories = []
     for name in ("a", "b"):
         argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "1000hz", "--model", "baseline_residual")
@@ -110,6 +111,7 @@ def test_a_run_reports_the_residual_and_evaluate_and_predict_score_as_it_did(tin
         history.pop("args")
         histories.append(history)
     assert histories[0] == histories[1]
+    assert max(histories[0]["train_loss_main"]) < 1e-6  # zero but for the rounding of the pair at the margin
     summary = json.loads((run / "summary.json").read_text())["evaluation"]
     metrics = json.loads((run / "eval_best" / "metrics.json").read_text())
     assert summary["baseline_part_pairwise_accuracy"] == metrics["baselines"]["rankers"][LOGISTIC]["pairwise_accuracy"]

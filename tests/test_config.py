@@ -66,6 +66,7 @@ def test_stored_arguments_of_the_first_format_migrate():
     cfg = config.from_stored(old)
     assert (cfg.run.progress, cfg.data.demo, cfg.loss.type, cfg.run.seed) == (False, "synthetic", "standard", 3)
     assert cfg.data.classes == ",".join(config.CLASSES)  # a run from before --classes used the six classes
+    assert cfg.model.name == "simple_cnn"  # stored arguments without a model are the old script's: its CNN
     assert config.from_stored(config.stored(cfg)) == cfg
     for bad, message in (({**old, "format_version": 9}, "format_version 9"), ({**old, "epochz": 1}, "unknown key"),
                          ({**old, "margin": "10"}, "margin = '10'"), ({"seed": 1}, "lack data_root")):
