@@ -14,7 +14,7 @@ import numpy as np
 from analysis.ranking_metrics import ranking_metrics
 from audio_data.tone_features import FEATURES
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
-from models.linear_ranker import fit_logistic, pair_differences, standardisation
+from models.linear_ranker import fit_logistic, standardised_pairs
 
 SINGLE = tuple(f for f in FEATURES if f != "broadband_level_db")  # rankers on one number each
 LOGISTIC = f"logistic ({len(FEATURES)} features)"
@@ -24,8 +24,7 @@ FIGURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")
 def fit_rankers(x: np.ndarray, labels: np.ndarray) -> dict[str, dict]:
     """{name: {"weights": over FEATURES, "offset", "train_pairwise_accuracy"}} fitted on the training recordings'
     pairs: a recording's score is (x − offset)·weights."""
-    mean, std = standardisation(x)
-    d, y = pair_differences((x - mean) / std, labels)
+    mean, std, d, y = standardised_pairs(x, labels)
     rankers = {}
     for name in SINGLE:
         k = FEATURES.index(name)

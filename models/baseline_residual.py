@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from audio_data.tone_features import FEATURES
-from models.linear_ranker import fit_logistic, margin_scale, pair_differences, standardisation
+from models.linear_ranker import fit_logistic, margin_scale, standardised_pairs
 from models.resnet_ranker import SimpleCNNAudioRanker
 
 
@@ -41,8 +41,7 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
         logistic ranker's, its length the one that suits the loss's `margin` on the training pairs (`margin_scale`;
         the logistic fit's own scale is arbitrary, and a residual left to stretch the scores to the margin would
         have to learn that instead of what the baseline misses)."""
-        mean, std = standardisation(features)
-        d, y = pair_differences((features - mean) / std, labels)
+        mean, std, d, y = standardised_pairs(features, labels)
         w = fit_logistic(d, y)
         w = w * margin_scale(y * (d @ w), margin)
         for buffer, value in ((self.feature_mean, mean), (self.feature_std, std), (self.baseline_weights, w)):

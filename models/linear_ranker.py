@@ -49,7 +49,10 @@ def margin_scale(t: np.ndarray, margin: float, candidates: int = 256) -> float:
     return float(breakpoints[int(np.argmin(losses))])
 
 
-def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's mean and standard deviation (1 where a column is constant)."""
+def standardised_pairs(x: np.ndarray, labels: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, std, d, y): each column's mean and standard deviation (1 where a column is constant), and
+    `pair_differences` of the standardised x, on which a ranker's weights are fitted."""
     std = x.std(axis=0)
-    return x.mean(axis=0), np.where(std > 0, std, 1.0)
+    mean, std = x.mean(axis=0), np.where(std > 0, std, 1.0)
+    return mean, std, *pair_differences((x - mean) / std, labels)

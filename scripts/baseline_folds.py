@@ -24,7 +24,7 @@ from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 from audio_data.loading import load_recordings, test_recordings  # noqa: E402
 from audio_data.tone_features import FEATURES  # noqa: E402
-from models.linear_ranker import fit_logistic, pair_differences, standardisation  # noqa: E402
+from models.linear_ranker import fit_logistic, standardised_pairs  # noqa: E402
 
 BEFORE = FEATURES[:4]  # the features before the envelope's
 
@@ -32,8 +32,7 @@ BEFORE = FEATURES[:4]  # the features before the envelope's
 def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[int], classes: list[str],
                 report: dict) -> float:
     """The best baseline's test accuracy among the rankers of BEFORE alone (their logistic ranker refitted)."""
-    mean, std = standardisation(x[train][:, :4])
-    d, y = pair_differences((x[train][:, :4] - mean) / std, labels[train])
+    mean, std, d, y = standardised_pairs(x[train][:, :4], labels[train])
     scores = ((x[:, :4] - mean) / std) @ fit_logistic(d, y)
     logistic = ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
     singles = [report["rankers"][name]["pairwise_accuracy"] for name in BEFORE if name in report["rankers"]]
