@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import config  # noqa: E402
 from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
-from audio_data.loading import load_recordings, test_recordings  # noqa: E402
+from audio_data.loading import load_recordings, split_recordings  # noqa: E402
 from audio_data.tone_features import FEATURES  # noqa: E402
 from models.linear_ranker import fit_logistic, standardised_pairs  # noqa: E402
 
@@ -47,7 +47,7 @@ def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: 
     figures: dict[str, list[float]] = {}
     for seed in seeds:
         for k in range(1, folds + 1):
-            test = test_recordings(recordings.labels, None, seed, 0.0, (k, folds))
+            test = split_recordings(recordings, seed, fold=(k, folds)).test  # a --folds run's own test fold
             train = sorted(set(range(len(labels))) - set(test))
             report = baseline_report(x, labels, train, test, recordings.classes)
             for name, ranker in report["rankers"].items():
