@@ -49,6 +49,7 @@ GHM_MAX_WEIGHT = 5.0  # docs/models-and-losses.md: binds on lone-pair batches on
 MODEL_NAMES = ("simple_cnn", "resnet18", "simple_cnn_level", "spectrum_cnn", "baseline_residual")
 LOSS_TYPES = ("standard", "ghm")
 PAIR_FORWARDS = ("separate", "unique")
+PAIR_SCOPES = ("all", "subset")
 AMP_MODES = ("off", "bf16", "fp16")
 MONITORS = ("val_loss", "val_margin_loss", "val_accuracy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -148,12 +149,18 @@ POSITIVE = (finite(0, low_open=True), "must be > 0 and finite")
 NOT_NEGATIVE_FINITE = (finite(0), "must be >= 0 and finite")
 
 
+def subset_names(material: str, frequency: str) -> list[str]:
+    """`<material>_<frequency>` for each of the comma-separated materials and frequencies, material by material."""
+    return [f"{m}_{f}" for m in material.split(",") for f in frequency.split(",")]
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which recordings a run uses and how each becomes a spectrogram."""
     frequency: str | None = setting(
-        None, "tone frequency to train on, <N>hz as in the file names (e.g. 1000hz); 'all' trains each frequency "
-              "found in turn (required unless --resume)")
+        None, "tone frequency to train on, <N>hz as in the file names (e.g. 1000hz), or several separated by commas "
+              "(500hz,1000hz) pooled into one run; 'all' trains each frequency found in turn (required unless "
+              "--resume)")
     material: str = setting(MATERIAL, "material folder, or several separated by commas (plastic,box) pooled into "
                                       "one run")
     classes: str | None = setting(
@@ -173,6 +180,10 @@ class DataConfig:
         metavar="REGEX", rule=(regex_valid, "must be a regular expression (Python's re module)"))
     seqs: str = setting(",".join(SELECTED_SEQS), "comma-separated sequence numbers to load, or 'all' (the folder "
                                                  "layout's; a manifest's rows are all taken)")
+    pair_scope: str = setting(
+        "all", "which recordings of different classes make the training and validation pairs: all, any two; subset, "
+               "only two of the same material and frequency (a run that pools several ranks within each, as the "
+               "final evaluation's per-subset figures measure it)", choices=PAIR_SCOPES)
     demo: str | None = setting(
         None, "generate a demo dataset (once) and train on it: synthetic (the default; audio_data/synthetic.py) or "
               "room (image-source room simulation; audio_data/room.py)", choices=tuple(DEMO_DATA_ROOTS),
@@ -222,6 +233,12 @@ class DataConfig:
     @property
     def class_list(self) -> list[str]:
         return (self.classes or ",".join(CLASSES)).split(",")
+
+    @property
+    def subsets(self) -> list[str]:
+        """The run's subsets, `<material>_<frequency>`: one per material and frequency it pools (one if it pools
+        none)."""
+        return subset_names(self.material, self.frequency or "")
 
     @property
     def seq_list(self) -> list[str] | None:

@@ -17,7 +17,7 @@ from analysis.run_calibration import checkpoint_calibration
 from audio_data.audio import is_audio
 from audio_data.loading import load_recordings
 from audio_data.manifest import unlabelled_manifest
-from audio_data.spectrogram_dataset import fitting_spectrograms
+from audio_data.spectrogram_dataset import fitting_spectrograms, model_features, named_subsets
 from audio_data.tone_features import feature_matrix
 from config import DEVICES, DataConfig
 from models import check_input_size, checkpoint_model
@@ -79,6 +79,18 @@ def run_audio(checkpoint: dict, data: DataConfig) -> tuple[int, int]:
     return recordings.sample_rate, recordings.length
 
 
+def run_features(paths: list[Path], data: DataConfig, length: int, sample_rate: int) -> torch.Tensor:
+    """The features a model that reads them gets for `paths`, as the run measured its own: at its rate, cropped
+    with --duration; in a run that pools subsets each recording's subset comes from its file name."""
+    names = data.subsets
+    subsets = named_subsets(paths, names) if len(names) > 1 else torch.zeros(len(paths), dtype=torch.int64)
+    tones = data.frequency.split(",")  # names are material by material, each with every frequency
+    frequencies = [tones[k % len(tones)] for k in subsets.tolist()]
+    physical = torch.from_numpy(feature_matrix([str(p) for p in paths], frequencies,
+                                               length if data.duration is not None else None, sample_rate))
+    return model_features(physical, subsets, len(names))
+
+
 def predict(args: argparse.Namespace) -> int:
     if bool(args.paths) == bool(args.manifest):
         raise InputError("give the recordings as PATHs or as --manifest FILE.csv, one of the two")
@@ -98,8 +110,7 @@ def predict(args: argparse.Namespace) -> int:
     extra = extra and [dict(zip(wavs, extra))[p] for p in kept]  # the manifest's own columns of the kept ones
     features = None
     if reads_features(model):  # measured as the run measured its own: at its rate, cropped with --duration
-        features = torch.from_numpy(feature_matrix([str(p) for p in kept], cfg.data.frequency,
-                                                   length if cfg.data.duration is not None else None, sample_rate))
+        features = run_features(kept, cfg.data, length, sample_rate)
     report = evaluate_model(model, Recordings(data, [str(p) for p in kept], calibration["classes"], extra=extra,
                                               features=features), device, calibration,
                             f"{path.parent.name} (predictions)")

@@ -50,8 +50,15 @@ def baseline_report(x: np.ndarray, labels: np.ndarray, train: list[int], evaluat
 
 
 def run_baselines(recordings: SpectrogramDatasetWithMaterial, train: list[int], evaluated: list[int]) -> dict:
-    """baseline_report on a run's recordings (their physical features, read from their files at the run's length);
-    the features of each evaluated recording come along (`recordings`: path → FEATURES values)."""
-    x = recordings.load_features().numpy()
-    report = baseline_report(x, recordings.labels.numpy(), train, evaluated, recordings.classes)
+    """baseline_report on a run's recordings (their physical features, read from their files at the run's length),
+    and in a run that pools subsets each subset's own (`per_subset`: fitted on its training recordings, measured on
+    its evaluated ones); the features of each evaluated recording come along (`recordings`: path → FEATURES
+    values)."""
+    x, labels = recordings.load_features().numpy()[:, :len(FEATURES)], recordings.labels.numpy()
+    report = baseline_report(x, labels, train, evaluated, recordings.classes)
+    if len(recordings.subset_names) > 1:
+        subset = recordings.subset_index.numpy()
+        report["per_subset"] = {name: baseline_report(x, labels, [i for i in train if subset[i] == s],
+                                                      [i for i in evaluated if subset[i] == s], recordings.classes)
+                                for s, name in enumerate(recordings.subset_names)}
     return {**report, "recordings": {recordings.paths[i]: x[i].tolist() for i in evaluated}}

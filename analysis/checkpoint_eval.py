@@ -64,6 +64,9 @@ def prepare(checkpoint_arg: str, split: str, data_root: str | None = None, frequ
     overrides = {key: value for key, value in (("root", data_root), ("material", material),
                                                ("frequency", frequency), ("manifest", manifest)) if value}
     data = replace(cfg.data, **overrides)
+    if getattr(model, "subsets", 1) > 1 and data.subsets != cfg.data.subsets:
+        raise InputError(f"--material/--frequency: the model pools {', '.join(cfg.data.subsets)} and scores "
+                         "recordings of those (its report has each one's figures)")
     recordings = load_recordings(data)
     check_input_size(model_name, tuple(recordings.data.shape[1:]))
     if reads_features(model):

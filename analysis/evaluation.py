@@ -34,14 +34,17 @@ class Recordings:
     materials: list[str] | None = None
     extra: list[dict[str, str]] | None = None  # a manifest's own columns, each recording's
     features: torch.Tensor | None = None  # the physical features `[N, K]`, for a model that reads them
+    subsets: list[str] | None = None  # each one's subset, `<material>_<frequency>`, in a run that pools several
 
     @classmethod
     def of(cls, recordings: SpectrogramDatasetWithMaterial, indices: list[int]) -> "Recordings":
         """The labelled recordings at `indices` of a run's recordings (with their features where loaded)."""
         features = None if recordings.features is None else recordings.features[indices]
+        subsets = [recordings.subset_names[k] for k in recordings.subset_index[indices].tolist()]
         return cls(recordings.data[indices], [recordings.paths[i] for i in indices], recordings.classes,
                    recordings.labels[indices].numpy(), [recordings.materials[i] for i in indices],
-                   [recordings.selection.extra[i] for i in indices], features)
+                   [recordings.selection.extra[i] for i in indices], features,
+                   subsets if len(recordings.subset_names) > 1 else None)
 
 
 @dataclass
@@ -63,10 +66,14 @@ class Report:
 
     def figures(self) -> dict:
         """The headline figures of a labelled evaluation, as summary.json keeps them (with a baseline-residual
-        model's RESIDUAL figures)."""
-        return {**{key: self.metrics[key] for key in HEADLINE}, **{key: self.estimates[key] for key in
-                                                                   ESTIMATE_HEADLINE},
-                **self.versus, **self.metrics.get("baseline_residual", {})}
+        model's RESIDUAL figures, and in a run that pools subsets each one's, `per_subset`)."""
+        figures = {**{key: self.metrics[key] for key in HEADLINE}, **{key: self.estimates[key] for key in
+                                                                      ESTIMATE_HEADLINE},
+                   **self.versus, **self.metrics.get("baseline_residual", {})}
+        if "per_subset" in self.metrics:
+            figures["per_subset"] = {name: {key: value for key, value in subset.items() if key in (
+                *HEADLINE, *VERSUS, *RESIDUAL)} for name, subset in self.metrics["per_subset"].items()}
+        return figures
 
 
 @torch.inference_mode()
@@ -85,19 +92,38 @@ def score_recordings(model: nn.Module, data: torch.Tensor, device: torch.device,
 
 
 @torch.inference_mode()
-def residual_figures(model: nn.Module, recordings: Recordings, scores: np.ndarray, device: torch.device) -> dict:
-    """RESIDUAL of a baseline-residual model (models/baseline_residual.py) on labelled recordings: the all-pairs
-    accuracy of its fixed baseline part b alone; the residual r's share of the score's spread,
-    std(r) / (std(b) + std(r)) (0: the baseline alone, 1: the residual alone); and the share of pairs of different
-    classes that the score orders otherwise than b does."""
-    base = model.baseline_score(recordings.features.to(device)).float().cpu().numpy().astype(np.float64)
+def residual_figures(model: nn.Module, features: torch.Tensor, labels: np.ndarray, classes: list[str],
+                     scores: np.ndarray, device: torch.device) -> dict:
+    """RESIDUAL of a baseline-residual model (models/baseline_residual.py) on labelled recordings (their `features`,
+    `labels` and `scores`): the all-pairs accuracy of its fixed baseline part b alone; the residual r's share of the
+    score's spread, std(r) / (std(b) + std(r)) (0: the baseline alone, 1: the residual alone); and the share of
+    pairs of different classes that the score orders otherwise than b does."""
+    base = model.baseline_score(features.to(device)).float().cpu().numpy().astype(np.float64)
     spread = np.std(base), np.std(scores - base)
     i, j = np.triu_indices(len(scores), k=1)
-    keep = recordings.labels[i] != recordings.labels[j]
+    keep = labels[i] != labels[j]
     reordered = np.sign(base[i] - base[j]) != np.sign(scores[i] - scores[j])
-    return dict(zip(RESIDUAL, (ranking_metrics(base, recordings.labels, recordings.classes)["pairwise_accuracy"],
+    return dict(zip(RESIDUAL, (ranking_metrics(base, labels, classes)["pairwise_accuracy"],
                                float(spread[1] / max(spread[0] + spread[1], 1e-12)),
                                float(np.mean(reordered[keep])) if keep.any() else float("nan"))))
+
+
+def subset_metrics(model: nn.Module, recordings: Recordings, scores: np.ndarray, device: torch.device,
+                   baselines: dict | None) -> dict:
+    """Each subset's own figures in a run that pools several: the ranking measures over the pairs within it, a
+    baseline-residual model's RESIDUAL, and VERSUS the baselines fitted and measured on that subset alone."""
+    names, per_subset = np.asarray(recordings.subsets), {}
+    for name in dict.fromkeys(recordings.subsets):
+        rows = np.flatnonzero(names == name)
+        labels = recordings.labels[rows]
+        metrics = ranking_metrics(scores[rows], labels, recordings.classes)
+        if hasattr(model, "baseline_score"):
+            metrics.update(residual_figures(model, recordings.features[rows], labels, recordings.classes,
+                                            scores[rows], device))
+        if baselines is not None:
+            metrics.update(versus(metrics, baselines["per_subset"][name]))
+        per_subset[name] = metrics
+    return per_subset
 
 
 def measure(scores: np.ndarray, labels: np.ndarray, classes: list[str], materials: list[str] | None) -> dict:
@@ -131,7 +157,10 @@ def evaluate_model(model: nn.Module, recordings: Recordings, device: torch.devic
         return report
     report.metrics = measure(scores, recordings.labels, recordings.classes, recordings.materials)
     if hasattr(model, "baseline_score"):
-        report.metrics["baseline_residual"] = residual_figures(model, recordings, scores, device)
+        report.metrics["baseline_residual"] = residual_figures(model, recordings.features, recordings.labels,
+                                                               recordings.classes, scores, device)
+    if recordings.subsets is not None:
+        report.metrics["per_subset"] = subset_metrics(model, recordings, scores, device, baselines)
     report.estimates = estimate_metrics(calibration, scores, recordings.labels,
                                         recordings.materials or [""] * len(scores))
     if baselines is not None:
@@ -143,6 +172,14 @@ def headline(metrics: dict) -> str:
     return (f"pairwise accuracy {metrics['pairwise_accuracy']:.3f}, Kendall tau-b {metrics['kendall_tau_b']:.3f}, "
             f"Spearman rho {metrics['spearman_rho']:.3f} ({metrics['recordings']} recordings, "
             f"all {metrics['pairs']} pairs of different classes)")
+
+
+def subset_lines(metrics: dict) -> list[str]:
+    """One line per subset of a run that pools several: its all-pairs accuracy, and against its best baseline."""
+    return [f"  {name}: pairwise accuracy {m['pairwise_accuracy']:.3f} over {m['pairs']} pairs"
+            + (f", best baseline {m['best_baseline_pairwise_accuracy']:.3f} ({m['best_baseline']}), "
+               f"{m['vs_best_baseline']:+.3f}" if "vs_best_baseline" in m else "")
+            for name, m in metrics.get("per_subset", {}).items()]
 
 
 def estimate_headline(estimates: dict) -> str:

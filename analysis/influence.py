@@ -55,9 +55,10 @@ class Pairs:
     target: np.ndarray
 
 
-def training_pairs(recordings, train: list[int], seed: int) -> Pairs:
-    """The run's own training pair draws (as its loader sees them, repeats included)."""
-    pairs = RankingPairDataset(Subset(recordings, train), seed=seed)
+def training_pairs(recordings, train: list[int], seed: int, within_subset: bool = False) -> Pairs:
+    """The run's own training pair draws (as its loader sees them, repeats included; `within_subset`: its
+    --pair-scope subset)."""
+    pairs = RankingPairDataset(Subset(recordings, train), seed=seed, within_subset=within_subset)
     index = pairs.recording_indices
     return Pairs(index[pairs.first], index[pairs.second], pairs.targets.astype(np.float64))
 
@@ -126,11 +127,11 @@ def run_influence(checkpoints: list[tuple[int, dict]], cfg: RunConfig, recording
                   val: list[int]) -> Influence:
     """All influences of a run, summed over its checkpoints (epoch, checkpoint) in order."""
     labels = recordings.labels.numpy()
-    train_pairs = training_pairs(recordings, train, cfg.run.seed)
+    train_pairs = training_pairs(recordings, train, cfg.run.seed, cfg.data.pair_scope == "subset")
     val_pairs = validation_pairs(labels, val)
     n, margin = len(recordings), cfg.loss.margin
     self_influence, on_val = np.zeros(len(train)), np.zeros((len(val), len(train)))
-    model = build_model(cfg.model.name)
+    model = build_model(cfg.model.name, len(cfg.data.subsets))
     features = recordings.load_features() if reads_features(model) else None
     for _, checkpoint in checkpoints:
         model.load_state_dict(checkpoint["model_state_dict"])

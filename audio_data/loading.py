@@ -85,15 +85,25 @@ def train_and_validation(labels: torch.Tensor, rest: list[int], groups: list[str
     return [rest[i] for i in train.indices], [rest[i] for i in val.indices]
 
 
+def class_and_subset(recordings: Dataset) -> torch.Tensor:
+    """What the splits stratify by: each recording's class, and in a run that pools subsets its class within its
+    subset, so that each subset's classes are split alike (a run of one subset: its classes, as before)."""
+    subsets = getattr(recordings, "subset_index", None)
+    if subsets is None or not len(subsets) or int(subsets.max()) == 0:
+        return recordings.labels
+    return recordings.labels * (int(subsets.max()) + 1) + subsets
+
+
 def split_recordings(recordings: Dataset, seed: int, test_fraction: float = 0.0, groups: list[str] | None = None,
                      fold: tuple[int, int] | None = None) -> Split:
     """The seeded test split (`test_recordings`), then the seeded 70/30 train/validation split of the rest: with no
     test split and no groups, the same split as before either existed. No group is ever in two splits."""
     # folds are new, so they and their validation splits are stratified without groups too: a group per recording
     strata = [str(i) for i in range(len(recordings))] if groups is None and fold is not None else groups
-    test = test_recordings(recordings.labels, strata, seed, test_fraction, fold)
+    classes = class_and_subset(recordings)
+    test = test_recordings(classes, strata, seed, test_fraction, fold)
     rest = sorted(set(range(len(recordings))) - set(test))
-    train, val = train_and_validation(recordings.labels, rest, strata, seed)
+    train, val = train_and_validation(classes, rest, strata, seed)
     if groups is not None and not (train and val):
         raise InputError(f"the recordings' {len(set(groups))} groups cannot be split into training and validation "
                          "recordings: give more groups, or fewer recordings per group")
@@ -213,8 +223,9 @@ def build_data(data: DataConfig, seed: int, batch_size: int, num_workers: int = 
     if on_device:
         recordings.data = recordings.data.to(device)
     split = run_split(recordings, data, seed)
-    train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=seed)
-    val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=seed + 1)
+    within = data.pair_scope == "subset"
+    train_pairs = RankingPairDataset(Subset(recordings, split.train), seed=seed, within_subset=within)
+    val_pairs = RankingPairDataset(Subset(recordings, split.val), seed=seed + 1, within_subset=within)
     share = distributed.world_size()
     batch_size = min(batch_size, len(train_pairs) // share, len(val_pairs) // share)
     if batch_size < 1:

@@ -252,17 +252,19 @@ def relative_to(path: Path, folder: Path) -> str:
     return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
 
 
-def select_rows(manifest: Manifest, classes: list[str], frequency: str, materials: list[str]) -> list[tuple[int, Row]]:
-    """(class index, row) of the rows of the run's classes, frequency and materials: class by class, each class's
+def select_rows(manifest: Manifest, classes: list[str], frequencies: list[str],
+                materials: list[str]) -> list[tuple[int, Row]]:
+    """(class index, row) of the rows of the run's classes, frequencies and materials: class by class, each class's
     rows in manifest order. A class with none of them is a warning; fewer than two classes an error."""
     by_class: dict[str, list[Row]] = {name: [] for name in classes}
     for row in manifest.rows:
-        if row.class_name in by_class and row.frequency == frequency and row.material in materials:
+        if row.class_name in by_class and row.frequency in frequencies and row.material in materials:
             by_class[row.class_name].append(row)
+    at = "/".join(frequencies)
     if empty := [name for name, rows in by_class.items() if not rows]:
-        warnings.warn(f"--manifest {manifest.path}: no {'/'.join(materials)} recordings at {frequency} of class "
+        warnings.warn(f"--manifest {manifest.path}: no {'/'.join(materials)} recordings at {at} of class "
                       f"{', '.join(empty)}")
     if sum(bool(rows) for rows in by_class.values()) < 2:
-        raise InputError(f"--manifest {manifest.path}: recordings of fewer than two classes at {frequency} "
+        raise InputError(f"--manifest {manifest.path}: recordings of fewer than two classes at {at} "
                          f"({'/'.join(materials)}); ranking needs at least two")
     return [(label, row) for label, name in enumerate(classes) for row in by_class[name]]

@@ -59,7 +59,8 @@ class PairBatch(NamedTuple):
     recording number (`[R, C, F, T]` stacked, a tuple of views `[C, F, T]`, or None where a pass scores each
     recording once and looks the pairs up); pair i is recordings (index1[i], index2[i]) of classes (label1[i],
     label2[i]) with ranking target target[i] (+1: the first ranks higher). `features` are x's recordings' physical
-    features `[R, K]` where the recordings have them loaded (for a model that reads them), else None."""
+    features `[R, K]` (then a one-hot column per subset in a run that pools several) where the recordings have them
+    loaded (for a model that reads them), else None."""
     x: torch.Tensor | tuple[torch.Tensor, ...] | None
     target: torch.Tensor
     label1: torch.Tensor
@@ -74,7 +75,8 @@ class PairBatch(NamedTuple):
 
 
 class RankingPairDataset(Dataset):
-    """n·(n−1) random draws of two distinct recordings; draws with equal labels are dropped.
+    """n·(n−1) random draws of two distinct recordings; draws with equal labels are dropped, and with
+    `within_subset` (--pair-scope subset) draws of two subsets (materials or frequencies) too.
 
     Target is +1 when the first recording has the higher label, −1 otherwise. Items are
     `(x1, x2, target, label1, label2, index1, index2)`, the indices pointing into the recording
@@ -82,7 +84,7 @@ class RankingPairDataset(Dataset):
     PairBatch records with `distinct_batch` or `view_batch` (training) and `index_batch` (validation) instead.
     """
 
-    def __init__(self, dataset: Dataset, seed: int = 0):
+    def __init__(self, dataset: Dataset, seed: int = 0, within_subset: bool = False):
         self.dataset = dataset
         labels, self.recording_indices = labels_and_indices(dataset)
         n = len(labels)
@@ -91,6 +93,9 @@ class RankingPairDataset(Dataset):
         first = rng.integers(0, n, size=draws) if n > 1 else np.zeros(0, dtype=np.int64)
         second = (first + rng.integers(1, n, size=draws)) % n if n > 1 else first
         keep = labels[first] != labels[second]
+        if within_subset:
+            subsets = self.recordings.subset_index.numpy()[self.recording_indices]
+            keep &= subsets[first] == subsets[second]
         self.first, self.second = first[keep], second[keep]
         self.targets = np.where(labels[self.first] > labels[self.second], 1.0, -1.0).astype(np.float32)
 

@@ -1,4 +1,4 @@
-"""Recordings of one frequency and one or more materials, as dB spectrograms with angle-class labels."""
+"""Recordings of one or more frequencies and materials, as dB spectrograms with angle-class labels."""
 
 import warnings
 from collections import Counter
@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn.functional import one_hot
 from torch.utils.data import Dataset
 
 import config
 from audio_data.audio import audio_info, is_audio, length_slack, resampled_length
 from audio_data.manifest import Manifest, select_rows
-from audio_data.naming import recording_name, recording_prefix
+from audio_data.naming import recording_labels, recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
 from audio_data.tone_features import feature_matrix
 from utils.errors import InputError, first_few
@@ -19,11 +20,12 @@ from utils.errors import InputError, first_few
 
 @dataclass
 class Selection:
-    """The recordings a run takes, class by class: each one's class index and material, and where a manifest
-    gives them its group, fixed split and other columns."""
+    """The recordings a run takes, class by class: each one's class index, material and frequency, and where a
+    manifest gives them its group, fixed split and other columns."""
     paths: list[Path]
     labels: list[int]
     materials: list[str]
+    frequencies: list[str]
     groups: list[str | None] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     extra: list[dict[str, str]] = field(default_factory=list)
@@ -37,38 +39,48 @@ class Selection:
         """The recordings at `keep` (a subset of the paths, in their order)."""
         at = {path: i for i, path in enumerate(self.paths)}
         return Selection(*([values[at[path]] for path in keep] for values in (
-            self.paths, self.labels, self.materials, self.groups, self.splits, self.extra)))
+            self.paths, self.labels, self.materials, self.frequencies, self.groups, self.splits, self.extra)))
+
+    @property
+    def subsets(self) -> list[str]:
+        """Each recording's subset, `<material>_<frequency>` (config.subset_names)."""
+        return [f"{m}_{f}" for m, f in zip(self.materials, self.frequencies)]
 
 
 def manifest_recordings(manifest: Manifest, classes: list[str], frequency: str, material: str) -> Selection:
-    """The manifest's rows of the run's classes, frequency and materials, class by class in manifest order."""
-    rows = select_rows(manifest, classes, frequency, material.split(","))
-    return Selection([row.path for _, row in rows], [label for label, _ in rows], [row.material for _, row in rows],
-                     [row.group for _, row in rows], [row.split for _, row in rows], [row.extra for _, row in rows])
+    """The manifest's rows of the run's classes, frequencies and materials, class by class in manifest order."""
+    labelled = select_rows(manifest, classes, frequency.split(","), material.split(","))
+    rows = [row for _, row in labelled]
+    return Selection([row.path for row in rows], [label for label, _ in labelled], [row.material for row in rows],
+                     [row.frequency for row in rows], [row.group for row in rows], [row.split for row in rows],
+                     [row.extra for row in rows])
 
 
 def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str] | None,
                     frequency: str, material: str) -> Selection:
     """Paths and class indices of `<data_dir>/<class>/<material>/<material>_<class>_<freq>_<seq>.<ext>` (any audio
-    file ending, in any case: audio_data/audio.py), class by class, each class's materials in the order given
-    (`material`: one, or several separated by commas)."""
+    file ending, in any case: audio_data/audio.py), class by class, each class's materials and each material's
+    frequencies in the order given (`material`, `frequency`: one, or several separated by commas)."""
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data folder not found")
     wanted = None if selected_seqs is None else {str(s) for s in selected_seqs}
-    paths, labels, missing, left_out = [], [], [], []
+    paths, labels, frequencies, missing, left_out = [], [], [], [], []
     for label, class_name in enumerate(classes):
         for one in material.split(","):
             folder = data_dir / class_name / one
             if not folder.is_dir():
                 missing.append(folder)
                 continue
-            prefix = recording_prefix(one, class_name, frequency)
-            for path in sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and is_audio(p)):
-                if wanted is None or path.stem[len(prefix):] in wanted:
-                    paths.append(path)
-                    labels.append(label)
-                else:
-                    left_out.append(path.stem[len(prefix):])
+            files = sorted(p for p in folder.iterdir() if is_audio(p))
+            for tone in frequency.split(","):
+                prefix = recording_prefix(one, class_name, tone)
+                for path in (p for p in files if p.name.startswith(prefix)):
+                    if wanted is None or path.stem[len(prefix):] in wanted:
+                        paths.append(path)
+                        labels.append(label)
+                        frequencies.append(tone)
+                    else:
+                        left_out.append(path.stem[len(prefix):])
     if left_out:
         warnings.warn(f"--seqs: {len(left_out)} recordings with other sequence numbers are left out ("
                       f"{first_few(sorted(set(left_out)))}); --seqs all takes every one")
@@ -81,7 +93,7 @@ def find_recordings(data_dir: Path, classes: list[str], selected_seqs: list[str]
     if len(found) < 2:
         raise InputError(f"recordings found for one class only ({found[0]}, under {data_dir}); "
                          "ranking needs at least two classes")
-    return Selection(paths, labels, [path.parent.name for path in paths])
+    return Selection(paths, labels, [path.parent.name for path in paths], frequencies)
 
 
 def odd_ones(paths: list[Path], values: list[int]) -> tuple[int, list[Path]]:
@@ -98,6 +110,35 @@ def check_all_equal(paths: list[Path], values: list[int], what: str) -> int:
         raise InputError(f"recordings differ in {what}: most have {common}, but "
                          + ", ".join(f"{path} ({by_path[path]})" for path in odd))
     return common
+
+
+def model_features(physical: torch.Tensor, subset_index: torch.Tensor, subsets: int) -> torch.Tensor:
+    """What a model that reads features gets beside each spectrogram: the physical features `[N, K]`, then in a run
+    of several subsets a one-hot column per subset (the recording's, `subset_index`)."""
+    if subsets == 1:
+        return physical
+    return torch.cat([physical, one_hot(subset_index, subsets).to(physical.dtype)], dim=1)
+
+
+def named_subsets(paths: list[Path], names: list[str]) -> torch.Tensor:
+    """Each recording's subset among a run's `names`, from its file name (`<material>_<class>_<frequency>_<seq>`):
+    for recordings that a run pooling several subsets scores; an error naming a file of none of them."""
+    at = {name: i for i, name in enumerate(names)}
+    found = [at.get("{material}_{frequency}".format(**recording_labels(str(path)))) for path in paths]
+    if odd := [str(path) for path, index in zip(paths, found) if index is None]:
+        raise InputError(f"{odd[0]}: the run pools {', '.join(names)}, and a recording's file name "
+                         "(<material>_<class>_<frequency>_<seq>) must say which of them it is"
+                         + (f" ({len(odd) - 1} more such files)" if len(odd) > 1 else ""))
+    return torch.tensor(found, dtype=torch.int64)
+
+
+def subset_indices(subsets: list[str], names: list[str]) -> torch.Tensor:
+    """Each recording's subset as an index into the run's subsets `names`; an error naming a subset without any."""
+    if empty := [name for name in names if name not in set(subsets)]:
+        raise InputError(f"no recordings of {', '.join(empty)}, which --material and --frequency pool: leave "
+                         f"{'it' if len(empty) == 1 else 'them'} out")
+    at = {name: i for i, name in enumerate(names)}
+    return torch.tensor([at[subset] for subset in subsets], dtype=torch.int64)
 
 
 class BadFiles:
@@ -156,8 +197,9 @@ def common_value(paths: list[Path], values: list[int], bad: BadFiles, what: str,
 
 
 class SpectrogramDatasetWithMaterial(Dataset):
-    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`, `.materials` (each one's), and
-    `.selection` (also each one's group, fixed split and manifest columns).
+    """The selected recordings: `.data` [N, 1, F, T], `.labels` [N], `.paths`, `.materials` (each one's),
+    `.subset_index` [N] (each one's subset among `.subset_names`, the `<material>_<frequency>` that the run pools),
+    and `.selection` (also each one's frequency, group, fixed split and manifest columns).
 
     The recordings are those of the folder layout under `data_dir`, or with `manifest` the manifest's rows.
 
@@ -210,6 +252,8 @@ class SpectrogramDatasetWithMaterial(Dataset):
         self.features: torch.Tensor | None = None  # the physical features, once load_features has read them
         self.paths = [str(path) for path in loaded]
         self.materials = self.selection.materials
+        self.subset_names = config.subset_names(material, selected_freq)
+        self.subset_index = subset_indices(self.selection.subsets, self.subset_names)
         self.labels = torch.tensor(self.selection.labels, dtype=torch.int64)
         self.data = data[:len(loaded)] if cache_dir is None else MappedSpectrograms(data, shape)
         self.manifest_sha256 = manifest.sha256 if manifest is not None else None
@@ -218,11 +262,13 @@ class SpectrogramDatasetWithMaterial(Dataset):
                              f"{manifest.path if manifest is not None else data_dir}")
 
     def load_features(self) -> torch.Tensor:
-        """`.features`: each recording's physical features (audio_data/tone_features.py) `[N, len(FEATURES)]`,
-        float64, read from its file at the run's rate (and length, with --duration) on the first call."""
+        """`.features`, float64: each recording's physical features (audio_data/tone_features.py), read from its
+        file at the run's rate (and length, with --duration) on the first call, then where the run pools several
+        subsets a one-hot column per subset (`subset_index`): `[N, len(FEATURES) (+ len(subset_names))]`."""
         if self.features is None:
-            self.features = torch.from_numpy(feature_matrix(self.paths, self.frequency,
-                                                            self.length if self.cropped else None, self.sample_rate))
+            physical = torch.from_numpy(feature_matrix(self.paths, self.selection.frequencies,
+                                                       self.length if self.cropped else None, self.sample_rate))
+            self.features = model_features(physical, self.subset_index, len(self.subset_names))
         return self.features
 
     def __len__(self) -> int:

@@ -86,13 +86,15 @@ def envelope_features(envelope: np.ndarray, sample_rate: int) -> tuple[float, fl
     return 20 * np.log10(max(onset, 1e-12)) - steady, float(slope)
 
 
-def feature_matrix(paths: list[str], frequency: str, length: int | None,
+def feature_matrix(paths: list[str], frequency: str | list[str], length: int | None,
                    sample_rate: int | None = None) -> np.ndarray:
-    """[n, len(FEATURES)] for the recordings at `paths`, resampled to `sample_rate` if given and cropped or padded
-    to `length` samples if given (as a run does with recordings at another rate and with --duration)."""
+    """[n, len(FEATURES)] for the recordings at `paths` of tone `frequency` (one for all, or each one's), resampled
+    to `sample_rate` if given and cropped or padded to `length` samples if given (as a run does with recordings at
+    another rate and with --duration)."""
+    frequencies = [frequency] * len(paths) if isinstance(frequency, str) else frequency
     rows = []
-    for path in paths:
+    for path, tone in zip(paths, frequencies):
         samples, sample_rate = read_audio(path, sample_rate)
         rows.append(recording_features(samples if length is None else fit_length(samples, length), sample_rate,
-                                       frequency_hz(frequency)))
+                                       frequency_hz(tone)))
     return np.array(rows).reshape(len(paths), len(FEATURES))

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from config import subset_names
 from models.baseline_residual import BaselineResidualRanker
 from models.common import score_probe
 from models.level_cnn import LevelCNNAudioRanker
@@ -17,10 +18,12 @@ MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "si
           "spectrum_cnn": SpectrumCNNAudioRanker, "baseline_residual": BaselineResidualRanker}
 
 
-def build_model(name: str) -> nn.Module:
+def build_model(name: str, subsets: int = 1) -> nn.Module:
+    """Model `name`; one that reads the recordings' features is built for a run of `subsets` subsets (materials
+    and frequencies pooled; config.DataConfig.subsets)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name]()
+    return MODELS[name](subsets) if getattr(MODELS[name], "reads_features", False) else MODELS[name]()
 
 
 def check_input_size(name: str, shape: tuple[int, ...]) -> None:
@@ -47,7 +50,8 @@ def check_input_size(name: str, shape: tuple[int, ...]) -> None:
 
 def checkpoint_model(checkpoint: dict, name: str, path: Path, device: torch.device) -> nn.Module:
     """Model `name` with a train.py checkpoint's weights, on `device`; InputError if they do not fit."""
-    model = build_model(name)
+    args = checkpoint.get("args", {})
+    model = build_model(name, len(subset_names(args.get("material", ""), args.get("frequency") or "")))
     try:
         model.load_state_dict(checkpoint["model_state_dict"])
     except Exception:  # a foreign state dict fails in several ways

@@ -1,13 +1,14 @@
 """A ranker that starts from the best simple baseline and learns what it misses.
 
-    score(x, f) = b(f) + r(x, f),    b(f) = w·z,    z = (f − μ) / σ
+    score(x, f) = b(f) + r(x, f),    b(f) = w_s·z,    z = (f − μ_s) / σ_s
 
 f are the recording's physical features (audio_data/tone_features.py: levels, noise floor, onset-to-steady ratio,
-early decay). b is the pairwise logistic ranker on them (models/linear_ranker.py), fitted on the run's training
-recordings before the first step and scaled to the loss's margin (`fit_baseline`), then fixed: μ, σ and w are
-buffers, saved in checkpoints. r is the small CNN on the spectrogram, its head fed z beside the pooled
-convolutions; the head's last layer starts at zero, so before the first step the model is the baseline, and
-training (with either loss) changes only r.
+early decay), s its subset (material and frequency) in a run that pools several. b is the pairwise logistic ranker
+on them (models/linear_ranker.py), fitted on the run's training recordings of each subset on its own before the
+first step and scaled to the loss's margin (`fit_baseline`), then fixed: μ, σ and w (one row per subset) are
+buffers, saved in checkpoints. r is the small CNN on the spectrogram, its head fed z (and the subset, one-hot)
+beside the pooled convolutions, one residual for every subset; the head's last layer starts at zero, so before
+the first step the model is the baseline, and training (with either loss) changes only r.
 """
 
 from collections.abc import Sequence
@@ -22,46 +23,67 @@ from models.resnet_ranker import SimpleCNNAudioRanker
 
 
 class BaselineResidualRanker(SimpleCNNAudioRanker):
-    """The logistic baseline on the physical features plus the small CNN's residual (module docstring)."""
+    """The logistic baseline on the physical features plus the small CNN's residual (module docstring), for a run
+    of `subsets` subsets: its features `[B, K + subsets]` end in a one-hot column per subset where it has several."""
 
     reads_features = True
 
-    def __init__(self):
+    def __init__(self, subsets: int = 1):
         super().__init__()
         k = len(FEATURES)
-        self.head[1] = nn.Linear(self.head[1].in_features + k, self.head[1].out_features)
+        self.subsets, self.inputs_beside = subsets, k + (subsets if subsets > 1 else 0)
+        self.head[1] = nn.Linear(self.head[1].in_features + self.inputs_beside, self.head[1].out_features)
         nn.init.zeros_(self.head[3].weight)
         nn.init.zeros_(self.head[3].bias)
-        self.register_buffer("feature_mean", torch.zeros(k))
-        self.register_buffer("feature_std", torch.ones(k))
-        self.register_buffer("baseline_weights", torch.zeros(k))
+        self.register_buffer("feature_mean", torch.zeros(subsets, k))
+        self.register_buffer("feature_std", torch.ones(subsets, k))
+        self.register_buffer("baseline_weights", torch.zeros(subsets, k))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        for name in ("feature_mean", "feature_std", "baseline_weights"):  # a one-subset model's, stored as [K]
+            if (value := state_dict.get(prefix + name)) is not None and value.dim() == 1:
+                state_dict[prefix + name] = value.unsqueeze(0)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def subset_of(self, features: torch.Tensor) -> torch.Tensor:
+        """Each row's subset index `[B]`, from its one-hot columns (0 in a one-subset model)."""
+        if self.subsets == 1:
+            return torch.zeros(len(features), dtype=torch.int64, device=features.device)
+        return features[:, len(FEATURES):].argmax(dim=1)
 
     def fit_baseline(self, features: np.ndarray, labels: np.ndarray, margin: float) -> None:
-        """μ, σ and w from the training recordings' features `[N, K]` and class indices `[N]`: w's direction is the
-        logistic ranker's, its length the one that suits the loss's `margin` on the training pairs (`margin_scale`;
-        the logistic fit's own scale is arbitrary, and a residual left to stretch the scores to the margin would
-        have to learn that instead of what the baseline misses)."""
-        mean, std, d, y = standardised_pairs(features, labels)
-        w = fit_logistic(d, y)
-        w = w * margin_scale(y * (d @ w), margin)
-        for buffer, value in ((self.feature_mean, mean), (self.feature_std, std), (self.baseline_weights, w)):
-            buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype))
+        """μ, σ and w of each subset from its training recordings' features `[N, K (+ subsets)]` and class indices
+        `[N]`: w's direction is the logistic ranker's, its length the one that suits the loss's `margin` on the
+        training pairs (`margin_scale`; the logistic fit's own scale is arbitrary, and a residual left to stretch
+        the scores to the margin would have to learn that instead of what the baseline misses). A subset with
+        training recordings of one class only keeps w = 0."""
+        subset = self.subset_of(torch.from_numpy(features)).numpy()
+        for s in np.unique(subset):
+            mean, std, d, y = standardised_pairs(features[subset == s, :len(FEATURES)], labels[subset == s])
+            w = fit_logistic(d, y) if len(y) else np.zeros(len(FEATURES))
+            w = w * margin_scale(y * (d @ w), margin)
+            for buffer, value in ((self.feature_mean, mean), (self.feature_std, std), (self.baseline_weights, w)):
+                buffer[s] = torch.as_tensor(value, dtype=buffer.dtype)
 
     def standardized(self, features: torch.Tensor) -> torch.Tensor:
-        return (features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_std
+        subset = self.subset_of(features)
+        physical = features[:, :len(FEATURES)].to(self.feature_mean.dtype)
+        return (physical - self.feature_mean[subset]) / self.feature_std[subset]
 
     def baseline_score(self, features: torch.Tensor) -> torch.Tensor:
         """b(f) `[B]`, the score's fixed part, in float32 also under autocast (a product and a sum, which autocast
         leaves in float32: a bfloat16 matrix product would round the scores of near neighbours together)."""
-        return self._baseline(self.standardized(features))
+        return self._baseline(self.standardized(features), self.subset_of(features))
 
-    def _baseline(self, z: torch.Tensor) -> torch.Tensor:
-        return (z * self.baseline_weights).sum(dim=1)
+    def _baseline(self, z: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
+        return (z * self.baseline_weights[subset]).sum(dim=1)
 
     def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None,
               features: torch.Tensor | None = None) -> torch.Tensor:
         if features is None:
             raise ValueError("the baseline-residual model scores from the recordings' physical features too")
-        z = self.standardized(features if rows is None else features[rows.to(features.device)])
-        residual = self.head[1:](torch.cat([self.head[0](pooled), z.to(pooled.dtype)], dim=1)).squeeze(1)
-        return self._baseline(z) + residual
+        features = features if rows is None else features[rows.to(features.device)]
+        z, beside = self.standardized(features), features[:, len(FEATURES):]
+        residual = self.head[1:](torch.cat([self.head[0](pooled), z.to(pooled.dtype), beside.to(pooled.dtype)],
+                                           dim=1)).squeeze(1)
+        return self._baseline(z, self.subset_of(features)) + residual

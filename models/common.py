@@ -65,4 +65,4 @@ def score(model: nn.Module, x: torch.Tensor, features: torch.Tensor | None = Non
 
 def score_probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """score(model, x) with all-zero features where the model reads them: for probes of shapes and memory."""
-    return score(model, x, torch.zeros(len(x), len(FEATURES), device=x.device))
+    return score(model, x, torch.zeros(len(x), getattr(model, "inputs_beside", len(FEATURES)), device=x.device))

@@ -3,6 +3,7 @@
 # the summary table.
 #   JOBS=2 SEEDS="1 2 3" EPOCHS=30 scripts/sweep.sh --data-root data --save-dir sweep_out [more train.py flags]
 #   GRID="--margin 5 10 20; --ghm-alpha 0 0.75 1" LOSSES=ghm scripts/sweep.sh --data-root data --save-dir grid_out
+#   FREQUENCIES="500hz,1000hz,3000hz" scripts/sweep.sh ... --pair-scope subset   (one run pooling all three)
 # GRID: groups separated by ";", each a flag and its values; every combination is run.
 # Each of the JOBS runs gets --threads <cores / JOBS> unless the flags give --threads.
 # Each run's output (stdout and stderr) goes to <save-dir>/sweep_logs/<its settings>.log; its run folder under
@@ -23,7 +24,8 @@ fail() { printf 'error: %s\n' "$1" >&2; exit 2; }
 [[ $EPOCHS =~ ^[1-9][0-9]{0,5}$ ]] || fail "EPOCHS=$(printf %q "$EPOCHS"): must be a whole number >= 1"
 for seed in $SEEDS; do [[ $seed =~ ^[0-9]{1,10}$ ]] || fail "SEEDS: $(printf %q "$seed") is not a whole number"; done
 for frequency in $FREQUENCIES; do
-  [[ $frequency =~ ^[0-9]+(\.[0-9]+)?hz$|^all$ ]] || fail "FREQUENCIES: $(printf %q "$frequency") is not <N>hz or all"
+  [[ $frequency =~ ^[0-9]+(\.[0-9]+)?hz(,[0-9]+(\.[0-9]+)?hz)*$|^all$ ]] ||
+    fail "FREQUENCIES: $(printf %q "$frequency") is not <N>hz, several joined by commas (pooled), or all"
 done
 for loss in $LOSSES; do
   [[ $loss == standard || $loss == ghm ]] || fail "LOSSES: $(printf %q "$loss") is not standard or ghm"

@@ -140,8 +140,14 @@ def check_config(parser: argparse.ArgumentParser, cfg: RunConfig) -> RunConfig:
     """Reject bad values before any data is loaded; the configuration with the run's classes found."""
     data, devices, run = cfg.data, cfg.devices, cfg.run
     rules = [("--frequency", data.frequency is not None, "is required"),
-             ("--frequency", data.frequency in (None, "all") or frequency_hz(data.frequency) is not None
-              or data.manifest is not None, "must be <N>hz as in the file names (e.g. 1000hz), or all"),
+             ("--frequency", data.frequency in (None, "all") or all(frequency_hz(f) is not None
+                                                                   for f in data.frequency.split(","))
+              or data.manifest is not None and "all" not in data.frequency.split(","),
+              "must be <N>hz as in the file names (e.g. 1000hz), several separated by commas, or all"),
+             ("--frequency", data.frequency is None or len(set(data.frequency.split(","))) == len(
+                 data.frequency.split(",")), "names a frequency twice"),
+             ("--material", len(set(data.material.split(","))) == len(data.material.split(",")),
+              "names a material twice"),
              ("--material", len(data.material) <= MAX_NAME and all(NAME_PART.fullmatch(m)
                                                                    for m in data.material.split(",")),
               f"must be folder names separated by commas (letters, digits, '.', '_', '+', '-'; no path), {MAX_NAME} "
@@ -183,8 +189,9 @@ def manifest_classes(parser: argparse.ArgumentParser, data: config.DataConfig) -
     if missing := [m for m in data.material.split(",") if m not in manifest.materials]:
         parser.error(f"--material {data.material}: the manifest has no {', '.join(missing)} recordings; found: "
                      f"{', '.join(manifest.materials)}")
-    if data.frequency != "all" and data.frequency not in manifest.frequencies:
-        parser.error(f"--frequency {data.frequency}: the manifest has no {data.frequency} recordings; found: "
+    if data.frequency != "all" and (missing := [f for f in data.frequency.split(",")
+                                                if f not in manifest.frequencies]):
+        parser.error(f"--frequency {data.frequency}: the manifest has no {', '.join(missing)} recordings; found: "
                      f"{', '.join(manifest.frequencies)}")
     if manifest.has_splits and (data.test_fraction or data.folds):
         flag = f"--test-fraction {data.test_fraction}" if data.test_fraction else f"--folds {data.folds}"
@@ -207,8 +214,8 @@ def checked_classes(parser: argparse.ArgumentParser, data: config.DataConfig) ->
     if not found:
         parser.error(f"--material {data.material}: no <material>_<class>_<N>hz_<seq>.wav recordings under "
                      f"{root}/<class>/{data.material}")
-    if data.frequency != "all" and data.frequency not in found:
-        parser.error(f"--frequency {data.frequency}: no {data.frequency} recordings under "
+    if data.frequency != "all" and (missing := [f for f in data.frequency.split(",") if f not in found]):
+        parser.error(f"--frequency {data.frequency}: no {', '.join(missing)} recordings under "
                      f"{root}/<class>/{data.material}; found: {', '.join(found) or 'none'}")
     return classes
 

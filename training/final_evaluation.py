@@ -10,7 +10,7 @@ from torch import nn
 
 from analysis.baseline_rankers import run_baselines
 from analysis.evaluation import (ESTIMATE_HEADLINE, HEADLINE, RESIDUAL, VERSUS, Recordings, comparison_lines,
-                                 estimate_headline, evaluate_model, headline)
+                                 estimate_headline, evaluate_model, headline, subset_lines)
 from analysis.report import write_report
 from analysis.run_calibration import calibrate
 from audio_data.loading import RunData
@@ -70,7 +70,7 @@ def final_evaluation(cfg: RunConfig, model: nn.Module, data: RunData, device: to
         write_report(result, folder)
         also = f", also the best by {cfg.optim.monitor}" if len(models) == 1 else ""
         print(f"{which} model (epoch {epoch}{also}) on the {split} recordings: {headline(result.metrics)}; "
-              f"{estimate_headline(result.estimates)}", flush=True)
+              f"{estimate_headline(result.estimates)}", *subset_lines(result.metrics), sep="\n", flush=True)
         report[which] = result.figures()
         calibrations += [(checkpoint, calibration) for checkpoint in checkpoints]
     print("\n".join(comparison_lines({f"CNN, {which} model": report[which] for which in ("last", "best")
@@ -86,7 +86,7 @@ def evaluation_summary(report: dict) -> dict:
     """summary.json's evaluation: the chosen model's headline figures (the best model's, or the last model's
     without a usable model_best.pt), which model that is, and the last model's figures beside them."""
     chosen, keys = "best" if report["best"] is not None else "last", (*HEADLINE, *ESTIMATE_HEADLINE, *VERSUS,
-                                                                      *RESIDUAL)
+                                                                      *RESIDUAL, "per_subset")
     return {"split": report["split"], "model": chosen, "best_epoch": report["best_epoch"],
             **{key: report[chosen][key] for key in keys if key in report[chosen]},
             "last": {key: report["last"][key] for key in keys if key in report["last"]}}

@@ -34,9 +34,13 @@ def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
         return {"fold": fold, "run": None, "status": "failed"}
     summary = read_summary(Path(save_dir) / CHECKPOINTS / run / "summary.json")
     evaluation = summary.get("evaluation") or {}
-    return {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
-            "best_baseline": evaluation.get("best_baseline"),
-            **{key: evaluation.get(key) for key in MEASURES}, **{key: summary.get(key) for key in RUN_MEASURES}}
+    row = {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
+           "best_baseline": evaluation.get("best_baseline"),
+           **{key: evaluation.get(key) for key in MEASURES}, **{key: summary.get(key) for key in RUN_MEASURES}}
+    if "per_subset" in evaluation:  # a run that pools subsets: each one's measures
+        row["per_subset"] = {name: {key: figures.get(key) for key in ("best_baseline", *MEASURES)}
+                             for name, figures in evaluation["per_subset"].items()}
+    return row
 
 
 def spread(rows: list[dict], key: str) -> dict:
@@ -47,7 +51,8 @@ def spread(rows: list[dict], key: str) -> dict:
 
 def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | None]) -> str:
     """folds_summary.json and .csv of the folds `runs` (fold → run folder name, None for a fold that failed);
-    the mean and spread over the completed folds. Returns the line to print."""
+    the mean and spread over the completed folds (and over each subset's figures, in a run that pools several).
+    Returns the lines to print."""
     name = (run_folder_name(cfg.run.run_name, cfg.data.frequency, frequency) if cfg.run.run_name else
             f"{run_name_prefix(cfg.data.material, frequency, cfg.loss.type, cfg.loss.alpha, cfg.run.seed)}"
             f"_folds{cfg.data.folds}_{now()}")
@@ -57,8 +62,12 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
     summary = {"format_version": FOLDS_FORMAT, "folds": cfg.data.folds, "frequency": frequency,
                "completed": len(done), "per_fold": rows,
                "over_folds": {key: spread(done, key) for key in (*MEASURES, *RUN_MEASURES)}}
+    if subsets := list(done[0].get("per_subset", {})) if done else []:
+        summary["over_folds_per_subset"] = {name: {key: spread([row["per_subset"][name] for row in done], key)
+                                                   for key in MEASURES} for name in subsets}
     save_json(summary, folder / "folds_summary.json")
     columns = ["fold", "run", "status", "split", "best_baseline", *MEASURES, *RUN_MEASURES]
+    rows = [{key: value for key, value in row.items() if key != "per_subset"} for row in rows]
     with atomic_path(folder / "folds_summary.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -67,9 +76,15 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
             writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in
                                               (*MEASURES, *RUN_MEASURES)}})
     over = summary["over_folds"]
-    return (f"{len(done)}/{len(rows)} folds of {frequency}: pairwise accuracy {shown(over['pairwise_accuracy'])}, "
-            f"best baseline {shown(over['best_baseline_pairwise_accuracy'])}, CNN − best baseline "
-            f"{shown(over['vs_best_baseline'])}; wrote {folder / 'folds_summary.json'}")
+    return "\n".join([f"{len(done)}/{len(rows)} folds of {frequency}: {versus_line(over)}; wrote "
+                      f"{folder / 'folds_summary.json'}",
+                      *(f"  {name}: {versus_line(figures)}"
+                        for name, figures in summary.get("over_folds_per_subset", {}).items())])
+
+
+def versus_line(over: dict) -> str:
+    return (f"pairwise accuracy {shown(over['pairwise_accuracy'])}, best baseline "
+            f"{shown(over['best_baseline_pairwise_accuracy'])}, CNN − best baseline {shown(over['vs_best_baseline'])}")
 
 
 def shown(figure: dict) -> str:

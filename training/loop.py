@@ -52,7 +52,7 @@ def run_data(cfg: RunConfig, device: torch.device | None = None) -> RunData:
 
 
 def build_training(cfg: RunConfig, device: torch.device) -> Training:
-    model = build_model(cfg.model.name)
+    model = build_model(cfg.model.name, len(cfg.data.subsets))
     if cfg.devices.sync_bn and distributed.active():
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)

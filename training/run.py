@@ -25,8 +25,8 @@ from utils.run_paths import RunPaths, consistency_folder
 from utils.run_summary import RunSummary
 
 # Settings that decide which batches training sees; --verify-consistency compares runs on these.
-BATCH_SETTINGS = ("data_root", "material", "frequency", "seqs", "seed", "batch_size", "n_fft", "hop_length",
-                  "duration", "skip_bad_files")
+BATCH_SETTINGS = ("data_root", "material", "frequency", "pair_scope", "seqs", "seed", "batch_size", "n_fft",
+                  "hop_length", "duration", "skip_bad_files")
 
 
 def describe(run: RunPaths, data: RunData, cfg: RunConfig, device: torch.device) -> str:

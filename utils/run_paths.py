@@ -166,7 +166,7 @@ def evaluation_folder(checkpoint: Path, split: str) -> Path:
 
 def consistency_folder(save_dir: str | Path, material: str, frequency: str, loss_type: str) -> Path:
     """Where --verify-consistency keeps its batch records, shared by the runs of one data and loss setting."""
-    return Path(save_dir) / "batch_consistency" / f"{material.replace(',', '+')}_{frequency}_{loss_type}"
+    return Path(save_dir) / "batch_consistency" / f"{pooled(material)}_{pooled(frequency)}_{loss_type}"
 
 
 def consistency_record(folder: Path, timestamp: str, seed: int) -> Path:
@@ -185,11 +185,16 @@ def summaries(save_dir: str | Path) -> list[Path]:
 
 def run_name_prefix(material: str, frequency: str, loss_type: str, alpha: float, seed: int,
                     fold: int | None = None) -> str:
-    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>[_fold<k>]` (pooled materials joined by +); the
-    timestamp follows."""
+    """`<material>_<frequency>_<loss>[_alpha<a>]_seed<seed>[_fold<k>]` (pooled materials or frequencies joined by
+    +); the timestamp follows."""
     alpha_part = f"_alpha{alpha:g}" if loss_type == "ghm" else ""
     fold_part = f"_fold{fold}" if fold else ""
-    return f"{material.replace(',', '+')}_{frequency}_{loss_type}{alpha_part}_seed{seed}{fold_part}"
+    return f"{pooled(material)}_{pooled(frequency)}_{loss_type}{alpha_part}_seed{seed}{fold_part}"
+
+
+def pooled(names: str) -> str:
+    """Comma-separated materials or frequencies as one part of a folder name: joined by +."""
+    return names.replace(",", "+")
 
 
 def folds_folder(save_dir: str | Path, name: str) -> Path:
