@@ -46,7 +46,7 @@ GHM_TEMPERATURE_PER_MARGIN = 0.25  # default temperature = margin / 4; docs/mode
 GHM_MAX_WEIGHT = 5.0  # docs/models-and-losses.md: binds on lone-pair batches only
 
 # The names each choice-flag takes; the registries behind them (models.MODELS, losses, ...) are keyed by these.
-MODEL_NAMES = ("simple_cnn", "resnet18", "simple_cnn_level", "spectrum_cnn", "baseline_residual")
+MODEL_NAMES = ("simple_cnn", "resnet18", "simple_cnn_level", "spectrum_cnn", "baseline_residual", "onset_residual")
 LOSS_TYPES = ("standard", "ghm")
 PAIR_FORWARDS = ("separate", "unique")
 PAIR_SCOPES = ("all", "subset")
@@ -251,7 +251,8 @@ class ModelConfig:
     """What scores a spectrogram, and how a batch of pairs goes through it."""
     name: str = setting("baseline_residual", "the ranker: baseline_residual, the logistic baseline on the "
                         "recordings' physical features plus the small CNN's learned residual (docs/evidence.md); "
-                        "simple_cnn, the original CNN", flag="--model", choices=MODEL_NAMES)
+                        "onset_residual, the same whose residual also reads the tone's envelope around its start "
+                        "and stop; simple_cnn, the original CNN", flag="--model", choices=MODEL_NAMES)
     pair_forward: str = setting(
         "separate", "separate: model(x1), model(x2) (the small CNNs convolve a repeated recording once, with the "
                     "same result); unique: each distinct recording of a batch once, BatchNorm then sees each once",

@@ -86,9 +86,9 @@ def run_features(paths: list[Path], data: DataConfig, length: int, sample_rate: 
     subsets = named_subsets(paths, names) if len(names) > 1 else torch.zeros(len(paths), dtype=torch.int64)
     tones = data.frequency.split(",")  # names are material by material, each with every frequency
     frequencies = [tones[k % len(tones)] for k in subsets.tolist()]
-    physical = torch.from_numpy(feature_matrix([str(p) for p in paths], frequencies,
-                                               length if data.duration is not None else None, sample_rate))
-    return model_features(physical, subsets, len(names))
+    measured = torch.from_numpy(feature_matrix([str(p) for p in paths], frequencies,
+                                               length if data.duration is not None else None, sample_rate, view=True))
+    return model_features(measured, subsets, len(names))
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ def run_baselines(recordings: SpectrogramDatasetWithMaterial, train: list[int], 
     and in a run that pools subsets each subset's own (`per_subset`: fitted on its training recordings, measured on
     its evaluated ones); the features of each evaluated recording come along (`recordings`: path → FEATURES
     values)."""
-    x, labels = recordings.load_features().numpy()[:, :len(FEATURES)], recordings.labels.numpy()
+    x, labels = recordings.physical_features(), recordings.labels.numpy()
     report = baseline_report(x, labels, train, evaluated, recordings.classes)
     if len(recordings.subset_names) > 1:
         subset = recordings.subset_index.numpy()

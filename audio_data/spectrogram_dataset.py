@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.functional import one_hot
 from torch.utils.data import Dataset
@@ -14,7 +15,7 @@ from audio_data.audio import audio_info, is_audio, length_slack, resampled_lengt
 from audio_data.manifest import Manifest, select_rows
 from audio_data.naming import recording_labels, recording_name, recording_prefix
 from audio_data.spectrogram_cache import MappedSpectrograms, cache_entry, compute_spectrogram
-from audio_data.tone_features import feature_matrix
+from audio_data.tone_features import FEATURES, feature_matrix
 from utils.errors import InputError, first_few
 
 
@@ -112,12 +113,13 @@ def check_all_equal(paths: list[Path], values: list[int], what: str) -> int:
     return common
 
 
-def model_features(physical: torch.Tensor, subset_index: torch.Tensor, subsets: int) -> torch.Tensor:
-    """What a model that reads features gets beside each spectrogram: the physical features `[N, K]`, then in a run
-    of several subsets a one-hot column per subset (the recording's, `subset_index`)."""
+def model_features(measured: torch.Tensor, subset_index: torch.Tensor, subsets: int) -> torch.Tensor:
+    """What a model that reads features gets beside each spectrogram: the columns measured on the recording
+    `[N, MEASURED]` (tone_features.feature_matrix with its view), then in a run of several subsets a one-hot column
+    per subset (the recording's, `subset_index`)."""
     if subsets == 1:
-        return physical
-    return torch.cat([physical, one_hot(subset_index, subsets).to(physical.dtype)], dim=1)
+        return measured
+    return torch.cat([measured, one_hot(subset_index, subsets).to(measured.dtype)], dim=1)
 
 
 def named_subsets(paths: list[Path], names: list[str]) -> torch.Tensor:
@@ -262,14 +264,20 @@ class SpectrogramDatasetWithMaterial(Dataset):
                              f"{manifest.path if manifest is not None else data_dir}")
 
     def load_features(self) -> torch.Tensor:
-        """`.features`, float64: each recording's physical features (audio_data/tone_features.py), read from its
-        file at the run's rate (and length, with --duration) on the first call, then where the run pools several
-        subsets a one-hot column per subset (`subset_index`): `[N, len(FEATURES) (+ len(subset_names))]`."""
+        """`.features`, float64, what a model that reads features gets beside each spectrogram: the recording's
+        physical features and onset view (audio_data/tone_features.py), read from its file at the run's rate (and
+        length, with --duration) on the first call, then where the run pools several subsets a one-hot column per
+        subset (`subset_index`): `[N, MEASURED (+ len(subset_names))]`."""
         if self.features is None:
-            physical = torch.from_numpy(feature_matrix(self.paths, self.selection.frequencies,
-                                                       self.length if self.cropped else None, self.sample_rate))
-            self.features = model_features(physical, self.subset_index, len(self.subset_names))
+            measured = torch.from_numpy(feature_matrix(self.paths, self.selection.frequencies,
+                                                       self.length if self.cropped else None, self.sample_rate,
+                                                       view=True))
+            self.features = model_features(measured, self.subset_index, len(self.subset_names))
         return self.features
+
+    def physical_features(self) -> np.ndarray:
+        """The physical features alone `[N, len(FEATURES)]` (`load_features`' first columns): the baselines'."""
+        return self.load_features()[:, :len(FEATURES)].numpy()
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -10,12 +10,14 @@ from config import subset_names
 from models.baseline_residual import BaselineResidualRanker
 from models.common import score_probe
 from models.level_cnn import LevelCNNAudioRanker
+from models.onset_residual import OnsetResidualRanker
 from models.resnet_ranker import ResNetAudioRanker, SimpleCNNAudioRanker
 from models.spectrum_cnn import SpectrumCNNAudioRanker
 from utils.errors import InputError
 
 MODELS = {"simple_cnn": SimpleCNNAudioRanker, "resnet18": ResNetAudioRanker, "simple_cnn_level": LevelCNNAudioRanker,
-          "spectrum_cnn": SpectrumCNNAudioRanker, "baseline_residual": BaselineResidualRanker}
+          "spectrum_cnn": SpectrumCNNAudioRanker, "baseline_residual": BaselineResidualRanker,
+          "onset_residual": OnsetResidualRanker}
 
 
 def build_model(name: str, subsets: int = 1) -> nn.Module:

@@ -17,22 +17,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from audio_data.tone_features import FEATURES
+from audio_data.tone_features import FEATURES, MEASURED
 from models.linear_ranker import fit_logistic, margin_scale, standardised_pairs
 from models.resnet_ranker import SimpleCNNAudioRanker
 
 
 class BaselineResidualRanker(SimpleCNNAudioRanker):
     """The logistic baseline on the physical features plus the small CNN's residual (module docstring), for a run
-    of `subsets` subsets: its features `[B, K + subsets]` end in a one-hot column per subset where it has several."""
+    of `subsets` subsets. Its features `[B, MEASURED (+ subsets)]` are the recording's measured columns
+    (audio_data/tone_features.py: FEATURES, then the onset view, which this model leaves to `learned`) and, where
+    the run has several subsets, a one-hot column per subset."""
 
     reads_features = True
+    learned_width = 0  # the width of what `learned` adds to the head's inputs
 
     def __init__(self, subsets: int = 1):
         super().__init__()
         k = len(FEATURES)
-        self.subsets, self.inputs_beside = subsets, k + (subsets if subsets > 1 else 0)
-        self.head[1] = nn.Linear(self.head[1].in_features + self.inputs_beside, self.head[1].out_features)
+        self.subsets = subsets
+        self.subset_columns = subsets if subsets > 1 else 0
+        self.inputs_beside = MEASURED + self.subset_columns
+        self.head[1] = nn.Linear(self.head[1].in_features + k + self.subset_columns + self.learned_width,
+                                 self.head[1].out_features)
         nn.init.zeros_(self.head[3].weight)
         nn.init.zeros_(self.head[3].bias)
         self.register_buffer("feature_mean", torch.zeros(subsets, k))
@@ -49,12 +55,12 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
         """Each row's subset index `[B]`, from its one-hot columns (0 in a one-subset model)."""
         if self.subsets == 1:
             return torch.zeros(len(features), dtype=torch.int64, device=features.device)
-        return features[:, len(FEATURES):].argmax(dim=1)
+        return features[:, MEASURED:].argmax(dim=1)
 
     def fit_baseline(self, features: np.ndarray, labels: np.ndarray, margin: float) -> None:
-        """μ, σ and w of each subset from its training recordings' features `[N, K (+ subsets)]` and class indices
-        `[N]`: w's direction is the logistic ranker's, its length the one that suits the loss's `margin` on the
-        training pairs (`margin_scale`; the logistic fit's own scale is arbitrary, and a residual left to stretch
+        """μ, σ and w of each subset from its training recordings' features (as the model reads them) and class
+        indices `[N]`: w's direction is the logistic ranker's, its length the one that suits the loss's `margin` on
+        the training pairs (`margin_scale`; the logistic fit's own scale is arbitrary, and a residual left to stretch
         the scores to the margin would have to learn that instead of what the baseline misses). A subset with
         training recordings of one class only keeps w = 0."""
         subset = self.subset_of(torch.from_numpy(features)).numpy()
@@ -78,12 +84,16 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
     def _baseline(self, z: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
         return (z * self.baseline_weights[subset]).sum(dim=1)
 
+    def learned(self, features: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+        """More inputs of the residual's head, learned from the features (a subclass's: models/onset_residual.py)."""
+        return []
+
     def _head(self, pooled: torch.Tensor, x: torch.Tensor | Sequence[torch.Tensor], rows: torch.Tensor | None = None,
               features: torch.Tensor | None = None) -> torch.Tensor:
         if features is None:
             raise ValueError("the baseline-residual model scores from the recordings' physical features too")
         features = features if rows is None else features[rows.to(features.device)]
-        z, beside = self.standardized(features), features[:, len(FEATURES):]
-        residual = self.head[1:](torch.cat([self.head[0](pooled), z.to(pooled.dtype), beside.to(pooled.dtype)],
-                                           dim=1)).squeeze(1)
-        return self._baseline(z, self.subset_of(features)) + residual
+        z, subset = self.standardized(features), features[:, MEASURED:]
+        inputs = [self.head[0](pooled), z.to(pooled.dtype), subset.to(pooled.dtype),
+                  *self.learned(features, pooled.dtype)]
+        return self._baseline(z, self.subset_of(features)) + self.head[1:](torch.cat(inputs, dim=1)).squeeze(1)

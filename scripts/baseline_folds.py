@@ -43,7 +43,7 @@ def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: 
     data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all")
     recordings = load_recordings(data)
     labels = recordings.labels.numpy()
-    x = recordings.load_features().numpy()
+    x = recordings.physical_features()
     figures: dict[str, list[float]] = {}
     for seed in seeds:
         for k in range(1, folds + 1):

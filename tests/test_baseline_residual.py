@@ -16,7 +16,7 @@ import models.common as common
 import predict
 import train
 from analysis.baseline_rankers import LOGISTIC
-from audio_data.tone_features import FEATURES
+from audio_data.tone_features import FEATURES, MEASURED
 from models import build_model
 from models.linear_ranker import margin_scale
 from models.pair_forward import separate
@@ -97,16 +97,35 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_a_run_reports_the_residual_and_evaluate_and_predict_score_as_it_did(tiny_data, tmp_path):
+def test_the_onset_model_starts_as_its_baseline_and_its_residual_reads_the_onset_view():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(6), 5)
+    features = rng.standard_normal((30, MEASURED)) * 3
+    features[:, 0] = 4 * labels + rng.standard_normal(30)
+    torch.manual_seed(5)
+    model = build_model("onset_residual").eval()
+    model.fit_baseline(features, labels, margin=10.0)
+    x, f = torch.randn(6, 1, 65, 40) * 15 - 40, torch.from_numpy(features[:6])
+    with torch.no_grad():
+        assert torch.equal(model(x, f), model.baseline_score(f))
+        model.head[3].weight.normal_()
+        other = f.clone()
+        other[:, K:MEASURED] = torch.from_numpy(rng.standard_normal((6, MEASURED - K)) * 20)
+        assert torch.equal(model.baseline_score(other), model.baseline_score(f))
+        assert not torch.allclose(model(x, other), model(x, f))
+
+
+@pytest.mark.parametrize("name", ["baseline_residual", "onset_residual"])
+def test_a_run_reports_the_residual_and_evaluate_and_predict_score_as_it_did(tiny_data, tmp_path, name):
     """Two runs with the same seed give the same history; the baseline part is the logistic baseline fitted on the
     same training recordings (the same all-pairs accuracy), scaled so that it orders the tiny recordings (whose
     level alone separates the classes) at or beyond the margin: the loss is zero from the start; evaluate.py and
     predict.py score the validation recordings as the run's own evaluation did."""
     histories = []
-    for name in ("a", "b"):
-        argv = tiny_train_args(tiny_data, tmp_path / name, "--frequency", "1000hz", "--model", "baseline_residual")
+    for run_name in ("a", "b"):
+        argv = tiny_train_args(tiny_data, tmp_path / run_name, "--frequency", "1000hz", "--model", name)
         assert train.main(argv) == 0
-        (run,) = (tmp_path / name / "model_checkpoints").iterdir()
+        (run,) = (tmp_path / run_name / "model_checkpoints").iterdir()
         history = load_pickle(next(run.glob("training_history_*.pkl")))
         history.pop("args")
         histories.append(history)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from analysis.baseline_rankers import LOGISTIC, baseline_report
-from audio_data.tone_features import FEATURES, feature_matrix, recording_features
+from audio_data.tone_features import (FEATURES, MEASURED, START_DB, VIEW_MS, VIEW_RANGE_DB, feature_matrix,
+                                      recording_features)
 from models import linear_ranker
 from models.linear_ranker import fit_logistic, pair_differences
 from analysis.evaluation import versus
@@ -99,3 +100,23 @@ def test_the_envelope_features_measure_the_onset_and_the_decay():
     steady_only = np.where((t >= start) & (t < stop), 0.3, 0.0) * np.sin(2 * np.pi * 1000 * t)
     assert dict(zip(FEATURES, recording_features(steady_only + 1e-5 * np.random.default_rng(4).standard_normal(
         len(t)), RATE, 1000.0)))["onset_to_steady_db"] == pytest.approx(0, abs=1.0)  # the edge smoothed
+
+
+def test_the_onset_view_is_the_envelope_ms_by_ms_around_the_start_and_the_stop():
+    """The tone above: 12 dB below its steady level for its first 15 ms, then steady, then falling at 200 dB/s."""
+    t = np.arange(int(0.6 * RATE)) / RATE
+    start, stop = 0.1, 0.4
+    envelope = np.where(t < start, 0.0, np.where(t < start + 0.015, 10 ** (-12 / 20), 1.0))
+    envelope = np.where(t < stop, envelope, 10 ** (-200 * (t - stop) / 20)) * 0.3
+    samples = envelope * np.sin(2 * np.pi * 1000 * t) + 1e-5 * np.random.default_rng(3).standard_normal(len(t))
+    measured = recording_features(samples, RATE, 1000.0, view=True)
+    assert len(measured) == MEASURED and np.array_equal(measured[:len(FEATURES)],
+                                                        recording_features(samples, RATE, 1000.0))
+    ms = np.arange(*VIEW_MS)
+    onset, decay = np.split(measured[len(FEATURES):], 2)
+    assert (onset[ms <= -2] <= START_DB).all()  # before the tone: the noise, ...
+    np.testing.assert_allclose(onset[(ms >= 2) & (ms <= 12)], -12, atol=0.5)  # its first 15 ms, ...
+    np.testing.assert_allclose(onset[ms >= 17], 0, atol=0.5)  # then steady
+    assert onset.min() >= VIEW_RANGE_DB[0]
+    # the stop is where the envelope last is within STOP_DB (3 dB: 15 ms into the fall); 200 dB/s after it
+    np.testing.assert_allclose(np.diff(decay[(ms >= 2) & (ms <= 30)]), -0.2, atol=0.02)

@@ -66,7 +66,7 @@ def test_batches_of_views_reach_the_device_stacked_through_page_locked_memory():
         assert batch.device.type == "cuda" and torch.equal(batch.cpu(), data[chosen])
 
 
-@pytest.mark.parametrize("model", ["simple_cnn", "baseline_residual"])
+@pytest.mark.parametrize("model", ["simple_cnn", "baseline_residual", "onset_residual"])
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_on_the_device(tiny_data, tmp_path, amp, model):
     argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "500hz", "--epochs", "1", "--amp", amp,

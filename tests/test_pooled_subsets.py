@@ -18,7 +18,7 @@ import train
 from audio_data.loading import split_recordings
 from audio_data.pairs import RankingPairDataset
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
-from audio_data.tone_features import FEATURES
+from audio_data.tone_features import FEATURES, MEASURED, VIEW_POINTS
 from models import build_model
 from utils.errors import InputError
 
@@ -42,13 +42,13 @@ def test_a_pooled_dataset_knows_each_recording_s_subset_and_its_features_end_in_
     for path, index in zip(recordings.paths, recordings.subset_index.tolist()):
         assert f"_{recordings.subset_names[index].split('_')[1]}_" in path
     features = recordings.load_features()
-    assert features.shape == (36, K + 2)
-    assert torch.equal(features[:, K:].argmax(dim=1), recordings.subset_index)
-    assert torch.equal(features[:, K:].sum(dim=1), torch.ones(36, dtype=features.dtype))
-    alone = pooled(tiny_data, "1000hz")  # one subset: the physical features only, measured alike
-    assert alone.load_features().shape == (18, K)
+    assert features.shape == (36, MEASURED + 2)
+    assert torch.equal(features[:, MEASURED:].argmax(dim=1), recordings.subset_index)
+    assert torch.equal(features[:, MEASURED:].sum(dim=1), torch.ones(36, dtype=features.dtype))
+    alone = pooled(tiny_data, "1000hz")  # one subset: the measured columns only, measured alike
+    assert alone.load_features().shape == (18, MEASURED)
     at = {path: row for path, row in zip(recordings.paths, features)}
-    assert torch.equal(torch.stack([at[path][:K] for path in alone.paths]), alone.features)
+    assert torch.equal(torch.stack([at[path][:MEASURED] for path in alone.paths]), alone.features)
     with pytest.raises(InputError, match="no recordings of plastic_7000hz"):
         pooled(tiny_data, "1000hz,7000hz")
 
@@ -82,8 +82,9 @@ def features_of(subsets: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     subset = np.repeat(np.arange(subsets), 24)
     physical = rng.standard_normal((len(labels), K)) * 3
     physical[:, 0] = (1 + 3 * subset) * labels + 20 * subset + rng.standard_normal(len(labels))
+    view = rng.standard_normal((len(labels), VIEW_POINTS))
     beside = np.eye(subsets)[subset] if subsets > 1 else np.zeros((len(labels), 0))
-    return np.concatenate([physical, beside], axis=1), labels
+    return np.concatenate([physical, view, beside], axis=1), labels
 
 
 def test_the_baseline_of_a_pooled_model_is_each_subset_s_own_fit_and_the_model_starts_as_it():
@@ -91,14 +92,14 @@ def test_the_baseline_of_a_pooled_model_is_each_subset_s_own_fit_and_the_model_s
     model = build_model("baseline_residual", 2)
     model.fit_baseline(features, labels, margin=10.0)
     for s in (0, 1):
-        rows = features[:, K + s] == 1
+        rows = features[:, MEASURED + s] == 1
         alone = build_model("baseline_residual")
-        alone.fit_baseline(features[rows, :K], labels[rows], margin=10.0)
+        alone.fit_baseline(features[rows, :MEASURED], labels[rows], margin=10.0)
         for name in ("feature_mean", "feature_std", "baseline_weights"):
             torch.testing.assert_close(getattr(model, name)[s], getattr(alone, name)[0])
         with torch.no_grad():
             torch.testing.assert_close(model.baseline_score(torch.from_numpy(features[rows])),
-                                       alone.baseline_score(torch.from_numpy(features[rows, :K])))
+                                       alone.baseline_score(torch.from_numpy(features[rows, :MEASURED])))
     x, f = torch.randn(5, 1, 65, 40), torch.from_numpy(features[::10][:5])
     with torch.no_grad():
         assert torch.equal(model.eval()(x, f), model.baseline_score(f))
