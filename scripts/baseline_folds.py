@@ -1,13 +1,16 @@
 """The simple baselines alone, over K folds of each subset (material × frequency) of a dataset: the evidence of how
 high the bar stands that a learned ranker must clear (docs/evidence.md).
 
-    python scripts/baseline_folds.py DATA_ROOT [--folds 5] [--seeds 1 2 3]
+    python scripts/baseline_folds.py DATA_ROOT [--folds 5] [--seeds 1 2 3] [--duration S] [--training-split]
 
 For each subset and seed: the recordings' features (audio_data/tone_features.py), the K grouped, stratified folds a
 `train.py --folds K --seed S` run uses (audio_data/loading.py), and per fold every baseline fitted on the other folds
-and measured on the fold (all-pairs accuracy). Prints each ranker's mean over folds and seeds, the best baseline
-chosen after the fact per fold (as the program does), and the same without the envelope features (the four
-features of before), so that their share of the bar shows.
+(with --training-split: on the run's own training split, as its final evaluation fits them) and measured on the
+fold (all-pairs accuracy). Prints each ranker's mean over folds and seeds, the best baseline chosen after the fact
+per fold (as the program does), the same without the envelope features (the four features of before), so that
+their share of the bar shows, and the same with one more feature that the onset view allows (RISE: the view's mean
+over the 5 ms before the tone's start, relative to its steady level: how far a tone has built up before it first
+reaches 20 dB below its steady level, the slower the weaker its direct sound), alone and in the logistic ranker.
 """
 
 import argparse
@@ -23,7 +26,7 @@ import config  # noqa: E402
 from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 from audio_data.loading import load_recordings, split_recordings  # noqa: E402
-from audio_data.tone_features import FEATURES  # noqa: E402
+from audio_data.tone_features import FEATURES, MEASURED, VIEW_MS, VIEW_POINTS  # noqa: E402
 from models.linear_ranker import fit_logistic, standardised_pairs  # noqa: E402
 
 BEFORE = FEATURES[:4]  # the features before the envelope's
@@ -39,22 +42,41 @@ def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[
     return max([logistic, *singles])
 
 
-def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: list[int]) -> dict[str, float]:
-    data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all")
+def with_rise(x: np.ndarray, rise: np.ndarray, labels: np.ndarray, train: list[int], test: list[int],
+              classes: list[str], report: dict) -> dict[str, float]:
+    """RISE alone (its sign from the training pairs), the logistic ranker on the features and RISE, and the best
+    baseline among all of them."""
+    x = np.concatenate([x, rise[:, None]], axis=1)
+    mean, std, d, y = standardised_pairs(x[train], labels[train])
+    measured = {"rise": (rise if np.mean(d[:, -1] * y > 0) >= 0.5 else -rise),
+                "logistic +rise": ((x - mean) / std) @ fit_logistic(d, y)}
+    figures = {name: ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
+               for name, scores in measured.items()}
+    return {**figures, "best with rise": max(*figures.values(), report["rankers"][report["best"]]["pairwise_accuracy"])}
+
+
+def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: list[int], duration: float | None,
+                   training_split: bool) -> dict[str, float]:
+    data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all", duration=duration)
     recordings = load_recordings(data)
     labels = recordings.labels.numpy()
     x = recordings.physical_features()
+    view = recordings.load_features().numpy()[:, len(FEATURES):MEASURED]
+    rise = view[:, :VIEW_POINTS // 2][:, np.arange(*VIEW_MS) < 0].mean(axis=1)
     figures: dict[str, list[float]] = {}
     for seed in seeds:
         for k in range(1, folds + 1):
-            test = split_recordings(recordings, seed, fold=(k, folds)).test  # a --folds run's own test fold
-            train = sorted(set(range(len(labels))) - set(test))
+            split = split_recordings(recordings, seed, fold=(k, folds))  # a --folds run's own
+            test = split.test
+            train = split.train if training_split else sorted(set(range(len(labels))) - set(test))
             report = baseline_report(x, labels, train, test, recordings.classes)
             for name, ranker in report["rankers"].items():
                 figures.setdefault(name, []).append(ranker["pairwise_accuracy"])
             figures.setdefault("best", []).append(report["rankers"][report["best"]]["pairwise_accuracy"])
             figures.setdefault("best without envelope", []).append(
                 before_best(x, labels, train, test, recordings.classes, report))
+            for name, value in with_rise(x, rise, labels, train, test, recordings.classes, report).items():
+                figures.setdefault(name, []).append(value)
     return {name: float(np.mean(values)) for name, values in figures.items()}
 
 
@@ -63,12 +85,15 @@ def main() -> int:
     parser.add_argument("data_root")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--duration", type=float, help="crop or pad the recordings as train.py --duration does")
+    parser.add_argument("--training-split", action="store_true",
+                        help="fit on each fold's training split (as a run does) instead of on the other folds")
     args = parser.parse_args()
     rows = {}
     for material in config.MATERIALS:
         for frequency in config.FREQUENCIES:
             rows[f"{material} {frequency}"] = subset_figures(args.data_root, material, frequency, args.folds,
-                                                             args.seeds)
+                                                             args.seeds, args.duration, args.training_split)
     names = list(next(iter(rows.values())))
     print("subset          " + "  ".join(f"{name[:22]:>22}" for name in names))
     for subset, figures in rows.items():

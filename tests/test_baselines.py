@@ -1,6 +1,9 @@
 """The simple rankers beside the CNN: features measured as documented, rankers that find a level ranking, and the
 comparison in evaluate.py's report and the `python -m analysis.baselines` command."""
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -120,3 +123,11 @@ def test_the_onset_view_is_the_envelope_ms_by_ms_around_the_start_and_the_stop()
     assert onset.min() >= VIEW_RANGE_DB[0]
     # the stop is where the envelope last is within STOP_DB (3 dB: 15 ms into the fall); 200 dB/s after it
     np.testing.assert_allclose(np.diff(decay[(ms >= 2) & (ms <= 30)]), -0.2, atol=0.02)
+
+
+def test_the_baseline_folds_script_measures_the_bar_with_and_without_the_onset_rise(tiny_data):
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "baseline_folds.py"))
+    figures = script["subset_figures"](str(tiny_data), "plastic", "1000hz", 3, [1], None, True)
+    assert {"best", "best without envelope", "rise", "logistic +rise", "best with rise"} <= set(figures)
+    assert all(0.0 <= value <= 1.0 for value in figures.values())
+    assert figures["best with rise"] >= figures["best"] >= figures["logistic (6 features)"]
