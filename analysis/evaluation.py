@@ -33,7 +33,7 @@ class Recordings:
     labels: np.ndarray | None = None
     materials: list[str] | None = None
     extra: list[dict[str, str]] | None = None  # a manifest's own columns, each recording's
-    features: torch.Tensor | None = None  # the physical features `[N, K]`, for a model that reads them
+    features: torch.Tensor | None = None  # for a model that reads them: SpectrogramDatasetWithMaterial.load_features
     subsets: list[str] | None = None  # each one's subset, `<material>_<frequency>`, in a run that pools several
 
     @classmethod
