@@ -149,9 +149,14 @@ POSITIVE = (finite(0, low_open=True), "must be > 0 and finite")
 NOT_NEGATIVE_FINITE = (finite(0), "must be >= 0 and finite")
 
 
+def subset_name(material: str, frequency: str) -> str:
+    """A subset's name: one material at one frequency, `<material>_<frequency>`."""
+    return f"{material}_{frequency}"
+
+
 def subset_names(material: str, frequency: str) -> list[str]:
-    """`<material>_<frequency>` for each of the comma-separated materials and frequencies, material by material."""
-    return [f"{m}_{f}" for m in material.split(",") for f in frequency.split(",")]
+    """`subset_name` of each of the comma-separated materials with each of the frequencies, material by material."""
+    return [subset_name(m, f) for m in material.split(",") for f in frequency.split(",")]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from analysis.run_calibration import checkpoint_calibration
 from audio_data.audio import is_audio
 from audio_data.loading import load_recordings
 from audio_data.manifest import unlabelled_manifest
+from audio_data.naming import recording_labels
 from audio_data.spectrogram_dataset import fitting_spectrograms, model_features, named_subsets
 from audio_data.tone_features import feature_matrix
 from config import DEVICES, DataConfig
@@ -83,9 +84,10 @@ def run_features(paths: list[Path], data: DataConfig, length: int, sample_rate: 
     """The features a model that reads them gets for `paths`, as the run measured its own: at its rate, cropped
     with --duration; in a run that pools subsets each recording's subset comes from its file name."""
     names = data.subsets
-    subsets = named_subsets(paths, names) if len(names) > 1 else torch.zeros(len(paths), dtype=torch.int64)
-    tones = data.frequency.split(",")  # names are material by material, each with every frequency
-    frequencies = [tones[k % len(tones)] for k in subsets.tolist()]
+    if len(names) == 1:
+        subsets, frequencies = torch.zeros(len(paths), dtype=torch.int64), data.frequency
+    else:  # named_subsets has checked that each file name gives one of the run's materials and frequencies
+        subsets, frequencies = named_subsets(paths, names), [recording_labels(str(p))["frequency"] for p in paths]
     measured = torch.from_numpy(feature_matrix([str(p) for p in paths], frequencies,
                                                length if data.duration is not None else None, sample_rate, view=True))
     return model_features(measured, subsets, len(names))

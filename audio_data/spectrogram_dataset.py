@@ -44,8 +44,8 @@ class Selection:
 
     @property
     def subsets(self) -> list[str]:
-        """Each recording's subset, `<material>_<frequency>` (config.subset_names)."""
-        return [f"{m}_{f}" for m, f in zip(self.materials, self.frequencies)]
+        """Each recording's subset (config.subset_name)."""
+        return [config.subset_name(m, f) for m, f in zip(self.materials, self.frequencies)]
 
 
 def manifest_recordings(manifest: Manifest, classes: list[str], frequency: str, material: str) -> Selection:
@@ -126,7 +126,8 @@ def named_subsets(paths: list[Path], names: list[str]) -> torch.Tensor:
     """Each recording's subset among a run's `names`, from its file name (`<material>_<class>_<frequency>_<seq>`):
     for recordings that a run pooling several subsets scores; an error naming a file of none of them."""
     at = {name: i for i, name in enumerate(names)}
-    found = [at.get("{material}_{frequency}".format(**recording_labels(str(path)))) for path in paths]
+    labels = [recording_labels(str(path)) for path in paths]
+    found = [at.get(config.subset_name(label["material"], label["frequency"])) for label in labels]
     if odd := [str(path) for path, index in zip(paths, found) if index is None]:
         raise InputError(f"{odd[0]}: the run pools {', '.join(names)}, and a recording's file name "
                          "(<material>_<class>_<frequency>_<seq>) must say which of them it is"

@@ -30,6 +30,7 @@ VIEW_MS = (-5, 40)  # the onset view: from 5 ms before the tone's start (or stop
 VIEW_POINTS = 2 * (VIEW_MS[1] - VIEW_MS[0])  # around the start, then around the stop
 VIEW_RANGE_DB = (-60.0, 20.0)  # the view's dB relative to the steady level, clipped to this
 MEASURED = len(FEATURES) + VIEW_POINTS  # the columns measured on a recording that a model reads: FEATURES, view
+VIEW = slice(len(FEATURES), MEASURED)  # the view's columns among them
 FRAME_S = 0.05
 TONE_BINS, NOISE_GUARD_BINS = 3, 10
 

@@ -71,18 +71,17 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
             for buffer, value in ((self.feature_mean, mean), (self.feature_std, std), (self.baseline_weights, w)):
                 buffer[s] = torch.as_tensor(value, dtype=buffer.dtype)
 
-    def standardized(self, features: torch.Tensor) -> torch.Tensor:
-        subset = self.subset_of(features)
-        physical = features[:, :len(FEATURES)].to(self.feature_mean.dtype)
-        return (physical - self.feature_mean[subset]) / self.feature_std[subset]
-
     def baseline_score(self, features: torch.Tensor) -> torch.Tensor:
         """b(f) `[B]`, the score's fixed part, in float32 also under autocast (a product and a sum, which autocast
         leaves in float32: a bfloat16 matrix product would round the scores of near neighbours together)."""
-        return self._baseline(self.standardized(features), self.subset_of(features))
+        return self._baseline(features)[0]
 
-    def _baseline(self, z: torch.Tensor, subset: torch.Tensor) -> torch.Tensor:
-        return (z * self.baseline_weights[subset]).sum(dim=1)
+    def _baseline(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b(f), z): the baseline score and the standardised features, with each row's subset's μ, σ and w."""
+        subset = self.subset_of(features)
+        physical = features[:, :len(FEATURES)].to(self.feature_mean.dtype)
+        z = (physical - self.feature_mean[subset]) / self.feature_std[subset]
+        return (z * self.baseline_weights[subset]).sum(dim=1), z
 
     def learned(self, features: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
         """More inputs of the residual's head, learned from the features (a subclass's: models/onset_residual.py)."""
@@ -93,7 +92,7 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
         if features is None:
             raise ValueError("the baseline-residual model scores from the recordings' physical features too")
         features = features if rows is None else features[rows.to(features.device)]
-        z, subset = self.standardized(features), features[:, MEASURED:]
-        inputs = [self.head[0](pooled), z.to(pooled.dtype), subset.to(pooled.dtype),
+        baseline, z = self._baseline(features)
+        inputs = [self.head[0](pooled), z.to(pooled.dtype), features[:, MEASURED:].to(pooled.dtype),
                   *self.learned(features, pooled.dtype)]
-        return self._baseline(z, self.subset_of(features)) + self.head[1:](torch.cat(inputs, dim=1)).squeeze(1)
+        return baseline + self.head[1:](torch.cat(inputs, dim=1)).squeeze(1)

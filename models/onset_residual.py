@@ -14,7 +14,7 @@ baseline, as baseline_residual is.
 import torch
 from torch import nn
 
-from audio_data.tone_features import FEATURES, MEASURED, VIEW_POINTS
+from audio_data.tone_features import VIEW, VIEW_POINTS
 from models.baseline_residual import BaselineResidualRanker
 
 CHANNELS = 8
@@ -31,6 +31,6 @@ class OnsetResidualRanker(BaselineResidualRanker):
                                    nn.Conv1d(CHANNELS, CHANNELS, 5, padding=2), nn.ReLU(inplace=True))
 
     def learned(self, features: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
-        view = features[:, len(FEATURES):MEASURED].to(dtype).reshape(-1, 2, VIEW_POINTS // 2) / 20
+        view = features[:, VIEW].to(dtype).reshape(-1, 2, VIEW_POINTS // 2) / 20
         y = self.onset(view)
         return [y.mean(dim=2), y.amax(dim=2)]

@@ -26,7 +26,7 @@ import config  # noqa: E402
 from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 from audio_data.loading import load_recordings, split_recordings  # noqa: E402
-from audio_data.tone_features import FEATURES, MEASURED, VIEW_MS, VIEW_POINTS  # noqa: E402
+from audio_data.tone_features import FEATURES, VIEW, VIEW_MS, VIEW_POINTS  # noqa: E402
 from models.linear_ranker import fit_logistic, standardised_pairs  # noqa: E402
 
 BEFORE = FEATURES[:4]  # the features before the envelope's
@@ -61,7 +61,7 @@ def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: 
     recordings = load_recordings(data)
     labels = recordings.labels.numpy()
     x = recordings.physical_features()
-    view = recordings.load_features().numpy()[:, len(FEATURES):MEASURED]
+    view = recordings.load_features().numpy()[:, VIEW]
     rise = view[:, :VIEW_POINTS // 2][:, np.arange(*VIEW_MS) < 0].mean(axis=1)
     figures: dict[str, list[float]] = {}
     for seed in seeds:
