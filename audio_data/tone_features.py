@@ -5,12 +5,15 @@ overlapping; levels in dB relative to full scale, a full-scale sine being 0 dBFS
   * noise_floor_db: the median over frames of the power outside ±10 bins of the tone (and of DC);
   * tone_to_noise_db: their difference;
   * broadband_level_db: the whole recording's RMS level, what a plain level meter shows;
-and two from the tone's envelope at about a millisecond's resolution (`tone_envelope`), which physics ties to the
+and three from the tone's envelope at about a millisecond's resolution (`tone_envelope`), which physics ties to the
 angle where the level cannot (a source's own level and a room's standing waves change the level, not these):
   * onset_to_steady_db: the envelope over the first ONSET_S after the tone starts (mostly the direct sound, before
     the room's reverberation has built up) relative to its steady level: a direct-to-reverberant ratio;
   * early_decay_db_per_s: how fast the envelope falls over its first DECAY_DB after the tone stops (the direct
-    sound stops at once, the reverberation fades at the room's rate).
+    sound stops at once, the reverberation fades at the room's rate);
+  * onset_rise_db: the onset view's mean over the RISE_MS before the tone's start (where it first reaches START_DB
+    below its steady level), relative to the steady level: how far the tone has built up by then, the more the
+    weaker its direct sound against the reflections that follow it.
 The simple baselines (analysis/baseline_rankers.py) rank by them, and the baseline-residual model reads them.
 Beside them the onset view (`onset_view`): the envelope itself, millisecond by millisecond, around the tone's start
 and around its stop, for a model that learns from its shape (models/onset_residual.py).
@@ -22,13 +25,14 @@ from audio_data.audio import fit_length, read_audio
 from audio_data.classes import frequency_hz
 
 FEATURES = ("tone_level_db", "noise_floor_db", "tone_to_noise_db", "broadband_level_db", "onset_to_steady_db",
-            "early_decay_db_per_s")
+            "early_decay_db_per_s", "onset_rise_db")
 ENVELOPE_S = 0.001  # the envelope's resolution, at least two periods of the tone
 ONSET_S = 0.010  # the onset window: the direct sound, before most of the reverberation arrives
 ON_DB, START_DB, STOP_DB, DECAY_DB = -20.0, -20.0, -3.0, 20.0  # dB: tone on, its start, its stop, the decay fitted
 VIEW_MS = (-5, 40)  # the onset view: from 5 ms before the tone's start (or stop) to 40 ms after it, ms by ms
 VIEW_POINTS = 2 * (VIEW_MS[1] - VIEW_MS[0])  # around the start, then around the stop
 VIEW_RANGE_DB = (-60.0, 20.0)  # the view's dB relative to the steady level, clipped to this
+RISE_MS = 5  # onset_rise_db: the view's last milliseconds before the tone's start
 MEASURED = len(FEATURES) + VIEW_POINTS  # the columns measured on a recording that a model reads: FEATURES, view
 VIEW = slice(len(FEATURES), MEASURED)  # the view's columns among them
 FRAME_S = 0.05
@@ -64,8 +68,10 @@ def recording_features(samples: np.ndarray, sample_rate: int, hz: float | None, 
     floor = power_db(np.median(power[:, outside].sum(axis=1)))
     broadband = power_db(np.mean(samples ** 2))
     envelope = tone_envelope(samples, sample_rate, freqs[peak])
-    features = np.array([level, floor, level - floor, broadband, *envelope_features(envelope, sample_rate)])
-    return np.concatenate([features, onset_view(envelope, sample_rate)]) if view else features
+    seen = onset_view(envelope, sample_rate)
+    rise = np.mean(seen[-VIEW_MS[0] - RISE_MS:-VIEW_MS[0]])  # the start view's points from -RISE_MS ms to -1 ms
+    features = np.array([level, floor, level - floor, broadband, *envelope_features(envelope, sample_rate), rise])
+    return np.concatenate([features, seen]) if view else features
 
 
 def tone_envelope(samples: np.ndarray, sample_rate: int, hz: float) -> np.ndarray:

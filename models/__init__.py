@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audio_data.tone_features import FEATURES
 from config import subset_names
 from models.baseline_residual import BaselineResidualRanker
 from models.common import score_probe
@@ -54,6 +55,10 @@ def checkpoint_model(checkpoint: dict, name: str, path: Path, device: torch.devi
     """Model `name` with a train.py checkpoint's weights, on `device`; InputError if they do not fit."""
     args = checkpoint.get("args", {})
     model = build_model(name, len(subset_names(args.get("material", ""), args.get("frequency") or "")))
+    fitted = checkpoint["model_state_dict"].get("feature_mean")
+    if fitted is not None and fitted.shape[-1] != len(FEATURES):  # a checkpoint of an earlier feature set
+        raise InputError(f"--checkpoint {path}: its model reads {fitted.shape[-1]} physical features, and this "
+                         f"version measures {len(FEATURES)} ({', '.join(FEATURES)}): train it again")
     try:
         model.load_state_dict(checkpoint["model_state_dict"])
     except Exception:  # a foreign state dict fails in several ways

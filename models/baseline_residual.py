@@ -45,12 +45,6 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
         self.register_buffer("feature_std", torch.ones(subsets, k))
         self.register_buffer("baseline_weights", torch.zeros(subsets, k))
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
-        for name in ("feature_mean", "feature_std", "baseline_weights"):  # a one-subset model's, stored as [K]
-            if (value := state_dict.get(prefix + name)) is not None and value.dim() == 1:
-                state_dict[prefix + name] = value.unsqueeze(0)
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
     def subset_of(self, features: torch.Tensor) -> torch.Tensor:
         """Each row's subset index `[B]`, from its one-hot columns (0 in a one-subset model)."""
         if self.subsets == 1:

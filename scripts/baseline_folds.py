@@ -7,10 +7,8 @@ For each subset and seed: the recordings' features (audio_data/tone_features.py)
 `train.py --folds K --seed S` run uses (audio_data/loading.py), and per fold every baseline fitted on the other folds
 (with --training-split: on the run's own training split, as its final evaluation fits them) and measured on the
 fold (all-pairs accuracy). Prints each ranker's mean over folds and seeds, the best baseline chosen after the fact
-per fold (as the program does), the same without the envelope features (the four features of before), so that
-their share of the bar shows, and the same with one more feature that the onset view allows (RISE: the view's mean
-over the 5 ms before the tone's start, relative to its steady level: how far a tone has built up before it first
-reaches 20 dB below its steady level, the slower the weaker its direct sound), alone and in the logistic ranker.
+per fold (as the program does), and the same without the envelope features (the four features of before), so that
+their share of the bar shows.
 """
 
 import argparse
@@ -26,7 +24,7 @@ import config  # noqa: E402
 from analysis.baseline_rankers import baseline_report  # noqa: E402
 from analysis.ranking_metrics import ranking_metrics  # noqa: E402
 from audio_data.loading import load_recordings, split_recordings  # noqa: E402
-from audio_data.tone_features import FEATURES, VIEW, VIEW_MS, VIEW_POINTS  # noqa: E402
+from audio_data.tone_features import FEATURES  # noqa: E402
 from models.linear_ranker import fit_logistic, standardised_pairs  # noqa: E402
 
 BEFORE = FEATURES[:4]  # the features before the envelope's
@@ -42,27 +40,12 @@ def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[
     return max([logistic, *singles])
 
 
-def with_rise(x: np.ndarray, rise: np.ndarray, labels: np.ndarray, train: list[int], test: list[int],
-              classes: list[str], report: dict) -> dict[str, float]:
-    """RISE alone (its sign from the training pairs), the logistic ranker on the features and RISE, and the best
-    baseline among all of them."""
-    x = np.concatenate([x, rise[:, None]], axis=1)
-    mean, std, d, y = standardised_pairs(x[train], labels[train])
-    measured = {"rise": (rise if np.mean(d[:, -1] * y > 0) >= 0.5 else -rise),
-                "logistic +rise": ((x - mean) / std) @ fit_logistic(d, y)}
-    figures = {name: ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
-               for name, scores in measured.items()}
-    return {**figures, "best with rise": max(*figures.values(), report["rankers"][report["best"]]["pairwise_accuracy"])}
-
-
 def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: list[int], duration: float | None,
                    training_split: bool) -> dict[str, float]:
     data = config.DataConfig(root=root, material=material, frequency=frequency, seqs="all", duration=duration)
     recordings = load_recordings(data)
     labels = recordings.labels.numpy()
     x = recordings.physical_features()
-    view = recordings.load_features().numpy()[:, VIEW]
-    rise = view[:, :VIEW_POINTS // 2][:, np.arange(*VIEW_MS) < 0].mean(axis=1)
     figures: dict[str, list[float]] = {}
     for seed in seeds:
         for k in range(1, folds + 1):
@@ -75,8 +58,6 @@ def subset_figures(root: str, material: str, frequency: str, folds: int, seeds: 
             figures.setdefault("best", []).append(report["rankers"][report["best"]]["pairwise_accuracy"])
             figures.setdefault("best without envelope", []).append(
                 before_best(x, labels, train, test, recordings.classes, report))
-            for name, value in with_rise(x, rise, labels, train, test, recordings.classes, report).items():
-                figures.setdefault(name, []).append(value)
     return {name: float(np.mean(values)) for name, values in figures.items()}
 
 

@@ -19,7 +19,7 @@ from audio_data.loading import split_recordings
 from audio_data.pairs import RankingPairDataset
 from audio_data.spectrogram_dataset import SpectrogramDatasetWithMaterial
 from audio_data.tone_features import FEATURES, MEASURED, VIEW_POINTS
-from models import build_model
+from models import build_model, checkpoint_model
 from utils.errors import InputError
 
 K = len(FEATURES)
@@ -105,17 +105,16 @@ def test_the_baseline_of_a_pooled_model_is_each_subset_s_own_fit_and_the_model_s
         assert torch.equal(model.eval()(x, f), model.baseline_score(f))
 
 
-def test_a_one_subset_model_loads_the_state_of_one_stored_before_subsets():
+def test_a_checkpoint_of_an_earlier_feature_set_is_refused_by_name(tmp_path):
     features, labels = features_of(1, 7)
     model = build_model("baseline_residual")
     model.fit_baseline(features, labels, margin=10.0)
-    state = {name: value.squeeze(0) if name in ("feature_mean", "feature_std", "baseline_weights") else value
-             for name, value in model.state_dict().items()}  # the format of 2026-12-07: [K] buffers
-    loaded = build_model("baseline_residual")
-    loaded.load_state_dict(state)
-    f = torch.from_numpy(features[:8])
-    with torch.no_grad():
-        assert torch.equal(loaded.baseline_score(f), model.baseline_score(f))
+    state = {name: value[..., :K - 1] if name in ("feature_mean", "feature_std", "baseline_weights") else value
+             for name, value in model.state_dict().items()}  # before onset_rise_db (2026-12-07): six features
+    checkpoint = {"model_state_dict": state, "args": {"material": "plastic", "frequency": "1000hz"}}
+    with pytest.raises(InputError, match=f"old.pt: its model reads {K - 1} physical features, and this version "
+                                         f"measures {K} "):
+        checkpoint_model(checkpoint, "baseline_residual", tmp_path / "old.pt", torch.device("cpu"))
 
 
 def read_csv(path):
