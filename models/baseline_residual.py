@@ -3,7 +3,7 @@
     score(x, f) = b(f) + r(x, f),    b(f) = w_s·z,    z = (f − μ_s) / σ_s
 
 f are the recording's physical features (audio_data/tone_features.py: levels, noise floor, onset-to-steady ratio,
-early decay), s its subset (material and frequency) in a run that pools several. b is the pairwise logistic ranker
+early decay, onset rise), s its subset (material and frequency) in a run that pools several. b is the pairwise logistic ranker
 on them (models/linear_ranker.py), fitted on the run's training recordings of each subset on its own before the
 first step and scaled to the loss's margin (`fit_baseline`), then fixed: μ, σ and w (one row per subset) are
 buffers, saved in checkpoints. r is the small CNN on the spectrogram, its head fed z (and the subset, one-hot)

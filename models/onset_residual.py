@@ -1,7 +1,7 @@
 """The baseline-residual ranker whose residual also reads the onset view: the tone's envelope millisecond by
 millisecond around its start and its stop (audio_data/tone_features.py, `onset_view`), where the direct sound
-arrives before the room's reflections and stops before them; the baseline sees it only as two numbers (the
-onset-to-steady ratio and the early decay).
+arrives before the room's reflections and stops before them; the baseline sees it only as three numbers (the
+onset-to-steady ratio, the early decay and the onset rise).
 
     score(x, f) = b(f) + r(x, f, v)
 
