@@ -3,11 +3,10 @@
 Each recording gets the physical features of audio_data/tone_features.py (levels, noise floor, onset-to-steady
 ratio, early decay, onset rise). The rankers are fitted on the run's training recordings: each number alone (its
 sign chosen by the training pairs; broadband level only in the logistic ranker), and a pairwise logistic ranker on
-all of them
-(standardised; models/linear_ranker.py), which scores a recording by w·x. Both are fitted on every training pair of
-different classes (a seeded sample of MAX_PAIRS where there are more). Each is measured like the CNN, over all pairs
-of the evaluation recordings. The best baseline is the one with the highest all-pairs accuracy on those same
-recordings: chosen after the fact, so the comparison with the CNN is on the baselines' side.
+all of them (standardised; models/linear_ranker.py), which scores a recording by w·x. Both are fitted on every
+training pair of different classes (a seeded sample of MAX_PAIRS where there are more). Each is measured like the
+CNN, over all pairs of the evaluation recordings. The best baseline is the one with the highest all-pairs accuracy
+on those same recordings: chosen after the fact, so the comparison with the CNN is on the baselines' side.
 """
 
 import numpy as np

@@ -3,12 +3,12 @@
     score(x, f) = b(f) + r(x, f),    b(f) = w_s·z,    z = (f − μ_s) / σ_s
 
 f are the recording's physical features (audio_data/tone_features.py: levels, noise floor, onset-to-steady ratio,
-early decay, onset rise), s its subset (material and frequency) in a run that pools several. b is the pairwise logistic ranker
-on them (models/linear_ranker.py), fitted on the run's training recordings of each subset on its own before the
-first step and scaled to the loss's margin (`fit_baseline`), then fixed: μ, σ and w (one row per subset) are
-buffers, saved in checkpoints. r is the small CNN on the spectrogram, its head fed z (and the subset, one-hot)
-beside the pooled convolutions, one residual for every subset; the head's last layer starts at zero, so before
-the first step the model is the baseline, and training (with either loss) changes only r.
+early decay, onset rise), s its subset (material and frequency) in a run that pools several. b is the pairwise
+logistic ranker on them (models/linear_ranker.py), fitted on the run's training recordings of each subset on its own
+before the first step and scaled to the loss's margin (`fit_baseline`), then fixed: μ, σ and w (one row per subset)
+are buffers, saved in checkpoints. r is the small CNN on the spectrogram, its head fed z (and the subset, one-hot)
+beside the pooled convolutions, one residual for every subset; the head's last layer starts at zero, so before the
+first step the model is the baseline, and training (with either loss) changes only r.
 """
 
 from collections.abc import Sequence
