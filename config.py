@@ -12,7 +12,7 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
@@ -35,6 +35,8 @@ CHECKPOINT_INTERVAL = 5
 SEED = 42
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
+# The baseline-residual models' residual starts at zero: at LEARNING_RATE it hardly moves in a run (docs/evidence.md).
+MODEL_LEARNING_RATES = {"baseline_residual": 1e-2, "onset_residual": 1e-2}
 WEIGHT_DECAY = 1e-4
 MARGIN = 10.0
 TRAIN_FRACTION = 0.7
@@ -254,10 +256,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """What scores a spectrogram, and how a batch of pairs goes through it."""
-    name: str = setting("baseline_residual", "the ranker: baseline_residual, the logistic baseline on the "
-                        "recordings' physical features plus the small CNN's learned residual (docs/evidence.md); "
-                        "onset_residual, the same whose residual also reads the tone's envelope around its start "
-                        "and stop; simple_cnn, the original CNN", flag="--model", choices=MODEL_NAMES)
+    name: str = setting("onset_residual", "the ranker: onset_residual, the logistic baseline on the recordings' "
+                        "physical features plus a learned residual from the spectrogram (the small CNN) and from the "
+                        "tone's envelope around its start and stop (docs/evidence.md); baseline_residual, the same "
+                        "without the envelope; simple_cnn, the original CNN", flag="--model", choices=MODEL_NAMES)
     pair_forward: str = setting(
         "separate", "separate: model(x1), model(x2) (the small CNNs convolve a repeated recording once, with the "
                     "same result); unique: each distinct recording of a batch once, BatchNorm then sees each once",
@@ -294,8 +296,10 @@ class OptimConfig:
     epochs: int = setting(EPOCHS, "training epochs", rule=AT_LEAST_ONE, resumable=True)
     batch_size: int = setting(BATCH_SIZE, "pairs per batch", rule=AT_LEAST_ONE)
     optimizer: str = setting("adam", "the optimiser: Adam, AdamW (decoupled weight decay) or SGD", choices=OPTIMIZERS)
-    learning_rate: float = setting(LEARNING_RATE, "the optimiser's learning rate",
-                                   rule=POSITIVE)
+    learning_rate: float | None = setting(
+        None, "the optimiser's learning rate (default: the model's, "
+              + ", ".join(f"{rate:g} for {name}" for name, rate in MODEL_LEARNING_RATES.items())
+              + f", {LEARNING_RATE:g} for the others)", rule=POSITIVE)
     weight_decay: float = setting(WEIGHT_DECAY, "weight decay (L2 for Adam and SGD, decoupled for AdamW)",
                                   rule=NOT_NEGATIVE_FINITE)
     momentum: float = setting(0.9, "SGD's momentum", rule=(finite(0, 1), "must be >= 0 and < 1"))
@@ -416,6 +420,11 @@ class RunConfig:
     run: RunOutputConfig = field(default_factory=RunOutputConfig)
     devices: DeviceConfig = field(default_factory=DeviceConfig)
 
+    def __post_init__(self) -> None:
+        if self.optim.learning_rate is None:  # not given: the model's own
+            rate = MODEL_LEARNING_RATES.get(self.model.name, LEARNING_RATE)
+            object.__setattr__(self, "optim", replace(self.optim, learning_rate=rate))
+
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "RunConfig":
         """From stored arguments in today's format (`migrate` first); settings not given keep their defaults."""
@@ -439,7 +448,8 @@ class RunConfig:
 
 
 def defaults() -> dict[str, Any]:
-    return RunConfig().flat()
+    """Every setting's default by stored name; the learning rate's is None, the model's own (RunConfig)."""
+    return {key: f.default for key, (_, f) in KEYS.items()}
 
 
 def stored(config: RunConfig) -> dict[str, Any]:

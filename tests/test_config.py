@@ -47,6 +47,21 @@ def test_a_boolean_from_a_config_file_is_switched_off_on_the_command_line(tiny_d
     assert train.parse_args(base).run.progress
 
 
+def test_the_learning_rate_not_given_is_the_models_own_and_is_stored_as_a_number(tiny_data, tmp_path):
+    base = ["--data-root", str(tiny_data), "--frequency", "1000hz"]
+    for name in config.MODEL_NAMES:
+        rate = train.parse_args([*base, "--model", name]).optim.learning_rate
+        assert rate == config.MODEL_LEARNING_RATES.get(name, config.LEARNING_RATE)
+    assert config.LEARNING_RATE not in config.MODEL_LEARNING_RATES.values()  # so that the test above can fail
+    assert train.parse_args([*base, "--model", "simple_cnn", "--learning-rate", "0.05"]).optim.learning_rate == 0.05
+    path = tmp_path / "run.yaml"
+    path.write_text("model: simple_cnn\n")  # a config file's model decides the rate as a flag's does
+    assert train.parse_args(["--config", str(path), *base]).optim.learning_rate == config.LEARNING_RATE
+    stored = config.stored(train.parse_args([*base, "--model", "onset_residual"]))
+    assert stored["learning_rate"] == config.MODEL_LEARNING_RATES["onset_residual"]
+    assert config.from_stored({**stored, "model": "simple_cnn"}).optim.learning_rate == stored["learning_rate"]
+
+
 def test_print_config_is_what_config_reads_back(tiny_data, tmp_path, capsys):
     argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--ghm-max-weight", "inf", "--no-progress")
     expected = train.parse_args(argv)

@@ -310,4 +310,4 @@ def test_help_lists_the_flags_with_their_defaults(capsys, monkeypatch):
         train.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "--deterministic" in out and "learning rate (default: 0.001)" in out
+    assert "--deterministic" in out and "learning rate (default: the model's, 0.01 for baseline_residual" in out
