@@ -55,8 +55,9 @@ def checkpoint_model(checkpoint: dict, name: str, path: Path, device: torch.devi
     """Model `name` with a train.py checkpoint's weights, on `device`; InputError if they do not fit."""
     args = checkpoint.get("args", {})
     model = build_model(name, len(subset_names(args.get("material", ""), args.get("frequency") or "")))
-    fitted = checkpoint["model_state_dict"].get("feature_mean")
-    if fitted is not None and fitted.shape[-1] != len(FEATURES):  # a checkpoint of an earlier feature set
+    state = checkpoint["model_state_dict"]
+    fitted = state.get("feature_mean") if isinstance(state, dict) else None
+    if isinstance(fitted, torch.Tensor) and fitted.dim() and fitted.shape[-1] != len(FEATURES):  # an earlier set
         raise InputError(f"--checkpoint {path}: its model reads {fitted.shape[-1]} physical features, and this "
                          f"version measures {len(FEATURES)} ({', '.join(FEATURES)}): train it again")
     try:
