@@ -61,7 +61,7 @@ def checkpoint_model(checkpoint: dict, name: str, path: Path, device: torch.devi
         raise InputError(f"--checkpoint {path}: its model reads {fitted.shape[-1]} physical features, and this "
                          f"version measures {len(FEATURES)} ({', '.join(FEATURES)}): train it again")
     try:
-        model.load_state_dict(checkpoint["model_state_dict"])
+        model.load_state_dict(state)
     except Exception:  # a foreign state dict fails in several ways
         raise InputError(f"--checkpoint {path}: its weights do not fit model {name!r} "
                          f"(trained as {checkpoint['args'].get('model')!r})") from None

@@ -33,8 +33,9 @@ BEFORE = FEATURES[:4]  # the features before the envelope's
 def before_best(x: np.ndarray, labels: np.ndarray, train: list[int], test: list[int], classes: list[str],
                 report: dict) -> float:
     """The best baseline's test accuracy among the rankers of BEFORE alone (their logistic ranker refitted)."""
-    mean, std, d, y = standardised_pairs(x[train][:, :4], labels[train])
-    scores = ((x[:, :4] - mean) / std) @ fit_logistic(d, y)
+    before = x[:, :len(BEFORE)]
+    mean, std, d, y = standardised_pairs(before[train], labels[train])
+    scores = ((before - mean) / std) @ fit_logistic(d, y)
     logistic = ranking_metrics(scores[test], labels[test], classes)["pairwise_accuracy"]
     singles = [report["rankers"][name]["pairwise_accuracy"] for name in BEFORE if name in report["rankers"]]
     return max([logistic, *singles])
