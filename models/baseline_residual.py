@@ -29,6 +29,7 @@ class BaselineResidualRanker(SimpleCNNAudioRanker):
     the run has several subsets, a one-hot column per subset."""
 
     reads_features = True
+    starts_as_baseline = True  # the head's last layer starts at zero
     learned_width = 0  # the width of what `learned` adds to the head's inputs
 
     def __init__(self, subsets: int = 1):

@@ -54,6 +54,12 @@ def reads_features(model: nn.Module) -> bool:
     return getattr(model, "reads_features", False)
 
 
+def starts_as_baseline(model: nn.Module) -> bool:
+    """Whether `model` before its first step is a fitted simple baseline (models/baseline_residual.py): a ranker
+    in its own right, and so a candidate for the best model (training/fit.py, epoch 0)."""
+    return getattr(model, "starts_as_baseline", False)
+
+
 def score(model: nn.Module, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
     """model(x), or model(x, features) for a model that reads the recordings' physical features `[B, K]`."""
     if not reads_features(model):

@@ -143,3 +143,25 @@ def test_a_run_reports_the_residual_and_evaluate_and_predict_score_as_it_did(tin
     out = tmp_path / "predictions.csv"
     assert predict.main(["--checkpoint", str(run / "model_best.pt"), *own, "--out", str(out)]) == 0
     assert {row["path"]: row["score"] for row in read_csv(out)} == own
+
+
+def test_epoch_0_is_the_untrained_model_and_stays_the_best_model_while_no_epoch_beats_it(tiny_data, tmp_path):
+    """A baseline-residual run records the untrained model (the fitted baseline) as epoch 0, a candidate for
+    model_best.pt: on the tiny data the baseline's training loss is zero already, so no trained epoch improves its
+    validation loss and the best model is the baseline itself (head untouched, residual share 0), evaluated beside
+    the last model."""
+    argv = tiny_train_args(tiny_data, tmp_path, "--frequency", "1000hz", "--model", "baseline_residual")
+    assert train.main(argv) == 0
+    (run,) = (tmp_path / "model_checkpoints").iterdir()
+    history = load_pickle(next(run.glob("training_history_*.pkl")))
+    assert history["epoch"] == [0, 1, 2] and history["train_loss_main"][0] < 1e-6
+    assert [int(row["epoch"]) for row in read_csv(run / "metrics.csv")] == [0, 1, 2]
+    assert sorted(p.name for p in run.glob("model_*.pt")) == ["model_best.pt", "model_epoch_1.pt", "model_epoch_2.pt"]
+    best = torch.load(run / "model_best.pt", weights_only=True)
+    assert best["epoch"] == 0 and not best["model_state_dict"]["head.3.weight"].any()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_done"] == 2 and summary["monitor"]["best_epoch"] == 0
+    evaluation = summary["evaluation"]
+    assert (evaluation["model"], evaluation["best_epoch"], evaluation["residual_share"]) == ("best", 0, 0.0)
+    assert evaluation["pairwise_accuracy"] == evaluation["baseline_part_pairwise_accuracy"]
+    assert (run / "eval_best" / "metrics.json").is_file() and (run / "eval" / "metrics.json").is_file()

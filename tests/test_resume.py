@@ -85,6 +85,24 @@ def test_an_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, mo
     assert stats == expected_stats
 
 
+def test_a_resumed_baseline_residual_run_records_epoch_0_once(tiny_data, tmp_path, monkeypatch):
+    """Epoch 0, the untrained model of a run that starts as its baseline (training/fit.py), belongs to the new run
+    only: interrupted in epoch 1 and resumed, the run has the uninterrupted run's history."""
+    argv = ("--frequency", "1000hz", "--model", "baseline_residual", "--epochs", "2")
+    assert train.main(tiny_train_args(tiny_data, tmp_path / "a", *argv)) == 0
+    signal_at_step(monkeypatch, 2)
+    assert train.main(tiny_train_args(tiny_data, tmp_path / "b", *argv)) == 130
+    monkeypatch.undo()
+    assert train.main(["--resume", str(run_folder(tmp_path / "b")), "--no-progress"]) == 0
+    histories = []
+    for save_dir in (tmp_path / "a", tmp_path / "b"):
+        with open(next(run_folder(save_dir).glob("training_history_*.pkl")), "rb") as f:
+            history = pickle.load(f)
+        history["args"].pop("save_dir")
+        histories.append(history)
+    assert histories[0] == histories[1] and histories[0]["epoch"] == [0, 1, 2]
+
+
 def assert_same(a, b) -> None:
     """Equal nested checkpoint content, tensors bit for bit."""
     if isinstance(a, torch.Tensor):

@@ -109,7 +109,7 @@ class Checkpointing(Callback):
 
     def on_epoch_end(self, fit: Fit, train: dict, val: dict, seconds: float) -> None:
         epoch = fit.state.epoch
-        if epoch % fit.cfg.run.checkpoint_interval == 0 or epoch == fit.cfg.optim.epochs or fit.stop_reason:
+        if epoch and (epoch % fit.cfg.run.checkpoint_interval == 0 or epoch == fit.cfg.optim.epochs or fit.stop_reason):
             save_checkpoint(fit.run.checkpoint(epoch), fit.state.checkpoint)
 
     def on_interrupt(self, fit: Fit) -> None:
@@ -128,8 +128,8 @@ class EpochFiles(Callback):
         fit.summary.write(history, "running")
         lr = fit.t.optimizer.param_groups[0]["lr"]
         write_metrics(run.metrics, history, lr, seconds)
-        print(epoch_line(epoch, fit.cfg.optim.epochs, train, val, lr, seconds) + ("  (best)" if fit.improved else ""),
-              flush=True)
+        print(epoch_line(epoch, fit.cfg.optim.epochs, train, val, lr, seconds) + ("  (best)" if fit.improved else "")
+              + ("  (before training)" if epoch == 0 else ""), flush=True)
         if fit.stop_reason:
             print(fit.stop_reason, flush=True)
 

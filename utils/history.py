@@ -63,13 +63,20 @@ def last_epoch_row(history: dict, lr: float, seconds: float) -> dict:
     return {**{key: history[key][-1] for key in HISTORY_KEYS}, "lr": lr, "seconds": round(seconds, 3)}
 
 
-def best_epoch(values: list[float], pick=max) -> tuple[float | None, int | None]:
-    """The best value (`pick`: max or min) and its 1-based epoch, NaN epochs skipped; (None, None) if none."""
-    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+def best_epoch(history: dict, key: str, pick=max) -> tuple[float | None, int | None]:
+    """The best value (`pick`: max or min) of the history's list `key` and its epoch, NaN epochs skipped; (None,
+    None) if none."""
+    finite = [(v, i) for i, v in enumerate(history[key]) if not math.isnan(v)]
     if not finite:
         return None, None
     value, index = pick(finite)
-    return value, index + 1
+    return value, history["epoch"][index]
+
+
+def epochs_done(history: dict) -> int:
+    """The last epoch trained (0 before the first; a baseline-residual run's history also holds epoch 0, the
+    model before training)."""
+    return history["epoch"][-1] if history["epoch"] else 0
 
 
 # --monitor: the history list that chooses model_best.pt, and whether lower is better.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from config import RunConfig
 from utils.errors import InputError
-from utils.history import best_epoch, early_stop_reason, monitor_best
+from utils.history import best_epoch, early_stop_reason, epochs_done, monitor_best
 from utils.io_utils import MB, format_problem, read_regular, save_json
 from utils.run_paths import RunPaths
 
@@ -44,8 +44,8 @@ class RunSummary:
         from one whose process was killed.
         """
         run, monitor = self.run, self.cfg.optim.monitor
-        best_acc, best_acc_epoch = best_epoch(history["val_accuracy"], max)
-        best_loss, best_loss_epoch = best_epoch(history["val_loss_main"], min)
+        best_acc, best_acc_epoch = best_epoch(history, "val_accuracy", max)
+        best_loss, best_loss_epoch = best_epoch(history, "val_loss_main", min)
         monitored, monitored_epoch = monitor_best(history, monitor)
         last = {key: history[key][-1] if history[key] else None
                 for key in ("train_loss_main", "train_accuracy", "val_loss_main", "val_accuracy")}
@@ -53,7 +53,7 @@ class RunSummary:
             "format_version": SUMMARY_FORMAT, "run": run.name, "timestamp": run.timestamp, "status": status,
             "error": error, "args": history["args"], "classes": self.classes,
             **({"groups": self.groups} if self.groups else {}),
-            "epochs_done": len(history["epoch"]), "final": last,
+            "epochs_done": epochs_done(history), "final": last,
             "best_val_accuracy": best_acc, "best_val_accuracy_epoch": best_acc_epoch,
             "best_val_loss": best_loss, "best_val_loss_epoch": best_loss_epoch,
             "monitor": {"name": monitor, "best": monitored, "best_epoch": monitored_epoch},
