@@ -39,6 +39,9 @@ def test_folds_partition_the_recordings_and_are_summarised(tiny_data, tmp_path, 
     assert all(row["vs_best_baseline"] == pytest.approx(row["pairwise_accuracy"] -
                                                        row["best_baseline_pairwise_accuracy"])
                for row in folds["per_fold"])  # the CNN against the baselines on the same fold
+    assert [row["best_epoch"] for row in folds["per_fold"]] == [
+        json.loads((tmp_path / "model_checkpoints" / row["run"] / "summary.json").read_text())["monitor"]["best_epoch"]
+        for row in folds["per_fold"]]
     assert "3/3 folds of 1000hz: pairwise accuracy" in out
     rows = list(csv.DictReader(open(tmp_path / "folds" / "cv" / "folds_summary.csv")))
     assert [row["fold"] for row in rows] == ["1", "2", "3", "mean", "std"]

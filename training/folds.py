@@ -17,6 +17,8 @@ MEASURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho", "class_accurac
             "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline",
             "baseline_part_pairwise_accuracy", "residual_share")  # the last two: --model baseline_residual's
 RUN_MEASURES = ("best_val_accuracy", "epochs_done")
+# a fold's row: also the evaluated model's epoch (0: a baseline-residual model's untrained baseline)
+ROW_MEASURES = (*MEASURES, "best_epoch", *RUN_MEASURES)
 
 
 def fold_configs(cfg: RunConfig, frequency: str) -> list[RunConfig]:
@@ -36,7 +38,8 @@ def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
     evaluation = summary.get("evaluation") or {}
     row = {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
            "best_baseline": evaluation.get("best_baseline"),
-           **{key: evaluation.get(key) for key in MEASURES}, **{key: summary.get(key) for key in RUN_MEASURES}}
+           **{key: evaluation.get(key) for key in (*MEASURES, "best_epoch")},
+           **{key: summary.get(key) for key in RUN_MEASURES}}
     if "per_subset" in evaluation:  # a run that pools subsets: each one's measures
         row["per_subset"] = {name: {key: figures.get(key) for key in ("best_baseline", *MEASURES)}
                              for name, figures in evaluation["per_subset"].items()}
@@ -61,20 +64,19 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
     done = [row for row in rows if row["status"] == "completed"]
     summary = {"format_version": FOLDS_FORMAT, "folds": cfg.data.folds, "frequency": frequency,
                "completed": len(done), "per_fold": rows,
-               "over_folds": {key: spread(done, key) for key in (*MEASURES, *RUN_MEASURES)}}
+               "over_folds": {key: spread(done, key) for key in ROW_MEASURES}}
     if subsets := list(done[0].get("per_subset", {})) if done else []:
         summary["over_folds_per_subset"] = {name: {key: spread([row["per_subset"][name] for row in done], key)
                                                    for key in MEASURES} for name in subsets}
     save_json(summary, folder / "folds_summary.json")
-    columns = ["fold", "run", "status", "split", "best_baseline", *MEASURES, *RUN_MEASURES]
+    columns = ["fold", "run", "status", "split", "best_baseline", *ROW_MEASURES]
     rows = [{key: value for key, value in row.items() if key != "per_subset"} for row in rows]
     with atomic_path(folder / "folds_summary.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
         for stat in ("mean", "std"):
-            writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in
-                                              (*MEASURES, *RUN_MEASURES)}})
+            writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in ROW_MEASURES}})
     over = summary["over_folds"]
     return "\n".join([f"{len(done)}/{len(rows)} folds of {frequency}: {versus_line(over)}; wrote "
                       f"{folder / 'folds_summary.json'}",
