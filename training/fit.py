@@ -8,13 +8,13 @@ from contextlib import contextmanager
 
 from audio_data.loading import RunData, make_loader
 from config import RunConfig
+from models.common import starts_as_baseline
 from training.callbacks import (BestModel, Callback, Checkpointing, EarlyStopping, EpochFiles, Fit, Heartbeat,
                                 TensorBoard)
 from training.ghm_recorder import GHMStatsRecorder
 from training.trackers import Tracking
 from training.loop import Training, evaluate, stop_check, train_one_epoch
 from training.optim import end_epoch, start_epoch
-from models.common import starts_as_baseline
 from training.state import training_checkpoint
 from utils import distributed, interrupt
 from utils.history import record_epoch
