@@ -55,15 +55,23 @@ def untrained_epoch(f: Fit) -> None:
     order), recorded and passed to the callbacks as an epoch. The baseline is thus a candidate for model_best.pt:
     a residual that never improves --monitor on the validation pairs leaves the baseline as the run's model."""
     f.epoch, started = 0, time.perf_counter()
-    train_order = make_loader(f.data.train_pairs, f.data.val_loader.batch_size, False, 0, 0, "index")
+    train_order = make_loader(f.data.train_pairs, f.data.val_loader.batch_size, shuffle=False, seed=0,
+                              num_workers=0, form="index")
     with saved_on_interrupt(f), CLOCK.phase("validation"):
         train = evaluate(f.t, train_order, f.data.train_pairs, f.device, 0, False)
         val = evaluate(f.t, f.data.val_loader, f.data.val_pairs, f.device, 0, False)
-    record_epoch(f.state.history, 0, train, val)
-    f.state.elapsed = time.time() - f.summary.started
-    if distributed.is_main():
-        f.state.checkpoint = training_checkpoint(f.t, f.state, f.data, f.run, train, val)
-    f.call("on_epoch_end", train, val, time.perf_counter() - started)
+    finish_epoch(f, 0, train, val, started)
+
+
+def finish_epoch(f: Fit, epoch: int, train: dict, val: dict, started: float) -> None:
+    """Epoch `epoch` (begun at perf_counter `started`) into the history and the run's state, its checkpoint built
+    (main process), then the callbacks' `on_epoch_end`."""
+    record_epoch(f.state.history, epoch, train, val)
+    f.state.epoch, f.state.elapsed = epoch, time.time() - f.summary.started
+    with CLOCK.phase("epoch outputs"):
+        if distributed.is_main():
+            f.state.checkpoint = training_checkpoint(f.t, f.state, f.data, f.run, train, val)
+        f.call("on_epoch_end", train, val, time.perf_counter() - started)
 
 
 def fit(f: Fit) -> None:
@@ -87,12 +95,7 @@ def fit(f: Fit) -> None:
                 with CLOCK.phase("validation"):
                     val = evaluate(f.t, f.data.val_loader, f.data.val_pairs, f.device, epoch, progress)
             end_epoch(f.t.scheduler, f.cfg.optim, epoch, val["loss_main"])
-            record_epoch(f.state.history, epoch, train, val)
-            f.state.epoch, f.state.elapsed = epoch, time.time() - f.summary.started
-            with CLOCK.phase("epoch outputs"):
-                if distributed.is_main():
-                    f.state.checkpoint = training_checkpoint(f.t, f.state, f.data, f.run, train, val)
-                f.call("on_epoch_end", train, val, time.perf_counter() - started)
+            finish_epoch(f, epoch, train, val, started)
     finally:
         f.call("on_fit_end")
         f.figures.close()  # every figure written before the run goes on or stops

@@ -17,8 +17,10 @@ MEASURES = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho", "class_accurac
             "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline",
             "baseline_part_pairwise_accuracy", "residual_share")  # the last two: --model baseline_residual's
 RUN_MEASURES = ("best_val_accuracy", "epochs_done")
-# a fold's row: also the evaluated model's epoch (0: a baseline-residual model's untrained baseline)
-ROW_MEASURES = (*MEASURES, "best_epoch", *RUN_MEASURES)
+# a fold's row: its run's evaluation, with the evaluated model's epoch (0: a baseline-residual model's untrained
+# baseline), and the run's measures
+EVALUATION_MEASURES = (*MEASURES, "best_epoch")
+ROW_MEASURES = (*EVALUATION_MEASURES, *RUN_MEASURES)
 
 
 def fold_configs(cfg: RunConfig, frequency: str) -> list[RunConfig]:
@@ -38,7 +40,7 @@ def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
     evaluation = summary.get("evaluation") or {}
     row = {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
            "best_baseline": evaluation.get("best_baseline"),
-           **{key: evaluation.get(key) for key in (*MEASURES, "best_epoch")},
+           **{key: evaluation.get(key) for key in EVALUATION_MEASURES},
            **{key: summary.get(key) for key in RUN_MEASURES}}
     if "per_subset" in evaluation:  # a run that pools subsets: each one's measures
         row["per_subset"] = {name: {key: figures.get(key) for key in ("best_baseline", *MEASURES)}
