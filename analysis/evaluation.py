@@ -19,7 +19,8 @@ from models.common import score
 
 HEADLINE = ("pairwise_accuracy", "kendall_tau_b", "spearman_rho")  # summary.json's figures of a model
 ESTIMATE_HEADLINE = ("class_accuracy", "mean_abs_angle_error_deg")  # and those of its angle estimates
-VERSUS = ("best_baseline", "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline")
+VERSUS = ("best_baseline", "best_baseline_pairwise_accuracy", "best_baseline_kendall_tau_b", "vs_best_baseline",
+          "baselines_pairwise_accuracy")
 RESIDUAL = ("baseline_part_pairwise_accuracy", "residual_share", "pairs_reordered_by_residual")
 
 
@@ -138,11 +139,13 @@ def measure(scores: np.ndarray, labels: np.ndarray, classes: list[str], material
 
 
 def versus(metrics: dict, baselines: dict) -> dict:
-    """VERSUS, summary.json's comparison: the best baseline, its figures, and the model's all-pairs accuracy minus
-    the best baseline's."""
+    """VERSUS, summary.json's comparison: the best baseline, its figures, the model's all-pairs accuracy minus the
+    best baseline's, and every baseline's all-pairs accuracy (so that a fold set can choose one baseline over its
+    folds, training/folds.py)."""
     best = baselines["rankers"][baselines["best"]]
     return dict(zip(VERSUS, (baselines["best"], best["pairwise_accuracy"], best["kendall_tau_b"],
-                             metrics["pairwise_accuracy"] - best["pairwise_accuracy"])))
+                             metrics["pairwise_accuracy"] - best["pairwise_accuracy"],
+                             {name: ranker["pairwise_accuracy"] for name, ranker in baselines["rankers"].items()})))
 
 
 def evaluate_model(model: nn.Module, recordings: Recordings, device: torch.device, calibration: dict, title: str,

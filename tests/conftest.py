@@ -2,6 +2,7 @@
 
 import os
 import signal
+import statistics
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,3 +97,19 @@ def signal_after_first_epoch(argv: list[str], signum: int = signal.SIGTERM,
     with hang_guard("stopping after one step"):
         out, err = process.communicate()
     return process.returncode, out, err
+
+
+def assert_baseline_over_folds(chosen: str, rows: list[dict], over: dict) -> None:
+    """`chosen` is the baseline with the highest mean accuracy over the folds `rows`, each row's margin is over
+    it, and the per-fold best baseline is at least as high on every fold."""
+    means = {name: statistics.mean(row["baselines_pairwise_accuracy"][name] for row in rows)
+             for name in rows[0]["baselines_pairwise_accuracy"]}
+    assert means[chosen] == max(means.values()) and len(means) > 1
+    for row in rows:
+        assert row["best_baseline_pairwise_accuracy"] == max(row["baselines_pairwise_accuracy"].values())
+        assert row["best_baseline_over_folds_pairwise_accuracy"] == row["baselines_pairwise_accuracy"][chosen]
+        assert row["vs_best_baseline_over_folds"] == pytest.approx(row["pairwise_accuracy"]
+                                                                   - row["baselines_pairwise_accuracy"][chosen])
+    assert over["vs_best_baseline_over_folds"]["mean"] == pytest.approx(
+        statistics.mean(row["pairwise_accuracy"] for row in rows) - means[chosen])
+    assert over["vs_best_baseline_over_folds"]["mean"] >= over["vs_best_baseline"]["mean"] - 1e-12

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_args
+from conftest import assert_baseline_over_folds, tiny_train_args
 
 import train
 from utils import summarize
@@ -39,12 +39,16 @@ def test_folds_partition_the_recordings_and_are_summarised(tiny_data, tmp_path, 
     assert all(row["vs_best_baseline"] == pytest.approx(row["pairwise_accuracy"] -
                                                        row["best_baseline_pairwise_accuracy"])
                for row in folds["per_fold"])  # the CNN against the baselines on the same fold
+    assert_baseline_over_folds(folds["best_baseline_over_folds"], folds["per_fold"], folds["over_folds"])
     assert [row["best_epoch"] for row in folds["per_fold"]] == [
         json.loads((tmp_path / "model_checkpoints" / row["run"] / "summary.json").read_text())["monitor"]["best_epoch"]
         for row in folds["per_fold"]]
     assert "3/3 folds of 1000hz: pairwise accuracy" in out
+    assert f"best baseline over the folds ({folds['best_baseline_over_folds']})" in out
     rows = list(csv.DictReader(open(tmp_path / "folds" / "cv" / "folds_summary.csv")))
     assert [row["fold"] for row in rows] == ["1", "2", "3", "mean", "std"]
+    assert float(rows[3]["vs_best_baseline_over_folds"]) == pytest.approx(
+        folds["over_folds"]["vs_best_baseline_over_folds"]["mean"])
 
     before = (tmp_path / "model_checkpoints" / "cv_fold2" / "model_epoch_1.pt").read_bytes()
     assert train.main(argv) == 0  # a requeued job: every fold finished, reported, the summary written again

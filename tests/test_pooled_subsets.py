@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_train_args
+from conftest import assert_baseline_over_folds, tiny_train_args
 from torch.utils.data import Subset
 
 import config
@@ -140,6 +140,8 @@ def test_a_pooled_run_reports_each_subset_against_its_own_baseline_and_scores_it
         assert row["vs_best_baseline"] == pytest.approx(row["pairwise_accuracy"]
                                                         - row["best_baseline_pairwise_accuracy"])
         assert 0.0 <= row["residual_share"] <= 1.0
+        assert_baseline_over_folds(figures["best_baseline_over_folds"],
+                                   [row["per_subset"][name] for row in summary["per_fold"]], figures)
     assert "plastic_1000hz: pairwise accuracy" in capsys.readouterr().out
     metrics = json.loads((runs[0] / "eval" / "metrics.json").read_text())
     assert set(metrics["baselines"]["per_subset"]) == {"plastic_500hz", "plastic_1000hz"}

@@ -1,8 +1,10 @@
 """--folds K: a run per fold (each testing on its fold, choosing its model on the rest's validation split), then
-the folds summary: every fold's measures, the CNN against the best baseline on the same fold, and the mean and
-standard deviation of each over the folds, in `<save-dir>/folds/<name>/folds_summary.{json,csv}`."""
+the folds summary: every fold's measures, the CNN against the best baseline on the same fold and against the one
+baseline best over the folds, and the mean and standard deviation of each over the folds, in
+`<save-dir>/folds/<name>/folds_summary.{json,csv}`."""
 
 import csv
+import math
 import statistics
 from pathlib import Path
 
@@ -20,7 +22,10 @@ RUN_MEASURES = ("best_val_accuracy", "epochs_done")
 # a fold's row: its run's evaluation, with the evaluated model's epoch (0: a baseline-residual model's untrained
 # baseline), and the run's measures
 EVALUATION_MEASURES = (*MEASURES, "best_epoch")
-ROW_MEASURES = (*EVALUATION_MEASURES, *RUN_MEASURES)
+# the baseline chosen once for the fold set (`with_baseline_over_folds`) on each fold, and the CNN's margin over it
+OVER_FOLDS = ("best_baseline_over_folds_pairwise_accuracy", "vs_best_baseline_over_folds")
+ROW_MEASURES = (*EVALUATION_MEASURES, *OVER_FOLDS, *RUN_MEASURES)
+BASELINES = "baselines_pairwise_accuracy"  # every baseline's all-pairs accuracy on the fold (json only)
 
 
 def fold_configs(cfg: RunConfig, frequency: str) -> list[RunConfig]:
@@ -41,11 +46,30 @@ def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
     row = {"fold": fold, "run": run, "status": summary["status"], "split": evaluation.get("split"),
            "best_baseline": evaluation.get("best_baseline"),
            **{key: evaluation.get(key) for key in EVALUATION_MEASURES},
-           **{key: summary.get(key) for key in RUN_MEASURES}}
+           **{key: summary.get(key) for key in RUN_MEASURES}, BASELINES: evaluation.get(BASELINES)}
     if "per_subset" in evaluation:  # a run that pools subsets: each one's measures
-        row["per_subset"] = {name: {key: figures.get(key) for key in ("best_baseline", *MEASURES)}
+        row["per_subset"] = {name: {key: figures.get(key) for key in ("best_baseline", *MEASURES, BASELINES)}
                              for name, figures in evaluation["per_subset"].items()}
     return row
+
+
+def with_baseline_over_folds(rows: list[dict]) -> str | None:
+    """Choose the baseline whose mean all-pairs accuracy over the folds `rows` is highest (one choice for the fold
+    set, where each row's best_baseline is chosen on its own fold, a maximum of noisy figures that sits above
+    every single baseline's mean), add OVER_FOLDS to each row and return its name; None when the rows do not
+    carry every baseline's accuracy (runs from before they did)."""
+    folds = [row.get(BASELINES) for row in rows]
+    if not folds or None in folds:
+        return None
+    means = {name: statistics.mean(fold[name] for fold in folds) for name in folds[0]
+             if all(isinstance(fold.get(name), (int, float)) and math.isfinite(fold[name]) for fold in folds)}
+    if not means:
+        return None
+    name = max(means, key=means.get)
+    for row in rows:
+        row[OVER_FOLDS[0]] = row[BASELINES][name]
+        row[OVER_FOLDS[1]] = row["pairwise_accuracy"] - row[BASELINES][name]
+    return name
 
 
 def spread(rows: list[dict], key: str) -> dict:
@@ -64,31 +88,43 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
     folder = folds_folder(cfg.run.save_dir, name)
     rows = [fold_row(cfg.run.save_dir, run, fold) for fold, run in runs.items()]
     done = [row for row in rows if row["status"] == "completed"]
+    chosen = with_baseline_over_folds(done)  # before the spreads: it adds OVER_FOLDS to the rows
     summary = {"format_version": FOLDS_FORMAT, "folds": cfg.data.folds, "frequency": frequency,
-               "completed": len(done), "per_fold": rows,
+               "completed": len(done), "best_baseline_over_folds": chosen, "per_fold": rows,
                "over_folds": {key: spread(done, key) for key in ROW_MEASURES}}
     if subsets := list(done[0].get("per_subset", {})) if done else []:
-        summary["over_folds_per_subset"] = {name: {key: spread([row["per_subset"][name] for row in done], key)
-                                                   for key in MEASURES} for name in subsets}
+        summary["over_folds_per_subset"] = {name: subset_over_folds([row["per_subset"][name] for row in done])
+                                            for name in subsets}
     save_json(summary, folder / "folds_summary.json")
     columns = ["fold", "run", "status", "split", "best_baseline", *ROW_MEASURES]
-    rows = [{key: value for key, value in row.items() if key != "per_subset"} for row in rows]
+    rows = [{key: value for key, value in row.items() if key not in ("per_subset", BASELINES)} for row in rows]
     with atomic_path(folder / "folds_summary.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
         for stat in ("mean", "std"):
             writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in ROW_MEASURES}})
-    over = summary["over_folds"]
+    over = {**summary["over_folds"], "best_baseline_over_folds": chosen}
     return "\n".join([f"{len(done)}/{len(rows)} folds of {frequency}: {versus_line(over)}; wrote "
                       f"{folder / 'folds_summary.json'}",
                       *(f"  {name}: {versus_line(figures)}"
                         for name, figures in summary.get("over_folds_per_subset", {}).items())])
 
 
+def subset_over_folds(rows: list[dict]) -> dict:
+    """One subset's figures over the folds of a run that pools several: its baseline chosen over the folds, and
+    the spread of each measure."""
+    name = with_baseline_over_folds(rows)
+    return {"best_baseline_over_folds": name, **{key: spread(rows, key) for key in (*MEASURES, *OVER_FOLDS)}}
+
+
 def versus_line(over: dict) -> str:
-    return (f"pairwise accuracy {shown(over['pairwise_accuracy'])}, best baseline "
+    line = (f"pairwise accuracy {shown(over['pairwise_accuracy'])}, best baseline "
             f"{shown(over['best_baseline_pairwise_accuracy'])}, CNN − best baseline {shown(over['vs_best_baseline'])}")
+    if over.get("best_baseline_over_folds") is None:
+        return line
+    return (f"{line}; best baseline over the folds ({over['best_baseline_over_folds']}) "
+            f"{shown(over[OVER_FOLDS[0]])}, CNN − it {shown(over[OVER_FOLDS[1]])}")
 
 
 def shown(figure: dict) -> str:
