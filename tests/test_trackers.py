@@ -95,6 +95,8 @@ def test_the_trackers_hold_metrics_csv_and_a_resumed_run_continues_them(tiny_dat
     assert sorted(newest_per_step(client.get_metric_history(run.info.run_id, "step/train_loss"))) == list(
         range(1, 3 * batches + 1))
     assert run.data.metrics["final/pairwise_accuracy"] == summary["evaluation"]["pairwise_accuracy"]
+    assert run.data.metrics["final/baselines_pairwise_accuracy/logistic _7 features_"] == summary["evaluation"][
+        "baselines_pairwise_accuracy"]["logistic (7 features)"]  # a name MLflow refuses, its characters replaced
 
     logged, wandb_summary, ids = wandb_logged(folder, first["wandb"])
     assert ids == [first["wandb"]] * 2  # the first process and the resumed one: one W&B run

@@ -63,7 +63,8 @@ def test_ghm_run_writes_every_output(tiny_data, tmp_path, capsys):
     assert set(summary["evaluation"]) == {"pairwise_accuracy", "kendall_tau_b", "spearman_rho", "split", "model",
                                           "best_epoch", "last", "class_accuracy", "mean_abs_angle_error_deg",
                                           "best_baseline", "best_baseline_pairwise_accuracy",
-                                          "best_baseline_kendall_tau_b", "vs_best_baseline"}
+                                          "best_baseline_kendall_tau_b", "vs_best_baseline",
+                                          "baselines_pairwise_accuracy"}
     evaluation = summary["evaluation"]
     assert evaluation["vs_best_baseline"] == pytest.approx(evaluation["pairwise_accuracy"]
                                                            - evaluation["best_baseline_pairwise_accuracy"])

@@ -9,6 +9,7 @@ logs the epochs it trains again once more: the newest value at a step is the one
 
 import logging
 import os
+import re
 import secrets
 import time
 import warnings
@@ -19,16 +20,19 @@ from utils.errors import InputError
 EXPERIMENT = "audio-angle-ranker"  # MLflow experiment and W&B project unless MLFLOW_EXPERIMENT_NAME / WANDB_PROJECT
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}  # MLflow's words for a run's end
 PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
+NAME_OUTSIDE = re.compile(r"[^\w\-. :/]")  # what MLflow refuses in a metric's name, e.g. "logistic (7 features)"
 
 
 def plain_figures(values: dict, prefix: str) -> dict[str, float]:
-    """The numbers among `values` (nested dicts flattened with '/'), named `<prefix>/<key>`."""
+    """The numbers among `values` (nested dicts flattened with '/'), named `<prefix>/<key>` with the characters
+    MLflow refuses in a name replaced by '_'."""
     figures = {}
     for key, value in values.items():
+        name = f"{prefix}/{NAME_OUTSIDE.sub('_', str(key))}"
         if isinstance(value, dict):
-            figures.update(plain_figures(value, f"{prefix}/{key}"))
+            figures.update(plain_figures(value, name))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            figures[f"{prefix}/{key}"] = float(value)
+            figures[name] = float(value)
     return figures
 
 
