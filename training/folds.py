@@ -55,7 +55,7 @@ def fold_row(save_dir: str, run: str | None, fold: int) -> dict:
 
 def with_baseline_over_folds(rows: list[dict]) -> str | None:
     """Choose the baseline whose mean all-pairs accuracy over the folds `rows` is highest (one choice for the fold
-    set, where each row's best_baseline is chosen on its own fold, a maximum of noisy figures that sits above
+    set, where each row's best_baseline is chosen on its own fold, a maximum of noisy figures that sits at or above
     every single baseline's mean), add OVER_FOLDS to each row and return its name; None when the rows do not
     carry every baseline's accuracy (runs from before they did)."""
     folds = [row.get(BASELINES) for row in rows]
@@ -88,13 +88,13 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
     folder = folds_folder(cfg.run.save_dir, name)
     rows = [fold_row(cfg.run.save_dir, run, fold) for fold, run in runs.items()]
     done = [row for row in rows if row["status"] == "completed"]
-    chosen = with_baseline_over_folds(done)  # before the spreads: it adds OVER_FOLDS to the rows
+    over = over_folds(done, ROW_MEASURES)
     summary = {"format_version": FOLDS_FORMAT, "folds": cfg.data.folds, "frequency": frequency,
-               "completed": len(done), "best_baseline_over_folds": chosen, "per_fold": rows,
-               "over_folds": {key: spread(done, key) for key in ROW_MEASURES}}
+               "completed": len(done), "best_baseline_over_folds": over["best_baseline_over_folds"],
+               "per_fold": rows, "over_folds": {key: over[key] for key in ROW_MEASURES}}
     if subsets := list(done[0].get("per_subset", {})) if done else []:
-        summary["over_folds_per_subset"] = {name: subset_over_folds([row["per_subset"][name] for row in done])
-                                            for name in subsets}
+        summary["over_folds_per_subset"] = {name: over_folds([row["per_subset"][name] for row in done],
+                                                             (*MEASURES, *OVER_FOLDS)) for name in subsets}
     save_json(summary, folder / "folds_summary.json")
     columns = ["fold", "run", "status", "split", "best_baseline", *ROW_MEASURES]
     rows = [{key: value for key, value in row.items() if key not in ("per_subset", BASELINES)} for row in rows]
@@ -104,24 +104,23 @@ def write_folds_summary(cfg: RunConfig, frequency: str, runs: dict[int, str | No
         writer.writerows(rows)
         for stat in ("mean", "std"):
             writer.writerow({"fold": stat, **{key: summary["over_folds"][key][stat] for key in ROW_MEASURES}})
-    over = {**summary["over_folds"], "best_baseline_over_folds": chosen}
     return "\n".join([f"{len(done)}/{len(rows)} folds of {frequency}: {versus_line(over)}; wrote "
                       f"{folder / 'folds_summary.json'}",
                       *(f"  {name}: {versus_line(figures)}"
                         for name, figures in summary.get("over_folds_per_subset", {}).items())])
 
 
-def subset_over_folds(rows: list[dict]) -> dict:
-    """One subset's figures over the folds of a run that pools several: its baseline chosen over the folds, and
-    the spread of each measure."""
-    name = with_baseline_over_folds(rows)
-    return {"best_baseline_over_folds": name, **{key: spread(rows, key) for key in (*MEASURES, *OVER_FOLDS)}}
+def over_folds(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    """The completed folds `rows` (a fold set's, or one pooled subset's) over the folds: the baseline chosen over
+    them and the spread of each of `keys`."""
+    chosen = with_baseline_over_folds(rows)  # first: it adds OVER_FOLDS to the rows
+    return {"best_baseline_over_folds": chosen, **{key: spread(rows, key) for key in keys}}
 
 
 def versus_line(over: dict) -> str:
     line = (f"pairwise accuracy {shown(over['pairwise_accuracy'])}, best baseline "
             f"{shown(over['best_baseline_pairwise_accuracy'])}, CNN − best baseline {shown(over['vs_best_baseline'])}")
-    if over.get("best_baseline_over_folds") is None:
+    if over["best_baseline_over_folds"] is None:
         return line
     return (f"{line}; best baseline over the folds ({over['best_baseline_over_folds']}) "
             f"{shown(over[OVER_FOLDS[0]])}, CNN − it {shown(over[OVER_FOLDS[1]])}")
